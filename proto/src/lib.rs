@@ -1,0 +1,14 @@
+//! The Spacetime miner's gRPC API (`spacetime.miner.v1`).
+//!
+//! The `.proto` files under `spacetime/miner/v1/` are the source of truth and their comments
+//! are the API documentation. This crate compiles them (with protox, so no `protoc` is
+//! needed) and exposes the generated code in [`pb`].
+
+/// Generated protobuf types, client and server for `spacetime.miner.v1`.
+#[allow(clippy::all, missing_docs)] // generated code
+pub mod pb {
+    tonic::include_proto!("spacetime.miner.v1");
+}
+
+/// Encoded `FileDescriptorSet` of the API, served by gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("spacetime_miner_v1_descriptor");

@@ -1,0 +1,9 @@
+//! `spacetime`: the domain core of the Spacetime miner.
+//!
+//! Synchronous and free of any async runtime or RPC types: plot files, the Merkle tree and
+//! its cache, scanning and proofs, consensus rules, blocks and transactions, the wire codec,
+//! keys, and the plot metadata file. Byte layouts follow the C# reference implementation
+//! (`runcodedad/spacetime`); where this crate departs from it, `docs/decisions.md` says why.
+
+pub mod hash;
+pub mod merkle;
