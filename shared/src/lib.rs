@@ -7,3 +7,18 @@
 
 pub mod hash;
 pub mod merkle;
+pub mod metadata;
+mod atomic_file;
+pub mod bench;
+pub mod cache;
+mod compress;
+pub mod plot;
+pub mod prove;
+pub mod scan;
+pub mod block;
+mod codec;
+pub use codec::DecodeError;
+pub mod consensus;
+pub mod keys;
+pub mod validate;
+pub mod wire;

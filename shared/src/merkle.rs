@@ -13,7 +13,8 @@
 //! The reference docs say the padding hash has no `0x01` prefix; the reference code has it,
 //! and the code is what existing plots were built with.
 
-use crate::hash::{sha256, sha256_concat, Hash32};
+use crate::compress::{compress, hash_short, pad_block, state_to_hash, IV};
+use crate::hash::Hash32;
 
 /// Domain prefix of a leaf node.
 const LEAF_PREFIX: u8 = 0x00;
@@ -22,26 +23,48 @@ const INTERNAL_PREFIX: u8 = 0x01;
 /// The marker inside a padding hash.
 const PADDING_MARKER: &[u8; 14] = b"MERKLE_PADDING";
 
-/// `H(0x00 ‖ leaf)`: the level-0 node of a leaf.
+/// `H(0x00 ‖ leaf)`: the level-0 node of a leaf (one compression).
+#[inline]
 pub fn leaf_node(leaf: &[u8; 32]) -> Hash32 {
-    let mut buf = [0u8; 33];
-    buf[0] = LEAF_PREFIX;
-    buf[1..].copy_from_slice(leaf);
-    sha256(&buf)
+    let mut block = [0u8; 64];
+    block[0] = LEAF_PREFIX;
+    block[1..33].copy_from_slice(leaf);
+    hash_short(block, 33)
 }
 
-/// `H(0x01 ‖ left ‖ right)`: the parent of two nodes.
+/// The constant second block of an internal node before its last byte is filled in.
+const INTERNAL_TAIL: [u8; 64] = pad_block([0u8; 64], 65);
+
+/// `H(0x01 ‖ left ‖ right)`: the parent of two nodes (two compressions).
+#[inline]
 pub fn internal_node(left: &Hash32, right: &Hash32) -> Hash32 {
-    let mut buf = [0u8; 65];
-    buf[0] = INTERNAL_PREFIX;
-    buf[1..33].copy_from_slice(left);
-    buf[33..].copy_from_slice(right);
-    sha256(&buf)
+    let mut first = [0u8; 64];
+    first[0] = INTERNAL_PREFIX;
+    first[1..33].copy_from_slice(left);
+    first[33..].copy_from_slice(&right[..31]);
+    let mut second = INTERNAL_TAIL;
+    second[0] = right[31];
+    let mut state = IV;
+    compress(&mut state, &first);
+    compress(&mut state, &second);
+    state_to_hash(&state)
 }
 
-/// `H(0x01 ‖ "MERKLE_PADDING" ‖ node)`: the right sibling of an unpaired last node.
+/// `H(0x01 ‖ "MERKLE_PADDING" ‖ node)`: the right sibling of an unpaired last node
+/// (one compression).
+#[inline]
 pub fn padding_node(node: &Hash32) -> Hash32 {
-    sha256_concat(&[&[INTERNAL_PREFIX], PADDING_MARKER, node])
+    let mut block = [0u8; 64];
+    block[0] = INTERNAL_PREFIX;
+    block[1..15].copy_from_slice(PADDING_MARKER);
+    block[15..47].copy_from_slice(node);
+    hash_short(block, 47)
+}
+
+/// The parent of an unpaired last node: `internal(X, padding(X))`.
+#[inline]
+pub fn padded_parent(node: &Hash32) -> Hash32 {
+    internal_node(node, &padding_node(node))
 }
 
 /// Height of a tree of `leaf_count` leaves: `⌈log₂ N⌉` (0 for one leaf).
@@ -66,17 +89,32 @@ pub fn level_size(leaf_count: u64, level: u32) -> u64 {
 
 /// Streaming root computation with O(log N) memory: push level-0 nodes in index order,
 /// then [`MerkleFolder::finish`]. Produces exactly the reference root.
+///
+/// A folder can also record every node it produces from a given level up
+/// ([`MerkleFolder::with_capture`]), which is how plot creation builds the `.cache` levels
+/// in the same pass.
 #[derive(Debug, Clone, Default)]
 pub struct MerkleFolder {
     /// `pending[k]` is a level-k node still waiting for its right sibling.
     pending: Vec<Option<Hash32>>,
     count: u64,
+    /// Lowest captured level and the captured nodes per level (index order), if capturing.
+    capture: Option<(u32, Vec<Vec<Hash32>>)>,
 }
 
 impl MerkleFolder {
     /// An empty folder.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty folder that records every node landing on level `from_level` or above,
+    /// in index order per level (see [`MerkleFolder::finish_capturing`]).
+    pub fn with_capture(from_level: u32) -> Self {
+        Self {
+            capture: Some((from_level, Vec::new())),
+            ..Self::default()
+        }
     }
 
     /// Number of leaves pushed so far.
@@ -89,6 +127,35 @@ impl MerkleFolder {
         self.push_leaf_node(leaf_node(leaf));
     }
 
+    /// Push the next leaves, in order. Equivalent to [`MerkleFolder::push_leaf`] on each,
+    /// but aligned runs of 64 leaves are folded in a local array first (one stack update
+    /// per 64 leaves), unless levels below 6 are being captured.
+    pub fn push_leaves(&mut self, leaves: &[[u8; 32]]) {
+        let group = 1usize << GROUP_LEVEL;
+        let grouped = self
+            .capture
+            .as_ref()
+            .is_none_or(|(from, _)| *from > GROUP_LEVEL);
+        let mut rest = leaves;
+        if grouped {
+            while let Some((first, tail)) = rest.split_first() {
+                if self.count % group as u64 == 0 {
+                    break;
+                }
+                self.push_leaf(first);
+                rest = tail;
+            }
+            let mut groups = rest.chunks_exact(group);
+            for g in &mut groups {
+                self.push_node_at(GROUP_LEVEL, group_root(g), group as u64);
+            }
+            rest = groups.remainder();
+        }
+        for leaf in rest {
+            self.push_leaf(leaf);
+        }
+    }
+
     /// Push the next level-0 node.
     pub fn push_leaf_node(&mut self, node: Hash32) {
         self.count += 1;
@@ -96,7 +163,9 @@ impl MerkleFolder {
     }
 
     /// Push the next node of an aligned level-`level` run (used to merge subtrees that were
-    /// folded separately, e.g. by parallel workers, each covering `2^level` leaves).
+    /// folded separately, e.g. by parallel workers). Every pushed node but the last must
+    /// cover exactly `2^level` leaves; the last may cover fewer if it was folded to exactly
+    /// `level` with padding (see [`MerkleFolder::finish_at_level`]).
     pub fn push_node_at(&mut self, level: u32, node: Hash32, leaves_covered: u64) {
         self.count += leaves_covered;
         self.push_at(level as usize, node);
@@ -104,6 +173,16 @@ impl MerkleFolder {
 
     fn push_at(&mut self, mut level: usize, mut node: Hash32) {
         loop {
+            if let Some((from, levels)) = &mut self.capture {
+                let from = *from as usize;
+                if level >= from {
+                    let slot = level - from;
+                    if levels.len() <= slot {
+                        levels.resize_with(slot + 1, Vec::new);
+                    }
+                    levels[slot].push(node);
+                }
+            }
             if self.pending.len() <= level {
                 self.pending.resize(level + 1, None);
             }
@@ -120,27 +199,86 @@ impl MerkleFolder {
         }
     }
 
-    /// The root of everything pushed, or `None` when nothing was pushed.
-    pub fn finish(mut self) -> Option<Hash32> {
+    /// Pad every lone node below `level` and return the level-`level` node.
+    fn close_to(&mut self, level: u32) -> Option<Hash32> {
         if self.count == 0 {
             return None;
         }
-        let height = tree_height(self.count) as usize;
-        for level in 0..height {
-            if let Some(lone) = self.pending.get_mut(level).and_then(Option::take) {
-                self.push_at(level + 1, internal_node(&lone, &padding_node(&lone)));
+        for below in 0..level as usize {
+            if let Some(lone) = self.pending.get_mut(below).and_then(Option::take) {
+                self.push_at(below + 1, padded_parent(&lone));
             }
         }
-        self.pending.get_mut(height).and_then(Option::take)
+        let top = self.pending.get_mut(level as usize).and_then(Option::take);
+        // Anything left above `level` means more than 2^level leaves were pushed.
+        if self.pending.iter().any(Option::is_some) {
+            return None;
+        }
+        top
     }
+
+    /// The root of everything pushed, or `None` when nothing was pushed.
+    pub fn finish(mut self) -> Option<Hash32> {
+        let height = tree_height(self.count);
+        self.close_to(height)
+    }
+
+    /// The level-`level` node of an aligned subtree folded on its own: every lone node is
+    /// padded up to exactly `level` (reference section 2.3). `None` when nothing was pushed
+    /// or more than `2^level` leaves were.
+    pub fn finish_at_level(mut self, level: u32) -> Option<Hash32> {
+        self.close_to(level)
+    }
+
+    /// Like [`MerkleFolder::finish`], also returning the captured levels (index 0 = the
+    /// capture's first level; the root's level is included).
+    pub fn finish_capturing(mut self) -> (Option<Hash32>, Vec<Vec<Hash32>>) {
+        let height = tree_height(self.count);
+        let root = self.close_to(height);
+        let levels = self.capture.take().map(|(_, l)| l).unwrap_or_default();
+        (root, levels)
+    }
+
+    /// Like [`MerkleFolder::finish_at_level`], also returning the captured levels.
+    pub fn finish_at_level_capturing(mut self, level: u32) -> (Option<Hash32>, Vec<Vec<Hash32>>) {
+        let node = self.close_to(level);
+        let levels = self.capture.take().map(|(_, l)| l).unwrap_or_default();
+        (node, levels)
+    }
+}
+
+/// Level of the groups [`MerkleFolder::push_leaves`] folds locally (64 leaves).
+const GROUP_LEVEL: u32 = 6;
+
+/// The level-6 node of 64 leaves (a full aligned group: no padding inside).
+fn group_root(leaves: &[[u8; 32]]) -> Hash32 {
+    let mut nodes = [[0u8; 32]; 32];
+    for (node, pair) in nodes.iter_mut().zip(leaves.chunks_exact(2)) {
+        *node = internal_node(&leaf_node(&pair[0]), &leaf_node(&pair[1]));
+    }
+    let mut len = nodes.len();
+    while len > 1 {
+        for i in 0..len / 2 {
+            nodes[i] = internal_node(&nodes[2 * i], &nodes[2 * i + 1]);
+        }
+        len /= 2;
+    }
+    nodes[0]
+}
+
+/// The level-`level` node over `leaves`, an aligned run of at most `2^level` leaves folded
+/// on its own with padding up to exactly `level` (reference section 2.3).
+/// `None` when `leaves` is empty or longer than `2^level`.
+pub fn subtree_root(leaves: &[[u8; 32]], level: u32) -> Option<Hash32> {
+    let mut folder = MerkleFolder::new();
+    folder.push_leaves(leaves);
+    folder.finish_at_level(level)
 }
 
 /// Root of a tree over `leaves` (in memory; for small trees and tests).
 pub fn root_of_leaves(leaves: &[[u8; 32]]) -> Option<Hash32> {
     let mut folder = MerkleFolder::new();
-    for leaf in leaves {
-        folder.push_leaf(leaf);
-    }
+    folder.push_leaves(leaves);
     folder.finish()
 }
 
@@ -202,10 +340,75 @@ impl MerklePath {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hash::{sha256, sha256_concat};
+
+    #[test]
+    fn fast_node_hashes_match_their_definitions() {
+        let a = sha256(b"a");
+        let b = sha256(b"b");
+        assert_eq!(leaf_node(&a), sha256_concat(&[&[0], &a]));
+        assert_eq!(internal_node(&a, &b), sha256_concat(&[&[1], &a, &b]));
+        assert_eq!(
+            padding_node(&a),
+            sha256_concat(&[&[1], b"MERKLE_PADDING", &a])
+        );
+    }
+
+    #[test]
+    fn subtree_root_pads_to_its_exact_level() {
+        let leaves: Vec<[u8; 32]> = (0..5u64).map(|i| sha256(&i.to_le_bytes())).collect();
+        // The right-edge subtree {4} of a 5-leaf tree, at level 2, is padded twice.
+        let l4 = leaf_node(&leaves[4]);
+        let expected = padded_parent(&padded_parent(&l4));
+        assert_eq!(subtree_root(&leaves[4..], 2), Some(expected));
+        assert_eq!(subtree_root(&leaves, 3), root_of_leaves(&leaves));
+        assert_eq!(
+            subtree_root(&leaves, 2),
+            None,
+            "5 leaves do not fit level 2"
+        );
+        assert_eq!(subtree_root(&[], 2), None);
+    }
+
+    #[test]
+    fn capture_records_every_level_in_order() {
+        let leaves: Vec<[u8; 32]> = (0..11u64).map(|i| sha256(&i.to_le_bytes())).collect();
+        let mut folder = MerkleFolder::with_capture(1);
+        for leaf in &leaves {
+            folder.push_leaf(leaf);
+        }
+        let (root, levels) = folder.finish_capturing();
+        let mut level: Vec<Hash32> = leaves.iter().map(leaf_node).collect();
+        let mut expected = Vec::new();
+        while level.len() > 1 {
+            level = level
+                .chunks(2)
+                .map(|p| {
+                    if p.len() == 2 {
+                        internal_node(&p[0], &p[1])
+                    } else {
+                        padded_parent(&p[0])
+                    }
+                })
+                .collect();
+            expected.push(level.clone());
+        }
+        assert_eq!(levels, expected);
+        assert_eq!(root, Some(level[0]));
+    }
 
     #[test]
     fn heights_follow_ceil_log2() {
-        let cases = [(1, 0), (2, 1), (3, 2), (4, 2), (5, 3), (8, 3), (9, 4), (3_276_800, 22)];
+        let cases = [
+            (1, 0),
+            (2, 1),
+            (3, 2),
+            (4, 2),
+            (5, 3),
+            (8, 3),
+            (9, 4),
+            (3_276_800, 22),
+        ];
         for (n, h) in cases {
             assert_eq!(tree_height(n), h, "N = {n}");
         }
@@ -241,7 +444,26 @@ mod tests {
     fn folder_matches_naive_definition_for_small_trees() {
         for n in 1..=70u64 {
             let leaves: Vec<[u8; 32]> = (0..n).map(|i| sha256(&i.to_le_bytes())).collect();
-            assert_eq!(root_of_leaves(&leaves).unwrap(), naive_root(&leaves), "N = {n}");
+            assert_eq!(
+                root_of_leaves(&leaves).unwrap(),
+                naive_root(&leaves),
+                "N = {n}"
+            );
+        }
+    }
+
+    #[test]
+    fn grouped_pushes_equal_single_pushes() {
+        let leaves: Vec<[u8; 32]> = (0..300u64).map(|i| sha256(&i.to_le_bytes())).collect();
+        for split in [0usize, 1, 63, 64, 65, 130, 299, 300] {
+            for from in [1u32, 6, 7] {
+                let mut one = MerkleFolder::with_capture(from);
+                leaves.iter().for_each(|l| one.push_leaf(l));
+                let mut many = MerkleFolder::with_capture(from);
+                many.push_leaves(&leaves[..split]);
+                many.push_leaves(&leaves[split..]);
+                assert_eq!(one.finish_capturing(), many.finish_capturing(), "split {split}");
+            }
         }
     }
 

@@ -1,0 +1,373 @@
+//! Plot creation: parallel leaf generation, the Merkle root (and cache levels) folded in
+//! memory while the leaves stream to disk, then an atomic publish.
+//!
+//! Leaves are produced in aligned chunks of `2^CHUNK_LEVEL`; each chunk is folded to its
+//! level-`CHUNK_LEVEL` node on a worker (the last, partial chunk is padded up to exactly
+//! that level, reference section 2.3), and the chunk nodes are merged in order by one
+//! [`MerkleFolder`]. Chunks are processed in batches: while one batch is written, the next
+//! is computed, so memory stays at two batches whatever the plot size.
+//!
+//! The plot is written to `.<name>.tmp-<random>` beside its final path with a zero header,
+//! the header is written last, the file is fsynced and then linked into place without
+//! replacing anything; the cache file follows the same path. Any error or a cancellation
+//! drops the temporary files.
+
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+
+use super::{plot_file_len, LeafGenerator, PlotError, PlotHeader, HEADER_LEN};
+use crate::atomic_file;
+use crate::cache::{CacheError, MerkleCache, MAX_CACHE_BYTES};
+use crate::hash::Hash32;
+use crate::merkle::{level_size, tree_height, MerkleFolder};
+
+/// Leaves per work chunk: `2^15` leaves = 1 MiB.
+const CHUNK_LEVEL: u32 = 15;
+/// Minimum time between two progress reports.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The lowest cache level stored by default: a proof then reads at most `2^12` leaves
+/// (128 KiB, under a millisecond of hashing) of the plot, and the cache holds about
+/// `N / 2^11` nodes, 1/2048 of the plot (2 MiB for a 4 GiB plot).
+pub const DEFAULT_CACHE_LEVEL: u32 = 12;
+
+/// Which Merkle levels the `.cache` file beside a new plot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CacheLevels {
+    /// Levels `12..H` ([`DEFAULT_CACHE_LEVEL`]; fewer when the tree is lower), so that a
+    /// proof reads at most `2^12` leaves: sized for proof speed, still the reference format.
+    #[default]
+    Default,
+    /// The reference meaning of `--cache-levels K`: the K levels directly below the root,
+    /// `max(1, H−K)..H`. `TopLevels(0)` writes no cache.
+    TopLevels(u32),
+    /// No cache file.
+    Disabled,
+}
+
+impl CacheLevels {
+    /// The lowest stored level for a tree of height `height`, or `None` when no cache file
+    /// is written (as in the reference, never for `height ≤ 1`).
+    pub fn start_level(&self, height: u32) -> Option<u32> {
+        if height <= 1 {
+            return None;
+        }
+        match *self {
+            CacheLevels::Default => Some(DEFAULT_CACHE_LEVEL.clamp(1, height - 1)),
+            CacheLevels::TopLevels(0) | CacheLevels::Disabled => None,
+            CacheLevels::TopLevels(k) => Some(height.saturating_sub(k).max(1)),
+        }
+    }
+}
+
+/// A request to create one plot.
+#[derive(Debug, Clone)]
+pub struct CreatePlot {
+    /// Final path of the plot (`*.plot`); must not exist.
+    pub path: PathBuf,
+    /// The miner's 32-byte public key (the plot key).
+    pub miner_pk: [u8; 32],
+    /// The plot seed (the plot id).
+    pub seed: [u8; 32],
+    /// Number of leaves N (the plot holds `32·N` bytes of leaves).
+    pub leaf_count: u64,
+    /// Cache levels to write beside the plot.
+    pub cache: CacheLevels,
+    /// Worker threads; `None` = all cores.
+    pub threads: Option<usize>,
+}
+
+/// Progress of a plot creation, reported a few times per second.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlotProgress {
+    /// Leaves generated and handed to the writer.
+    pub leaves_done: u64,
+    /// N.
+    pub leaves_total: u64,
+    /// Bytes of plot data produced so far (header included).
+    pub bytes_written: u64,
+    /// Average rate since the start.
+    pub leaves_per_sec: f64,
+    /// Estimated time left, once a rate is known.
+    pub eta: Option<Duration>,
+}
+
+/// A plot that was created and published.
+#[derive(Debug, Clone)]
+pub struct CreatedPlot {
+    /// The final plot path.
+    pub path: PathBuf,
+    /// The cache file, if one was written.
+    pub cache_path: Option<PathBuf>,
+    /// The header written.
+    pub header: PlotHeader,
+    /// Wall time of the whole creation.
+    pub elapsed: Duration,
+}
+
+/// One computed chunk: its leaves, its level-`target` node and its captured cache nodes.
+struct Chunk {
+    leaves: Vec<[u8; 32]>,
+    node: Option<Hash32>,
+    captured: Vec<Vec<Hash32>>,
+}
+
+/// Create a plot as described by `req`. See the module docs for the on-disk protocol.
+/// `progress` is called at most every 200 ms and once at the end; `cancel` is checked
+/// between batches and yields [`PlotError::Cancelled`] with nothing left behind.
+pub fn create_plot(
+    req: &CreatePlot,
+    progress: &mut dyn FnMut(&PlotProgress),
+    cancel: &AtomicBool,
+) -> Result<CreatedPlot, PlotError> {
+    let started = Instant::now();
+    let n = req.leaf_count;
+    if n == 0 {
+        return Err(PlotError::InvalidRequest {
+            reason: "a plot needs at least one leaf".into(),
+        });
+    }
+    let total_len = plot_file_len(n)
+        .filter(|&len| usize::try_from(len).is_ok())
+        .ok_or(PlotError::SizeOverflow { leaf_count: n })?;
+    if req.path.file_name().is_none() {
+        return Err(PlotError::InvalidRequest {
+            reason: format!("{} has no file name", req.path.display()),
+        });
+    }
+    let height = tree_height(n);
+    let cache_start = req.cache.start_level(height);
+    if let Some(start) = cache_start {
+        let bytes: u64 = (start..height)
+            .map(|l| 12 + level_size(n, l) * 32)
+            .sum::<u64>()
+            + 36;
+        if bytes > MAX_CACHE_BYTES {
+            return Err(CacheError::TooLarge { bytes }.into());
+        }
+    }
+    let dir = atomic_file::parent_dir(&req.path);
+    std::fs::create_dir_all(&dir).map_err(|e| PlotError::io("creating directory", &dir, e))?;
+    if req.path.exists() {
+        return Err(PlotError::AlreadyExists {
+            path: req.path.clone(),
+        });
+    }
+    let threads = req
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("plotter-{i}"))
+        .build()
+        .map_err(|e| PlotError::InvalidRequest {
+            reason: format!("cannot start {threads} worker threads: {e}"),
+        })?;
+
+    let tmp = atomic_file::temp_beside(&req.path)
+        .map_err(|e| PlotError::io("creating a temporary file beside", &req.path, e))?;
+    let tmp_path = tmp.path().to_path_buf();
+    let file = tmp.as_file();
+    let write_err = |e| PlotError::io("writing", &tmp_path, e);
+    file.write_all_at(&[0u8; HEADER_LEN], 0)
+        .map_err(write_err)?;
+
+    // Single chunk: fold straight to the root. Several: chunk nodes at CHUNK_LEVEL.
+    let chunk_len = 1u64 << CHUNK_LEVEL;
+    let chunk_count = n.div_ceil(chunk_len);
+    let target = if chunk_count == 1 {
+        height
+    } else {
+        CHUNK_LEVEL
+    };
+    // Cache levels start..height; chunks capture from `start`, the merge folder above them.
+    let cache_from = cache_start.unwrap_or(u32::MAX);
+    let mut cache_levels: Vec<Vec<Hash32>> =
+        vec![Vec::new(); cache_start.map_or(0, |s| (height - s) as usize)];
+    let merge_from = cache_from.max(target + 1);
+    let mut merger = MerkleFolder::with_capture(merge_from);
+    let mut single_root = None;
+
+    let gen = LeafGenerator::new(&req.miner_pk, &req.seed);
+    let batch_chunks = (2 * threads).clamp(2, 32) as u64;
+    let mut recycled: Vec<Vec<[u8; 32]>> = Vec::new();
+    let mut pending: Vec<Chunk> = Vec::new();
+    let mut written_upto: u64 = 0; // leaves written to the file
+    let mut next_chunk = 0u64;
+    let mut last_report: Option<Instant> = None;
+
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(PlotError::Cancelled);
+        }
+        let batch_end = (next_chunk + batch_chunks).min(chunk_count);
+        let buffers: Vec<Vec<[u8; 32]>> = (next_chunk..batch_end)
+            .map(|_| recycled.pop().unwrap_or_default())
+            .collect();
+        let to_write = std::mem::take(&mut pending);
+        let offset = written_upto;
+        // Write the previous batch while computing the next one.
+        let (write_result, computed) = pool.install(|| {
+            rayon::join(
+                || -> std::io::Result<(u64, Vec<Vec<[u8; 32]>>)> {
+                    let mut at = offset;
+                    let mut bufs = Vec::with_capacity(to_write.len());
+                    for chunk in to_write {
+                        let pos = HEADER_LEN as u64 + at * 32;
+                        file.write_all_at(chunk.leaves.as_flattened(), pos)?;
+                        at += chunk.leaves.len() as u64;
+                        bufs.push(chunk.leaves);
+                    }
+                    Ok((at, bufs))
+                },
+                || {
+                    buffers
+                        .into_par_iter()
+                        .enumerate()
+                        .map(|(i, buf)| {
+                            let c = next_chunk + i as u64;
+                            build_chunk(&gen, n, c, target, cache_from, buf)
+                        })
+                        .collect::<Vec<Chunk>>()
+                },
+            )
+        });
+        let (at, bufs) = write_result.map_err(write_err)?;
+        written_upto = at;
+        recycled.extend(bufs);
+        let mut computed = computed;
+        for chunk in &mut computed {
+            let covered = chunk.leaves.len() as u64;
+            let node = chunk.node.ok_or_else(internal_error)?;
+            if chunk_count == 1 {
+                single_root = Some(node);
+            } else {
+                merger.push_node_at(target, node, covered);
+            }
+            let captured = std::mem::take(&mut chunk.captured);
+            for (level, nodes) in cache_levels.iter_mut().zip(captured) {
+                level.extend(nodes);
+            }
+        }
+        pending = computed;
+        next_chunk = batch_end;
+        let done = (next_chunk * chunk_len).min(n);
+        let now = Instant::now();
+        if done < n && last_report.is_none_or(|t| now - t >= PROGRESS_INTERVAL) {
+            last_report = Some(now);
+            progress(&progress_at(done, n, started.elapsed()));
+        }
+        if pending.is_empty() {
+            break;
+        }
+    }
+
+    let root = if chunk_count == 1 {
+        single_root
+    } else {
+        let (root, captured) = merger.finish_capturing();
+        let offset = (merge_from.saturating_sub(cache_from)) as usize;
+        for (level, nodes) in cache_levels.iter_mut().skip(offset).zip(captured) {
+            *level = nodes;
+        }
+        root
+    }
+    .ok_or_else(internal_error)?;
+    progress(&progress_at(n, n, started.elapsed()));
+
+    let header = PlotHeader::new(req.seed, n, root);
+    file.write_all_at(&header.encode(), 0).map_err(write_err)?;
+    debug_assert_eq!(HEADER_LEN as u64 + written_upto * 32, total_len);
+
+    let cache = cache_start.map(|start| MerkleCache {
+        tree_height: height,
+        start_level: start,
+        levels: cache_levels,
+    });
+    let cache_path = MerkleCache::path_for(&req.path);
+    let cache_tmp = match &cache {
+        Some(cache) => {
+            let bytes = cache.encode()?;
+            let mut tmp = atomic_file::temp_beside(&cache_path)
+                .map_err(|e| PlotError::io("creating a temporary file beside", &cache_path, e))?;
+            std::io::Write::write_all(&mut tmp, &bytes)
+                .map_err(|e| PlotError::io("writing", tmp.path(), e))?;
+            tmp.as_file()
+                .sync_all()
+                .map_err(|e| PlotError::io("syncing", tmp.path(), e))?;
+            Some(tmp)
+        }
+        None => None,
+    };
+    if cancel.load(Ordering::Relaxed) {
+        return Err(PlotError::Cancelled);
+    }
+    atomic_file::persist(tmp, &req.path, false).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            PlotError::AlreadyExists {
+                path: req.path.clone(),
+            }
+        } else {
+            PlotError::io("publishing", &req.path, e)
+        }
+    })?;
+    if let Some(tmp) = cache_tmp {
+        atomic_file::persist(tmp, &cache_path, true)
+            .map_err(|e| PlotError::io("publishing", &cache_path, e))?;
+    }
+    Ok(CreatedPlot {
+        path: req.path.clone(),
+        cache_path: cache.map(|_| cache_path),
+        header,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// A fold that cannot come out empty did: a bug, reported rather than written to disk.
+fn internal_error() -> PlotError {
+    PlotError::InvalidRequest {
+        reason: "internal error: a Merkle fold produced no node".into(),
+    }
+}
+
+fn progress_at(done: u64, total: u64, elapsed: Duration) -> PlotProgress {
+    let secs = elapsed.as_secs_f64();
+    let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
+    let eta = (rate > 0.0).then(|| Duration::from_secs_f64((total - done) as f64 / rate));
+    PlotProgress {
+        leaves_done: done,
+        leaves_total: total,
+        bytes_written: HEADER_LEN as u64 + done * 32,
+        leaves_per_sec: rate,
+        eta,
+    }
+}
+
+/// Generate chunk `index` into `buf` and fold it to level `target`, recording the nodes of
+/// levels `capture_from..` on the way.
+fn build_chunk(
+    gen: &LeafGenerator,
+    n: u64,
+    index: u64,
+    target: u32,
+    capture_from: u32,
+    mut buf: Vec<[u8; 32]>,
+) -> Chunk {
+    let start = index << CHUNK_LEVEL;
+    let len = (n - start).min(1 << CHUNK_LEVEL) as usize;
+    buf.resize(len, [0u8; 32]);
+    gen.fill(start, &mut buf);
+    let mut folder = MerkleFolder::with_capture(capture_from);
+    folder.push_leaves(&buf);
+    let (node, captured) = folder.finish_at_level_capturing(target);
+    Chunk {
+        leaves: buf,
+        node,
+        captured,
+    }
+}

@@ -1,0 +1,289 @@
+//! Scanning plots for the best (lowest) score of a challenge.
+//!
+//! `score = H(challenge ‖ leaf)`: one 64-byte block plus the constant padding block, so two
+//! compressions per leaf. The index sets are exactly the reference strategies (section 3.5,
+//! IEEE double arithmetic where the reference uses it); leaves are read as contiguous slices
+//! of the memory-mapped plots. Work is split into items of consecutive indices (in file
+//! order, plots in order) that all threads pull from one queue, so scanning is parallel
+//! across plots and within a plot, and a deadline stops it with the best found so far.
+//!
+//! Tie-break: lowest score, then lowest plot id (seed), then lowest index, so the result
+//! does not depend on thread timing.
+
+use std::cmp::Ordering as CmpOrdering;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::compress::hash_64;
+use crate::hash::Hash32;
+use crate::plot::PlotFile;
+
+/// Leaves (or strategy positions) per work item: 16 Ki leaves = 512 KiB of reads.
+const ITEM_LEN: u64 = 1 << 14;
+
+/// `H(challenge ‖ leaf)`: the score of a leaf (lower is better).
+#[inline]
+pub fn score(challenge: &Hash32, leaf: &[u8; 32]) -> Hash32 {
+    let mut block = [0u8; 64];
+    block[..32].copy_from_slice(challenge);
+    block[32..].copy_from_slice(leaf);
+    hash_64(&block)
+}
+
+/// Which leaves of each plot are scored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanStrategy {
+    /// Every leaf, `0..N`.
+    Full,
+    /// `samples` leaves spread evenly: all of them when `samples ≥ N`, else
+    /// `trunc(i × (N / S))` for `i in 0..S` in double arithmetic (reference `Sampling(S)`).
+    Sampling {
+        /// S (> 0; 0 scans nothing).
+        samples: u64,
+    },
+    /// Blocks of `block` leaves, `per_block` leaves spread evenly in each (reference
+    /// `CacheFriendly(B, P)`).
+    CacheFriendly {
+        /// B (> 0).
+        block: u64,
+        /// P (0 < P ≤ B).
+        per_block: u64,
+    },
+    /// As many leaves as fit before the deadline, in file order, plot after plot; the best
+    /// so far when time runs out. Without a deadline it is a full scan.
+    Deadline,
+}
+
+impl ScanStrategy {
+    /// Number of positions this strategy visits in a plot of `n` leaves.
+    pub fn positions(&self, n: u64) -> u64 {
+        match *self {
+            ScanStrategy::Full | ScanStrategy::Deadline => n,
+            ScanStrategy::Sampling { samples } => samples.min(n),
+            ScanStrategy::CacheFriendly { block, per_block } => {
+                if block == 0 || per_block == 0 {
+                    return 0;
+                }
+                let full = n / block;
+                let rest = n % block;
+                full * per_block.min(block) + per_block.min(rest)
+            }
+        }
+    }
+
+    /// The leaf indices this strategy visits in a plot of `n` leaves, in visit order
+    /// (for tests and callers that want the set; scanning computes them on the fly).
+    pub fn indices(&self, n: u64) -> Vec<u64> {
+        let mut out = Vec::new();
+        for_each_index(self, n, 0..self.positions(n), |i| out.push(i));
+        out
+    }
+}
+
+/// A winning leaf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate {
+    /// Index into the `plots` slice given to [`scan_plots`].
+    pub plot: usize,
+    /// Leaf index in that plot.
+    pub index: u64,
+    /// The leaf.
+    pub leaf: [u8; 32],
+    /// Its score.
+    pub score: Hash32,
+}
+
+/// Per-plot figures of one scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlotScanStats {
+    /// Index into the `plots` slice.
+    pub plot: usize,
+    /// Leaves scored in this plot.
+    pub leaves_scanned: u64,
+    /// Time from the start of the scan until this plot's last leaf was scored.
+    pub elapsed: Duration,
+}
+
+/// The result of [`scan_plots`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanOutcome {
+    /// The best leaf over all plots, if any leaf was scored.
+    pub best: Option<Candidate>,
+    /// Leaves scored in total.
+    pub leaves_scanned: u64,
+    /// The deadline passed before every leaf of the strategy was scored.
+    pub timed_out: bool,
+    /// The scan was cancelled before it finished.
+    pub cancelled: bool,
+    /// One entry per plot, in `plots` order.
+    pub per_plot: Vec<PlotScanStats>,
+}
+
+/// Score `plots` for `challenge` with `strategy`, on the current rayon pool, stopping at
+/// `deadline` or when `cancel` is set (checked between work items of ≤ 16 Ki leaves).
+pub fn scan_plots(
+    plots: &[&PlotFile],
+    challenge: &Hash32,
+    strategy: &ScanStrategy,
+    deadline: Option<Instant>,
+    cancel: &AtomicBool,
+) -> ScanOutcome {
+    let started = Instant::now();
+    // Work items: (plot, range of strategy positions), in file order.
+    let mut items: Vec<(usize, Range<u64>)> = Vec::new();
+    for (p, plot) in plots.iter().enumerate() {
+        let positions = strategy.positions(plot.leaf_count());
+        let mut at = 0;
+        while at < positions {
+            let end = (at + ITEM_LEN).min(positions);
+            items.push((p, at..end));
+            at = end;
+        }
+    }
+    let next = AtomicUsize::new(0);
+    let timed_out = AtomicBool::new(false);
+    let cancelled = AtomicBool::new(false);
+    let scanned: Vec<AtomicU64> = plots.iter().map(|_| AtomicU64::new(0)).collect();
+    let finished_ns: Vec<AtomicU64> = plots.iter().map(|_| AtomicU64::new(0)).collect();
+    let best: Mutex<Option<Candidate>> = Mutex::new(None);
+
+    let worker = || {
+        let mut local: Option<Candidate> = None;
+        loop {
+            if cancel.load(Ordering::Relaxed) {
+                cancelled.store(true, Ordering::Relaxed);
+                break;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                timed_out.store(true, Ordering::Relaxed);
+                break;
+            }
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some((p, range)) = items.get(i).cloned() else {
+                break;
+            };
+            let plot = plots[p];
+            let count = range.end - range.start;
+            let found = scan_item(plot, challenge, strategy, range);
+            if let Some((index, leaf, score)) = found {
+                let candidate = Candidate {
+                    plot: p,
+                    index,
+                    leaf,
+                    score,
+                };
+                if local.is_none_or(|b| better(&candidate, &b, plots)) {
+                    local = Some(candidate);
+                }
+            }
+            scanned[p].fetch_add(count, Ordering::Relaxed);
+            let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            finished_ns[p].fetch_max(ns, Ordering::Relaxed);
+        }
+        if let Some(candidate) = local {
+            let mut guard = best.lock().unwrap_or_else(|e| e.into_inner());
+            if guard.is_none_or(|b| better(&candidate, &b, plots)) {
+                *guard = Some(candidate);
+            }
+        }
+    };
+    let workers = rayon::current_num_threads().min(items.len()).max(1);
+    rayon::scope(|s| {
+        for _ in 1..workers {
+            s.spawn(|_| worker());
+        }
+        worker();
+    });
+
+    let per_plot: Vec<PlotScanStats> = (0..plots.len())
+        .map(|p| PlotScanStats {
+            plot: p,
+            leaves_scanned: scanned[p].load(Ordering::Relaxed),
+            elapsed: Duration::from_nanos(finished_ns[p].load(Ordering::Relaxed)),
+        })
+        .collect();
+    let leaves_scanned = per_plot.iter().map(|s| s.leaves_scanned).sum();
+    let all_done = next.load(Ordering::Relaxed) >= items.len();
+    ScanOutcome {
+        best: best.into_inner().unwrap_or_else(|e| e.into_inner()),
+        leaves_scanned,
+        timed_out: timed_out.load(Ordering::Relaxed) && !all_done,
+        cancelled: cancelled.load(Ordering::Relaxed) && !all_done,
+        per_plot,
+    }
+}
+
+/// Whether `a` beats `b`: lower score, then lower plot id (seed), then lower index.
+fn better(a: &Candidate, b: &Candidate, plots: &[&PlotFile]) -> bool {
+    let key = |c: &Candidate| (c.score, plots[c.plot].header().seed, c.plot, c.index);
+    key(a).cmp(&key(b)) == CmpOrdering::Less
+}
+
+/// Score one work item; the best (first on ties) index, leaf and score.
+fn scan_item(
+    plot: &PlotFile,
+    challenge: &Hash32,
+    strategy: &ScanStrategy,
+    positions: Range<u64>,
+) -> Option<(u64, [u8; 32], Hash32)> {
+    let mut best: Option<(u64, [u8; 32], Hash32)> = None;
+    let mut consider = |index: u64, leaf: &[u8; 32]| {
+        let s = score(challenge, leaf);
+        if best.is_none_or(|(_, _, b)| s < b) {
+            best = Some((index, *leaf, s));
+        }
+    };
+    match strategy {
+        ScanStrategy::Full | ScanStrategy::Deadline => {
+            let leaves = plot.leaves(positions.clone());
+            for (index, leaf) in (positions.start..).zip(leaves) {
+                consider(index, leaf);
+            }
+        }
+        _ => {
+            for_each_index(strategy, plot.leaf_count(), positions, |index| {
+                if let Some(leaf) = plot.leaves(index..index + 1).first() {
+                    consider(index, leaf);
+                }
+            });
+        }
+    }
+    best
+}
+
+/// Call `f` with the leaf index of each strategy position in `positions`, in order.
+fn for_each_index(strategy: &ScanStrategy, n: u64, positions: Range<u64>, mut f: impl FnMut(u64)) {
+    match *strategy {
+        ScanStrategy::Full | ScanStrategy::Deadline => positions.for_each(f),
+        ScanStrategy::Sampling { samples } => {
+            if samples >= n {
+                positions.for_each(f);
+            } else {
+                let step = n as f64 / samples as f64;
+                for i in positions {
+                    f((i as f64 * step) as u64);
+                }
+            }
+        }
+        ScanStrategy::CacheFriendly { block, per_block } => {
+            if block == 0 || per_block == 0 {
+                return;
+            }
+            let take = per_block.min(block);
+            let full_blocks = n / block;
+            for pos in positions {
+                let (b, j) = (pos / take, pos % take);
+                let start = b * block;
+                let actual = if b < full_blocks { block } else { n - start };
+                let k = per_block.min(actual);
+                if k >= actual {
+                    f(start + j);
+                } else {
+                    f(start + (j as f64 * (actual as f64 / k as f64)) as u64);
+                }
+            }
+        }
+    }
+}
