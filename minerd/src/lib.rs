@@ -1,1 +1,18 @@
 //! `minerd`: the Spacetime miner daemon, as a library so that tests can run it in-process.
+
+pub mod config;
+pub mod daemon;
+pub mod devnet;
+pub mod error;
+pub mod events;
+pub mod lock;
+pub mod mining;
+pub mod node;
+pub mod plots;
+pub mod rpc;
+pub mod shutdown;
+pub mod stats;
+pub mod telemetry;
+pub mod timefmt;
+
+pub use daemon::{run, Daemon, MiningContext};

@@ -13,7 +13,9 @@
 //! The reference docs say the padding hash has no `0x01` prefix; the reference code has it,
 //! and the code is what existing plots were built with.
 
-use crate::compress::{compress, hash_short, pad_block, state_to_hash, IV};
+use crate::compress::{
+    compress, compress_each, compress_pairs, hash_short, pad_block, state_to_hash, IV,
+};
 use crate::hash::Hash32;
 
 /// Domain prefix of a leaf node.
@@ -31,6 +33,13 @@ pub fn leaf_node(leaf: &[u8; 32]) -> Hash32 {
     block[1..33].copy_from_slice(leaf);
     hash_short(block, 33)
 }
+
+/// A leaf-node block before the leaf is filled in: `0x00`, 32 zero bytes, padding.
+const LEAF_BLOCK: [u8; 64] = {
+    let mut block = [0u8; 64];
+    block[0] = LEAF_PREFIX;
+    pad_block(block, 33)
+};
 
 /// The constant second block of an internal node before its last byte is filled in.
 const INTERNAL_TAIL: [u8; 64] = pad_block([0u8; 64], 65);
@@ -250,18 +259,27 @@ impl MerkleFolder {
 /// Level of the groups [`MerkleFolder::push_leaves`] folds locally (64 leaves).
 const GROUP_LEVEL: u32 = 6;
 
-/// The level-6 node of 64 leaves (a full aligned group: no padding inside).
+/// The level-6 node of 64 leaves (a full aligned group: no padding inside). Each level's
+/// blocks are built before any is compressed (see `compress::BATCH`).
 fn group_root(leaves: &[[u8; 32]]) -> Hash32 {
-    let mut nodes = [[0u8; 32]; 32];
-    for (node, pair) in nodes.iter_mut().zip(leaves.chunks_exact(2)) {
-        *node = internal_node(&leaf_node(&pair[0]), &leaf_node(&pair[1]));
+    let mut first = [LEAF_BLOCK; 64];
+    let mut nodes = [[0u8; 32]; 64];
+    for (block, leaf) in first.iter_mut().zip(leaves) {
+        block[1..33].copy_from_slice(leaf);
     }
-    let mut len = nodes.len();
+    compress_each(&IV, &first, &mut nodes);
+    let mut second = [INTERNAL_TAIL; 32];
+    let mut len = 64;
     while len > 1 {
-        for i in 0..len / 2 {
-            nodes[i] = internal_node(&nodes[2 * i], &nodes[2 * i + 1]);
-        }
         len /= 2;
+        for j in 0..len {
+            let (l, r) = (nodes[2 * j], nodes[2 * j + 1]);
+            first[j][0] = INTERNAL_PREFIX;
+            first[j][1..33].copy_from_slice(&l);
+            first[j][33..].copy_from_slice(&r[..31]);
+            second[j][0] = r[31];
+        }
+        compress_pairs(&first[..len], &second[..len], &mut nodes[..len]);
     }
     nodes[0]
 }

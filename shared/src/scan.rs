@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::compress::hash_64;
+use crate::compress::{hash_64, hash_64_each, BATCH};
 use crate::hash::Hash32;
 use crate::plot::PlotFile;
 
@@ -228,29 +228,73 @@ fn scan_item(
     strategy: &ScanStrategy,
     positions: Range<u64>,
 ) -> Option<(u64, [u8; 32], Hash32)> {
-    let mut best: Option<(u64, [u8; 32], Hash32)> = None;
-    let mut consider = |index: u64, leaf: &[u8; 32]| {
-        let s = score(challenge, leaf);
-        if best.is_none_or(|(_, _, b)| s < b) {
-            best = Some((index, *leaf, s));
-        }
-    };
+    let mut batch = ScoreBatch::new(challenge);
     match strategy {
         ScanStrategy::Full | ScanStrategy::Deadline => {
             let leaves = plot.leaves(positions.clone());
             for (index, leaf) in (positions.start..).zip(leaves) {
-                consider(index, leaf);
+                batch.push(index, leaf);
             }
         }
         _ => {
             for_each_index(strategy, plot.leaf_count(), positions, |index| {
                 if let Some(leaf) = plot.leaves(index..index + 1).first() {
-                    consider(index, leaf);
+                    batch.push(index, leaf);
                 }
             });
         }
     }
-    best
+    batch.finish()
+}
+
+/// Scores leaves a batch at a time (blocks built first, then hashed: see
+/// `compress::BATCH`), keeping the first lowest score.
+struct ScoreBatch {
+    blocks: [[u8; 64]; BATCH],
+    indices: [u64; BATCH],
+    len: usize,
+    best: Option<(u64, [u8; 32], Hash32)>,
+}
+
+impl ScoreBatch {
+    fn new(challenge: &Hash32) -> Self {
+        let mut block = [0u8; 64];
+        block[..32].copy_from_slice(challenge);
+        Self {
+            blocks: [block; BATCH],
+            indices: [0; BATCH],
+            len: 0,
+            best: None,
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, index: u64, leaf: &[u8; 32]) {
+        self.blocks[self.len][32..].copy_from_slice(leaf);
+        self.indices[self.len] = index;
+        self.len += 1;
+        if self.len == BATCH {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        let mut scores = [[0u8; 32]; BATCH];
+        hash_64_each(&self.blocks[..self.len], &mut scores[..self.len]);
+        for j in 0..self.len {
+            if self.best.is_none_or(|(_, _, b)| scores[j] < b) {
+                let mut leaf = [0u8; 32];
+                leaf.copy_from_slice(&self.blocks[j][32..]);
+                self.best = Some((self.indices[j], leaf, scores[j]));
+            }
+        }
+        self.len = 0;
+    }
+
+    fn finish(mut self) -> Option<(u64, [u8; 32], Hash32)> {
+        self.flush();
+        self.best
+    }
 }
 
 /// Call `f` with the leaf index of each strategy position in `positions`, in order.

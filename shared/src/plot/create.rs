@@ -15,10 +15,12 @@
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
+use super::writer::LeafWriter;
 use super::{plot_file_len, LeafGenerator, PlotError, PlotHeader, HEADER_LEN};
 use crate::atomic_file;
 use crate::cache::{CacheError, MerkleCache, MAX_CACHE_BYTES};
@@ -174,8 +176,6 @@ pub fn create_plot(
     let tmp_path = tmp.path().to_path_buf();
     let file = tmp.as_file();
     let write_err = |e| PlotError::io("writing", &tmp_path, e);
-    file.write_all_at(&[0u8; HEADER_LEN], 0)
-        .map_err(write_err)?;
 
     // Single chunk: fold straight to the root. Several: chunk nodes at CHUNK_LEVEL.
     let chunk_len = 1u64 << CHUNK_LEVEL;
@@ -195,76 +195,76 @@ pub fn create_plot(
 
     let gen = LeafGenerator::new(&req.miner_pk, &req.seed);
     let batch_chunks = (2 * threads).clamp(2, 32) as u64;
-    let mut recycled: Vec<Vec<[u8; 32]>> = Vec::new();
-    let mut pending: Vec<Chunk> = Vec::new();
-    let mut written_upto: u64 = 0; // leaves written to the file
-    let mut next_chunk = 0u64;
     let mut last_report: Option<Instant> = None;
 
-    loop {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(PlotError::Cancelled);
-        }
-        let batch_end = (next_chunk + batch_chunks).min(chunk_count);
-        let buffers: Vec<Vec<[u8; 32]>> = (next_chunk..batch_end)
-            .map(|_| recycled.pop().unwrap_or_default())
-            .collect();
-        let to_write = std::mem::take(&mut pending);
-        let offset = written_upto;
-        // Write the previous batch while computing the next one.
-        let (write_result, computed) = pool.install(|| {
-            rayon::join(
-                || -> std::io::Result<(u64, Vec<Vec<[u8; 32]>>)> {
-                    let mut at = offset;
-                    let mut bufs = Vec::with_capacity(to_write.len());
-                    for chunk in to_write {
-                        let pos = HEADER_LEN as u64 + at * 32;
-                        file.write_all_at(chunk.leaves.as_flattened(), pos)?;
-                        at += chunk.leaves.len() as u64;
-                        bufs.push(chunk.leaves);
-                    }
-                    Ok((at, bufs))
-                },
-                || {
-                    buffers
-                        .into_par_iter()
-                        .enumerate()
-                        .map(|(i, buf)| {
-                            let c = next_chunk + i as u64;
-                            build_chunk(&gen, n, c, target, cache_from, buf)
-                        })
-                        .collect::<Vec<Chunk>>()
-                },
-            )
+    // The pool threads hash; one writer thread streams finished batches to the file, at
+    // most one batch behind (so memory is about three batches whatever the plot size).
+    let (to_writer, from_main) = mpsc::sync_channel::<Vec<Vec<[u8; 32]>>>(1);
+    let (recycle, recycled) = mpsc::channel::<Vec<Vec<[u8; 32]>>>();
+    let written = std::thread::scope(|scope| -> Result<u64, PlotError> {
+        let writer = scope.spawn(|| -> std::io::Result<u64> {
+            let mut out = LeafWriter::new(file, &tmp_path, &[0u8; HEADER_LEN]);
+            for batch in from_main {
+                for leaves in &batch {
+                    out.append(leaves.as_flattened())?;
+                }
+                // The main thread may be gone (cancelled); the buffers are then dropped.
+                let _ = recycle.send(batch);
+            }
+            out.finish()
         });
-        let (at, bufs) = write_result.map_err(write_err)?;
-        written_upto = at;
-        recycled.extend(bufs);
-        let mut computed = computed;
-        for chunk in &mut computed {
-            let covered = chunk.leaves.len() as u64;
-            let node = chunk.node.ok_or_else(internal_error)?;
-            if chunk_count == 1 {
-                single_root = Some(node);
-            } else {
-                merger.push_node_at(target, node, covered);
+        let mut next_chunk = 0u64;
+        while next_chunk < chunk_count {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(PlotError::Cancelled);
             }
-            let captured = std::mem::take(&mut chunk.captured);
-            for (level, nodes) in cache_levels.iter_mut().zip(captured) {
-                level.extend(nodes);
+            let batch_end = (next_chunk + batch_chunks).min(chunk_count);
+            let mut spare: Vec<Vec<[u8; 32]>> = recycled.try_iter().flatten().collect();
+            let buffers: Vec<Vec<[u8; 32]>> = (next_chunk..batch_end)
+                .map(|_| spare.pop().unwrap_or_default())
+                .collect();
+            let first = next_chunk;
+            let computed: Vec<Chunk> = pool.install(|| {
+                buffers
+                    .into_par_iter()
+                    .enumerate()
+                    .map(|(i, buf)| build_chunk(&gen, n, first + i as u64, target, cache_from, buf))
+                    .collect()
+            });
+            let mut leaves = Vec::with_capacity(computed.len());
+            for chunk in computed {
+                let node = chunk.node.ok_or_else(internal_error)?;
+                if chunk_count == 1 {
+                    single_root = Some(node);
+                } else {
+                    merger.push_node_at(target, node, chunk.leaves.len() as u64);
+                }
+                for (level, nodes) in cache_levels.iter_mut().zip(chunk.captured) {
+                    level.extend(nodes);
+                }
+                leaves.push(chunk.leaves);
+            }
+            if to_writer.send(leaves).is_err() {
+                break; // the writer failed; its result below says why
+            }
+            next_chunk = batch_end;
+            let done = (next_chunk * chunk_len).min(n);
+            let now = Instant::now();
+            if done < n && last_report.is_none_or(|t| now - t >= PROGRESS_INTERVAL) {
+                last_report = Some(now);
+                progress(&progress_at(done, n, started.elapsed()));
             }
         }
-        pending = computed;
-        next_chunk = batch_end;
-        let done = (next_chunk * chunk_len).min(n);
-        let now = Instant::now();
-        if done < n && last_report.is_none_or(|t| now - t >= PROGRESS_INTERVAL) {
-            last_report = Some(now);
-            progress(&progress_at(done, n, started.elapsed()));
+        drop(to_writer);
+        match writer.join() {
+            Ok(result) => result.map_err(write_err),
+            Err(_) => Err(PlotError::InvalidRequest {
+                reason: "internal error: the plot writer thread panicked".into(),
+            }),
         }
-        if pending.is_empty() {
-            break;
-        }
+    })?;
+    if written != total_len {
+        return Err(internal_error());
     }
 
     let root = if chunk_count == 1 {
@@ -282,7 +282,6 @@ pub fn create_plot(
 
     let header = PlotHeader::new(req.seed, n, root);
     file.write_all_at(&header.encode(), 0).map_err(write_err)?;
-    debug_assert_eq!(HEADER_LEN as u64 + written_upto * 32, total_len);
 
     let cache = cache_start.map(|start| MerkleCache {
         tree_height: height,

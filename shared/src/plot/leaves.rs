@@ -4,7 +4,7 @@
 //! leaf of a plot, so its compression (the midstate) is computed once and each leaf costs
 //! one compression of the second block: `nonce[8] ‖ 0x80 ‖ 0…0 ‖ bit length 576 (u64 BE)`.
 
-use crate::compress::{compress, pad_block, state_to_hash, IV};
+use crate::compress::{compress, compress_each, pad_block, state_to_hash, BATCH, IV};
 
 /// The second-block template of a 72-byte message (nonce bytes still zero).
 const NONCE_BLOCK: [u8; 64] = pad_block([0u8; 64], 72);
@@ -37,12 +37,17 @@ impl LeafGenerator {
         state_to_hash(&state)
     }
 
-    /// Fill `out` with leaves `first_nonce, first_nonce + 1, …`.
+    /// Fill `out` with leaves `first_nonce, first_nonce + 1, …` (blocks are built a batch
+    /// at a time, then compressed: see `compress::BATCH`).
     pub fn fill(&self, first_nonce: u64, out: &mut [[u8; 32]]) {
+        let mut blocks = [NONCE_BLOCK; BATCH];
         let mut nonce = first_nonce;
-        for slot in out {
-            *slot = self.leaf(nonce);
-            nonce = nonce.wrapping_add(1);
+        for out in out.chunks_mut(BATCH) {
+            for block in blocks.iter_mut().take(out.len()) {
+                block[..8].copy_from_slice(&nonce.to_le_bytes());
+                nonce = nonce.wrapping_add(1);
+            }
+            compress_each(&self.midstate, &blocks[..out.len()], out);
         }
     }
 }
@@ -73,6 +78,9 @@ mod tests {
         let mut out = [[0u8; 32]; 3];
         gen.fill(0, &mut out);
         assert_eq!(out, [gen.leaf(0), gen.leaf(1), gen.leaf(2)]);
+        let mut many = vec![[0u8; 32]; 200];
+        gen.fill(1000, &mut many);
+        assert!(many.iter().zip(1000..).all(|(l, i)| *l == gen.leaf(i)));
     }
 
     proptest! {

@@ -15,6 +15,7 @@ mod error;
 mod file;
 mod header;
 mod leaves;
+mod writer;
 
 pub use check::{check_plot, CheckMode, CheckProgress, CheckReport};
 pub use create::{

@@ -1,0 +1,639 @@
+//! Rendering: human-readable text and tables, or JSON (`--json`) with camelCase keys, hex for
+//! hashes and keys, and enum values as lower-case words.
+
+use std::fmt::Write as _;
+
+use serde_json::{json, Value};
+use spacetime_proto::pb;
+use spacetime_proto::pb::watch_events_response::Event as E;
+
+/// Prints pretty JSON.
+pub fn print_json(v: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    );
+}
+
+/// Prints one compact JSON line.
+pub fn print_json_line(v: &Value) {
+    println!("{v}");
+}
+
+/// `1.5 GiB`-style sizes.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// `1h02m03s`-style durations from milliseconds.
+pub fn duration_ms(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..=59 if ms < 10_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m{:02}s", s / 3600, s / 60 % 60, s % 60),
+    }
+}
+
+/// Lower-case enum word: `PLOT_STATE_VALID` -> `valid`.
+fn word(full: &str, prefix: &str) -> String {
+    full.strip_prefix(prefix)
+        .unwrap_or(full)
+        .to_ascii_lowercase()
+        .replace('_', "-")
+}
+
+fn plot_state(v: i32) -> String {
+    pb::PlotState::try_from(v)
+        .map(|s| word(s.as_str_name(), "PLOT_STATE_"))
+        .unwrap_or_else(|_| format!("unknown({v})"))
+}
+
+fn job_state(v: i32) -> String {
+    pb::PlotJobState::try_from(v)
+        .map(|s| word(s.as_str_name(), "PLOT_JOB_STATE_"))
+        .unwrap_or_else(|_| format!("unknown({v})"))
+}
+
+fn mining_state(v: i32) -> String {
+    pb::MiningState::try_from(v)
+        .map(|s| word(s.as_str_name(), "MINING_STATE_"))
+        .unwrap_or_else(|_| format!("unknown({v})"))
+}
+
+fn link_state(v: i32) -> String {
+    pb::LinkState::try_from(v)
+        .map(|s| word(s.as_str_name(), "LINK_STATE_"))
+        .unwrap_or_else(|_| format!("unknown({v})"))
+}
+
+fn outcome(v: i32) -> String {
+    pb::PlotJobOutcome::try_from(v)
+        .map(|s| word(s.as_str_name(), "PLOT_JOB_OUTCOME_"))
+        .unwrap_or_else(|_| format!("unknown({v})"))
+}
+
+fn short_hex(b: &[u8]) -> String {
+    let h = hex::encode(b);
+    if h.len() > 16 {
+        format!("{}…", &h[..16])
+    } else {
+        h
+    }
+}
+
+/// Left-aligned columns separated by two spaces.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<String>, out: &mut String| {
+        let n = cells.len();
+        for (i, c) in cells.into_iter().enumerate() {
+            if i + 1 == n {
+                out.push_str(&c);
+            } else {
+                let pad = widths[i] - c.chars().count();
+                out.push_str(&c);
+                out.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        out.push('\n');
+    };
+    line(header.iter().map(|s| s.to_string()).collect(), &mut out);
+    for r in rows {
+        line(r.clone(), &mut out);
+    }
+    out
+}
+
+/// `45.0% 1.2 MiB 350000 leaves/s ETA 3.0s`.
+pub fn progress_text(p: &pb::PlotJobProgress) -> String {
+    let pct = if p.leaves_total == 0 {
+        0.0
+    } else {
+        p.leaves_done as f64 * 100.0 / p.leaves_total as f64
+    };
+    let mut s = format!(
+        "{pct:.1}% {}/{} leaves, {}, {:.0} leaves/s",
+        p.leaves_done,
+        p.leaves_total,
+        bytes(p.bytes_written),
+        p.leaves_per_second
+    );
+    if let Some(eta) = p.eta_ms {
+        let _ = write!(s, ", ETA {}", duration_ms(eta));
+    }
+    s
+}
+
+fn progress_json(p: &pb::PlotJobProgress) -> Value {
+    json!({
+        "leavesDone": p.leaves_done,
+        "leavesTotal": p.leaves_total,
+        "bytesWritten": p.bytes_written,
+        "leavesPerSecond": p.leaves_per_second,
+        "etaMs": p.eta_ms,
+    })
+}
+
+/// A plot as JSON.
+pub fn plot_json(p: &pb::Plot) -> Value {
+    json!({
+        "plotId": p.plot_id,
+        "filePath": p.file_path,
+        "cacheFilePath": p.cache_file_path,
+        "state": plot_state(p.state),
+        "sizeBytes": p.size_bytes,
+        "leafCount": p.leaf_count,
+        "treeHeight": p.tree_height,
+        "seed": hex::encode(&p.seed),
+        "merkleRoot": hex::encode(&p.merkle_root),
+        "createdAtUtc": p.created_at_utc,
+        "problem": p.problem,
+        "duplicateOf": p.duplicate_of,
+        "cacheInUse": p.cache_in_use,
+        "progress": p.progress.as_ref().map(progress_json),
+    })
+}
+
+/// The plot table of `list-plots`.
+pub fn plots_table(plots: &[pb::Plot]) -> String {
+    if plots.is_empty() {
+        return "no plots (create one with `minerctl create-plot --size 100MiB`)\n".into();
+    }
+    let rows: Vec<Vec<String>> = plots
+        .iter()
+        .map(|p| {
+            let note = if let Some(pr) = &p.progress {
+                progress_text(pr)
+            } else {
+                p.problem.clone()
+            };
+            vec![
+                p.plot_id.clone(),
+                plot_state(p.state),
+                bytes(p.size_bytes),
+                p.leaf_count.to_string(),
+                if p.cache_in_use { "yes" } else { "no" }.into(),
+                p.file_path.clone(),
+                note,
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "STATE", "SIZE", "LEAVES", "CACHE", "PATH", "NOTE"],
+        &rows,
+    )
+}
+
+/// One plot, a field per line.
+pub fn plot_detail(p: &pb::Plot) -> String {
+    let mut s = String::new();
+    let mut f = |k: &str, v: String| {
+        if !v.is_empty() {
+            let _ = writeln!(s, "{k:<13} {v}");
+        }
+    };
+    f("id:", p.plot_id.clone());
+    f("state:", plot_state(p.state));
+    f("file:", p.file_path.clone());
+    f("cache file:", p.cache_file_path.clone());
+    f(
+        "cache in use:",
+        if p.cache_in_use { "yes" } else { "no" }.into(),
+    );
+    f(
+        "size:",
+        format!("{} ({} bytes)", bytes(p.size_bytes), p.size_bytes),
+    );
+    f("leaves:", p.leaf_count.to_string());
+    f("tree height:", p.tree_height.to_string());
+    f("seed:", hex::encode(&p.seed));
+    f("merkle root:", hex::encode(&p.merkle_root));
+    f("registered:", p.created_at_utc.clone());
+    f("problem:", p.problem.clone());
+    f("duplicate of:", p.duplicate_of.clone());
+    if let Some(pr) = &p.progress {
+        f("progress:", progress_text(pr));
+    }
+    s
+}
+
+/// A job as JSON.
+pub fn job_json(j: &pb::PlotJob) -> Value {
+    json!({
+        "jobId": j.job_id,
+        "filePath": j.file_path,
+        "leafCount": j.leaf_count,
+        "cacheLevels": j.cache_levels,
+        "seed": hex::encode(&j.seed),
+        "state": job_state(j.state),
+        "createdAtUnixMs": j.created_at_unix_ms,
+        "progress": j.progress.as_ref().map(progress_json),
+    })
+}
+
+/// The job table of `jobs`.
+pub fn jobs_table(jobs: &[pb::PlotJob]) -> String {
+    if jobs.is_empty() {
+        return "no plot jobs\n".into();
+    }
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|j| {
+            vec![
+                j.job_id.clone(),
+                job_state(j.state),
+                j.leaf_count.to_string(),
+                j.file_path.clone(),
+                j.progress.as_ref().map(progress_text).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(&["ID", "STATE", "LEAVES", "PATH", "PROGRESS"], &rows)
+}
+
+/// A check report as JSON.
+pub fn check_json(r: &pb::CheckReport) -> Value {
+    json!({
+        "plotId": r.plot_id,
+        "ok": r.ok,
+        "checked": r.checked,
+        "failures": r.failures,
+        "findings": r.findings,
+        "elapsedMs": r.elapsed_ms,
+        "state": plot_state(r.state),
+    })
+}
+
+/// A check report as text.
+pub fn check_text(r: &pb::CheckReport) -> String {
+    let mut s = format!(
+        "plot {}: {} ({} checked, {} failures, {}); state {}\n",
+        r.plot_id,
+        if r.ok { "OK" } else { "FAILED" },
+        r.checked,
+        r.failures,
+        duration_ms(r.elapsed_ms),
+        plot_state(r.state)
+    );
+    for f in &r.findings {
+        let _ = writeln!(s, "  - {f}");
+    }
+    s
+}
+
+/// The status as JSON.
+pub fn status_json(s: &pb::Status) -> Value {
+    let node = s.node.clone().unwrap_or_default();
+    let c = s.counters.unwrap_or_default();
+    let p = s.plots.unwrap_or_default();
+    json!({
+        "version": s.version,
+        "networkId": s.network_id,
+        "minerPublicKey": hex::encode(&s.miner_public_key),
+        "minerId": hex::encode(&s.miner_id),
+        "uptimeMs": s.uptime_ms,
+        "startedAtUnixMs": s.started_at_unix_ms,
+        "miningEnabled": s.mining_enabled,
+        "miningState": mining_state(s.mining_state),
+        "node": {
+            "state": link_state(node.state),
+            "address": node.address,
+            "lastError": node.last_error,
+            "connectedSinceUnixMs": node.connected_since_unix_ms,
+            "failedAttempts": node.failed_attempts,
+            "peerUserAgent": node.peer_user_agent,
+        },
+        "epoch": s.epoch.as_ref().map(|e| json!({
+            "epoch": e.epoch,
+            "tipHeight": e.tip_height,
+            "tipHash": hex::encode(&e.tip_hash),
+            "challenge": hex::encode(&e.challenge),
+            "difficulty": e.difficulty,
+            "deadlineUnixMs": e.deadline_unix_ms,
+            "receivedAtUnixMs": e.received_at_unix_ms,
+        })),
+        "counters": {
+            "challengesReceived": c.challenges_received,
+            "proofsGenerated": c.proofs_generated,
+            "proofsSubmitted": c.proofs_submitted,
+            "blocksWon": c.blocks_won,
+            "blocksAccepted": c.blocks_accepted,
+            "lateEpochs": c.late_epochs,
+            "missedEpochs": c.missed_epochs,
+        },
+        "lastProofLatencyMs": s.last_proof_latency_ms,
+        "plots": {
+            "total": p.total,
+            "valid": p.valid,
+            "corrupted": p.corrupted,
+            "missing": p.missing,
+            "duplicate": p.duplicate,
+            "farmedBytes": p.farmed_bytes,
+        },
+        "plotJobs": s.plot_jobs,
+        "shuttingDown": s.shutting_down,
+    })
+}
+
+/// The status as text.
+pub fn status_text(s: &pb::Status) -> String {
+    let node = s.node.clone().unwrap_or_default();
+    let c = s.counters.unwrap_or_default();
+    let p = s.plots.unwrap_or_default();
+    let mut out = String::new();
+    let mut f = |k: &str, v: String| {
+        let _ = writeln!(out, "{k:<20} {v}");
+    };
+    f(
+        "minerd:",
+        format!("{} (up {})", s.version, duration_ms(s.uptime_ms)),
+    );
+    f("network:", s.network_id.clone());
+    f("miner public key:", hex::encode(&s.miner_public_key));
+    f(
+        "mining:",
+        format!(
+            "{}{}",
+            mining_state(s.mining_state),
+            if s.shutting_down {
+                " (shutting down)"
+            } else {
+                ""
+            }
+        ),
+    );
+    let mut link = format!("{} {}", link_state(node.state), node.address);
+    if !node.last_error.is_empty() {
+        let _ = write!(link, " (last error: {})", node.last_error);
+    }
+    f("node:", link);
+    match &s.epoch {
+        Some(e) => f(
+            "epoch:",
+            format!(
+                "{} on height {}, difficulty {}, challenge {}",
+                e.epoch,
+                e.tip_height,
+                e.difficulty,
+                short_hex(&e.challenge)
+            ),
+        ),
+        None => f("epoch:", "none yet".into()),
+    }
+    f(
+        "counters:",
+        format!(
+            "{} challenges, {} proofs, {} submitted, {} blocks won, {} accepted, {} late, {} missed",
+            c.challenges_received,
+            c.proofs_generated,
+            c.proofs_submitted,
+            c.blocks_won,
+            c.blocks_accepted,
+            c.late_epochs,
+            c.missed_epochs
+        ),
+    );
+    f(
+        "last proof latency:",
+        s.last_proof_latency_ms
+            .map(|ms| format!("{ms} ms"))
+            .unwrap_or_else(|| "-".into()),
+    );
+    f(
+        "plots:",
+        format!(
+            "{} valid of {} ({} farmed), {} corrupted, {} missing, {} duplicate; {} plot jobs",
+            p.valid,
+            p.total,
+            bytes(p.farmed_bytes),
+            p.corrupted,
+            p.missing,
+            p.duplicate,
+            s.plot_jobs
+        ),
+    );
+    out
+}
+
+fn event_parts(ev: &pb::WatchEventsResponse) -> (&'static str, Value, String) {
+    match &ev.event {
+        Some(E::ChallengeReceived(e)) => (
+            "challengeReceived",
+            json!({"epoch": e.epoch, "challenge": hex::encode(&e.challenge), "difficulty": e.difficulty, "tipHeight": e.tip_height, "deadlineUnixMs": e.deadline_unix_ms}),
+            format!(
+                "epoch {} challenge {} difficulty {}",
+                e.epoch,
+                short_hex(&e.challenge),
+                e.difficulty
+            ),
+        ),
+        Some(E::ProofFound(e)) => (
+            "proofFound",
+            json!({"epoch": e.epoch, "score": hex::encode(&e.score), "plotId": e.plot_id, "leafIndex": e.leaf_index, "latencyMs": e.latency_ms}),
+            format!(
+                "epoch {} score {} from plot {} leaf {} in {} ms",
+                e.epoch,
+                short_hex(&e.score),
+                e.plot_id,
+                e.leaf_index,
+                e.latency_ms
+            ),
+        ),
+        Some(E::ProofSubmitted(e)) => (
+            "proofSubmitted",
+            json!({"epoch": e.epoch, "score": hex::encode(&e.score), "blockHeight": e.block_height, "latencyMs": e.latency_ms}),
+            format!(
+                "epoch {} height {} score {} after {} ms",
+                e.epoch,
+                e.block_height,
+                short_hex(&e.score),
+                e.latency_ms
+            ),
+        ),
+        Some(E::BlockWon(e)) => (
+            "blockWon",
+            json!({"epoch": e.epoch, "height": e.height, "blockHash": hex::encode(&e.block_hash), "transactions": e.transactions}),
+            format!(
+                "epoch {} height {} block {} ({} txs)",
+                e.epoch,
+                e.height,
+                short_hex(&e.block_hash),
+                e.transactions
+            ),
+        ),
+        Some(E::BlockAccepted(e)) => (
+            "blockAccepted",
+            json!({"height": e.height, "blockHash": hex::encode(&e.block_hash)}),
+            format!("height {} block {}", e.height, short_hex(&e.block_hash)),
+        ),
+        Some(E::EpochLate(e)) => (
+            "epochLate",
+            json!({"epoch": e.epoch, "lateByMs": e.late_by_ms, "what": e.what}),
+            format!("epoch {} {} late by {} ms", e.epoch, e.what, e.late_by_ms),
+        ),
+        Some(E::EpochMissed(e)) => (
+            "epochMissed",
+            json!({"epoch": e.epoch, "reason": e.reason}),
+            format!("epoch {}: {}", e.epoch, e.reason),
+        ),
+        Some(E::PlotAdded(e)) => {
+            let p = e.plot.clone().unwrap_or_default();
+            (
+                "plotAdded",
+                json!({"plot": plot_json(&p)}),
+                format!("{} {} ({})", p.plot_id, p.file_path, plot_state(p.state)),
+            )
+        }
+        Some(E::PlotRemoved(e)) => (
+            "plotRemoved",
+            json!({"plotId": e.plot_id, "filePath": e.file_path, "filesDeleted": e.files_deleted}),
+            format!(
+                "{} {}{}",
+                e.plot_id,
+                e.file_path,
+                if e.files_deleted {
+                    " (files deleted)"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        Some(E::PlotStateChanged(e)) => (
+            "plotStateChanged",
+            json!({"plotId": e.plot_id, "filePath": e.file_path, "oldState": plot_state(e.old_state), "newState": plot_state(e.new_state), "reason": e.reason}),
+            format!(
+                "{} {} -> {} {}",
+                e.plot_id,
+                plot_state(e.old_state),
+                plot_state(e.new_state),
+                e.reason
+            ),
+        ),
+        Some(E::PlotJobProgress(e)) => {
+            let p = e.progress.unwrap_or_default();
+            (
+                "plotJobProgress",
+                json!({"jobId": e.job_id, "progress": progress_json(&p)}),
+                format!("{} {}", e.job_id, progress_text(&p)),
+            )
+        }
+        Some(E::PlotJobFinished(e)) => (
+            "plotJobFinished",
+            json!({"jobId": e.job_id, "filePath": e.file_path, "outcome": outcome(e.outcome), "error": e.error, "elapsedMs": e.elapsed_ms}),
+            format!(
+                "{} {} after {}{}",
+                e.job_id,
+                outcome(e.outcome),
+                duration_ms(e.elapsed_ms),
+                if e.error.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", e.error)
+                }
+            ),
+        ),
+        Some(E::NodeConnected(e)) => (
+            "nodeConnected",
+            json!({"address": e.address, "peerUserAgent": e.peer_user_agent}),
+            format!("{} ({})", e.address, e.peer_user_agent),
+        ),
+        Some(E::NodeDisconnected(e)) => (
+            "nodeDisconnected",
+            json!({"address": e.address, "reason": e.reason}),
+            format!("{}: {}", e.address, e.reason),
+        ),
+        Some(E::MiningToggled(e)) => (
+            "miningToggled",
+            json!({"enabled": e.enabled}),
+            if e.enabled { "enabled" } else { "disabled" }.into(),
+        ),
+        Some(E::Lagged(e)) => (
+            "lagged",
+            json!({"missed": e.missed}),
+            format!("missed {} events (too slow)", e.missed),
+        ),
+        None => ("unknown", Value::Null, String::new()),
+    }
+}
+
+/// An event as one JSON object: `{"sequence", "timeUnixMs", "type", "data"}`.
+pub fn event_json(ev: &pb::WatchEventsResponse) -> Value {
+    let (kind, data, _) = event_parts(ev);
+    json!({"sequence": ev.sequence, "timeUnixMs": ev.time_unix_ms, "type": kind, "data": data})
+}
+
+/// An event as one text line: `<time> <type> <details>`.
+pub fn event_text(ev: &pb::WatchEventsResponse) -> String {
+    let (kind, _, text) = event_parts(ev);
+    let secs = ev.time_unix_ms.div_euclid(1000);
+    let t = format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        secs.rem_euclid(86_400) / 3600,
+        secs.rem_euclid(3600) / 60,
+        secs.rem_euclid(60),
+        ev.time_unix_ms.rem_euclid(1000)
+    );
+    format!("{t} {kind:<17} {text}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations_read_well() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(100 << 20), "100.0 MiB");
+        assert_eq!(duration_ms(1500), "1.5s");
+        assert_eq!(duration_ms(61_000), "1m01s");
+        assert_eq!(duration_ms(3_723_000), "1h02m03s");
+    }
+
+    #[test]
+    fn tables_align_columns() {
+        let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
+        assert_eq!(t, "A    BB\nxxx  y\n");
+    }
+
+    #[test]
+    fn enum_words() {
+        assert_eq!(plot_state(pb::PlotState::Duplicate as i32), "duplicate");
+        assert_eq!(
+            mining_state(pb::MiningState::WaitingForNode as i32),
+            "waiting-for-node"
+        );
+        assert_eq!(plot_state(99), "unknown(99)");
+    }
+
+    #[test]
+    fn events_have_a_type_and_data() {
+        let ev = pb::WatchEventsResponse {
+            sequence: 7,
+            time_unix_ms: 1_000,
+            event: Some(E::MiningToggled(pb::MiningToggled { enabled: true })),
+        };
+        let j = event_json(&ev);
+        assert_eq!(j["type"], "miningToggled");
+        assert_eq!(j["data"]["enabled"], true);
+        assert_eq!(event_text(&ev), "00:00:01.000 miningToggled     enabled");
+    }
+}

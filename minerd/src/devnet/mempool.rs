@@ -1,0 +1,141 @@
+//! The node's pending transactions (decisions D7): transactions that passed the basic rules
+//! and the sender's signature, not yet in a block, at most a configured number.
+
+use std::collections::HashMap;
+
+use spacetime::block::{Block, Transaction};
+use spacetime::consensus::select_transactions;
+use spacetime::hash::Hash32;
+use thiserror::Error;
+
+/// Why a valid transaction was not added.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum MempoolError {
+    /// The same transaction is already pending.
+    #[error("transaction is already pending")]
+    Duplicate,
+    /// The mempool holds its maximum.
+    #[error("mempool is full ({max} transactions)")]
+    Full {
+        /// The maximum.
+        max: usize,
+    },
+}
+
+/// Pending transactions by hash.
+#[derive(Debug)]
+pub struct Mempool {
+    txs: HashMap<Hash32, Transaction>,
+    max: usize,
+}
+
+impl Mempool {
+    /// An empty mempool holding at most `max` transactions.
+    pub fn new(max: usize) -> Self {
+        Self {
+            txs: HashMap::new(),
+            max,
+        }
+    }
+
+    /// Adds a transaction the caller validated; returns its hash.
+    pub fn insert(&mut self, tx: Transaction) -> Result<Hash32, MempoolError> {
+        let hash = tx.hash();
+        if self.txs.contains_key(&hash) {
+            return Err(MempoolError::Duplicate);
+        }
+        if self.txs.len() >= self.max {
+            return Err(MempoolError::Full { max: self.max });
+        }
+        self.txs.insert(hash, tx);
+        Ok(hash)
+    }
+
+    /// Drops the transactions `block` includes; returns how many were pending.
+    pub fn remove_included(&mut self, block: &Block) -> usize {
+        block
+            .transactions
+            .iter()
+            .filter(|tx| self.txs.remove(&tx.hash()).is_some())
+            .count()
+    }
+
+    /// Up to `max` pending transactions in block order: by fee, highest first, then hash.
+    pub fn pending(&self, max: usize) -> Vec<Transaction> {
+        let all: Vec<Transaction> = self.txs.values().copied().collect();
+        select_transactions(&all, max)
+    }
+
+    /// Number of pending transactions.
+    pub fn len(&self) -> usize {
+        self.txs.len()
+    }
+
+    /// Whether nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.txs.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spacetime::block::{BlockHeader, BlockPlotMetadata, BlockProof};
+
+    fn tx(fee: u64, nonce: u64) -> Transaction {
+        Transaction {
+            version: 1,
+            sender: [1; 33],
+            recipient: [2; 33],
+            amount: 5,
+            nonce,
+            fee,
+            signature: [0; 64],
+        }
+    }
+
+    #[test]
+    fn insert_dedup_limit_order_and_removal() {
+        let mut m = Mempool::new(3);
+        m.insert(tx(1, 0)).unwrap();
+        assert_eq!(m.insert(tx(1, 0)), Err(MempoolError::Duplicate));
+        m.insert(tx(9, 1)).unwrap();
+        m.insert(tx(5, 2)).unwrap();
+        assert_eq!(m.insert(tx(7, 3)), Err(MempoolError::Full { max: 3 }));
+        let fees: Vec<u64> = m.pending(10).iter().map(|t| t.fee).collect();
+        assert_eq!(fees, [9, 5, 1]);
+        assert_eq!(m.pending(1)[0].fee, 9);
+        let block = Block {
+            header: BlockHeader {
+                version: 1,
+                parent_hash: [0; 32],
+                height: 1,
+                timestamp: 0,
+                difficulty: 1,
+                epoch: 1,
+                challenge: [0; 32],
+                plot_root: [0; 32],
+                proof_score: [0; 32],
+                tx_root: [0; 32],
+                miner_id: [0; 33],
+                signature: [0; 64],
+            },
+            transactions: vec![tx(9, 1), tx(4, 4)],
+            proof: BlockProof {
+                leaf: [0; 32],
+                leaf_index: 0,
+                siblings: vec![],
+                sibling_is_right: vec![],
+                metadata: BlockPlotMetadata {
+                    leaf_count: 1,
+                    plot_id: [0; 32],
+                    plot_header_hash: [0; 32],
+                    version: 1,
+                },
+            },
+        };
+        assert_eq!(m.remove_included(&block), 1);
+        assert_eq!(m.len(), 2);
+        assert!(!m.is_empty());
+    }
+}

@@ -1,0 +1,383 @@
+//! The mining loop driven through its channels, with real tiny plots.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use spacetime::block::Transaction;
+use spacetime::consensus::epoch_challenge;
+use spacetime::keys::MinerKey;
+use spacetime::validate::{validate_block, ChainContext};
+use spacetime::wire::{Message, NewEpoch};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::config::{Config, ScanStrategy};
+use crate::daemon::MiningContext;
+use crate::events::{Envelope, Event, EventBus};
+use crate::plots::PlotManager;
+use crate::stats::{Counters, MiningStats};
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+struct Rig {
+    _home: tempfile::TempDir,
+    key: Arc<MinerKey>,
+    stats: MiningStats,
+    events: tokio::sync::broadcast::Receiver<Arc<Envelope>>,
+    to_miner: mpsc::Sender<LinkEvent>,
+    from_miner: mpsc::Receiver<Outbound>,
+    enabled: watch::Sender<bool>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Rig {
+    async fn start(with_plot: bool) -> Rig {
+        let home = tempfile::tempdir().unwrap();
+        let mut config = Config::defaults_for_home(home.path()).unwrap();
+        config.scan_strategy = ScanStrategy::Full;
+        config.max_concurrent_proofs = 2;
+        std::fs::create_dir_all(&config.plot_directory).unwrap();
+        let key = Arc::new(MinerKey::from_secret_bytes(&[1; 32]));
+        if with_plot {
+            crate::mining::work::tests::tiny_plot(&config.plot_directory, &key, 1);
+        }
+        let bus = EventBus::new();
+        let events = bus.subscribe();
+        let plots = PlotManager::load(
+            &config.plot_metadata_path,
+            &config.plot_directory,
+            key.public_key(),
+            bus.clone(),
+        )
+        .unwrap();
+        assert_eq!(plots.farmed().current().len(), usize::from(with_plot));
+        let stats = MiningStats::new(String::new());
+        let (enabled, enabled_rx) = watch::channel(true);
+        let ctx = MiningContext {
+            config: Arc::new(config),
+            key: key.clone(),
+            stats: stats.clone(),
+            events: bus,
+            mining_enabled: enabled_rx,
+            plots: plots.farmed(),
+        };
+        let (to_miner, link_rx) = mpsc::channel(64);
+        let (out_tx, from_miner) = mpsc::channel(64);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(ctx, link_rx, out_tx, shutdown.clone()));
+        let rig = Rig {
+            _home: home,
+            key,
+            stats,
+            events,
+            to_miner,
+            from_miner,
+            enabled,
+            shutdown,
+            task,
+        };
+        rig.to_miner
+            .send(LinkEvent::Connected {
+                generation: 1,
+                user_agent: "node".into(),
+            })
+            .await
+            .unwrap();
+        rig
+    }
+
+    async fn node_says(&self, message: Message) {
+        self.to_miner
+            .send(LinkEvent::Message {
+                generation: 1,
+                message: Box::new(message),
+            })
+            .await
+            .unwrap();
+    }
+
+    async fn next_out(&mut self) -> Message {
+        let out = tokio::time::timeout(LIMIT, self.from_miner.recv())
+            .await
+            .expect("the miner sends in time")
+            .unwrap();
+        assert_eq!(out.generation, 1);
+        out.message
+    }
+
+    async fn nothing_sent_for(&mut self, d: Duration) {
+        if let Ok(m) = tokio::time::timeout(d, self.from_miner.recv()).await {
+            panic!("unexpected message {m:?}");
+        }
+    }
+
+    async fn counters_reach(&self, check: impl Fn(&Counters) -> bool) -> Counters {
+        tokio::time::timeout(LIMIT, async {
+            loop {
+                let c = self.stats.snapshot().counters;
+                if check(&c) {
+                    return c;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("counters stuck at {:?}", self.stats.snapshot().counters))
+    }
+
+    fn drain_events(&mut self) -> Vec<Event> {
+        let mut out = Vec::new();
+        while let Ok(e) = self.events.try_recv() {
+            out.push(e.event.clone());
+        }
+        out
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(LIMIT, self.task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn epoch(n: u64, difficulty: u64, ms_left: u64) -> NewEpoch {
+    let tip = [n as u8; 32];
+    NewEpoch {
+        epoch: n,
+        tip_hash: tip,
+        tip_height: n - 1,
+        difficulty,
+        challenge: epoch_challenge(&tip, n),
+        deadline_unix_ms: unix_millis() + ms_left,
+    }
+}
+
+fn signed_tx(nonce: u64, fee: u64) -> Transaction {
+    let sender = MinerKey::from_secret_bytes(&[5; 32]);
+    let mut tx = Transaction {
+        version: 1,
+        sender: sender.miner_id(),
+        recipient: MinerKey::from_secret_bytes(&[6; 32]).miner_id(),
+        amount: 10,
+        nonce,
+        fee,
+        signature: [0; 64],
+    };
+    tx.sign(&sender);
+    tx
+}
+
+#[tokio::test]
+async fn wins_a_block_with_the_mempool_and_counts_its_acceptance() {
+    let mut rig = Rig::start(true).await;
+    assert!(matches!(
+        rig.next_out().await,
+        Message::TxPoolRequest {
+            include_data: true,
+            ..
+        }
+    ));
+    let (cheap, rich) = (signed_tx(1, 1), signed_tx(2, 9));
+    rig.node_says(Message::Transaction(cheap)).await;
+    rig.node_says(Message::Transaction(rich)).await;
+    rig.node_says(Message::Transaction(rich)).await; // duplicate
+    let e = epoch(5, 1, 5_000);
+    rig.node_says(Message::NewEpoch(e)).await;
+
+    let Message::ProofSubmission {
+        block_height,
+        miner_id,
+        proof,
+    } = rig.next_out().await
+    else {
+        panic!("expected the proof first");
+    };
+    assert_eq!(block_height, 5);
+    assert_eq!(miner_id, rig.key.miner_id());
+    let Message::NewBlock(block) = rig.next_out().await else {
+        panic!("expected the block");
+    };
+    assert_eq!(block.proof, proof);
+    assert_eq!(block.transactions, vec![rich, cheap]);
+    let now = crate::mining::work::unix_secs();
+    validate_block(&block, &ChainContext::for_epoch(&e, now, now)).unwrap();
+
+    let c = rig.counters_reach(|c| c.blocks_won == 1).await;
+    assert_eq!(
+        (
+            c.challenges_received,
+            c.proofs_generated,
+            c.proofs_submitted
+        ),
+        (1, 1, 1)
+    );
+    assert!(rig.stats.snapshot().last_proof_latency.is_some());
+    assert_eq!(rig.stats.snapshot().epoch.unwrap().epoch, 5);
+
+    // Someone else's block is fetched (to prune the mempool); ours is counted.
+    rig.node_says(Message::BlockAccepted {
+        hash: [0xAA; 32],
+        height: 5,
+    })
+    .await;
+    assert_eq!(rig.next_out().await, Message::GetBlock { hash: [0xAA; 32] });
+    rig.node_says(Message::BlockAccepted {
+        hash: block.hash(),
+        height: 5,
+    })
+    .await;
+    rig.counters_reach(|c| c.blocks_accepted == 1).await;
+
+    let kinds: Vec<&'static str> = rig
+        .drain_events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::ChallengeReceived { .. } => Some("challenge"),
+            Event::ProofFound { .. } => Some("found"),
+            Event::ProofSubmitted { .. } => Some("submitted"),
+            Event::BlockWon { .. } => Some("won"),
+            Event::BlockAccepted { .. } => Some("accepted"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["challenge", "found", "submitted", "won", "accepted"]
+    );
+
+    // The next epoch's block no longer carries the mined transactions.
+    rig.node_says(Message::NewEpoch(epoch(6, 1, 5_000))).await;
+    assert!(matches!(
+        rig.next_out().await,
+        Message::ProofSubmission { .. }
+    ));
+    let Message::NewBlock(next) = rig.next_out().await else {
+        panic!("expected a block");
+    };
+    assert!(next.transactions.is_empty());
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_reannounced_epoch_is_not_mined_twice_and_old_ones_are_ignored() {
+    let mut rig = Rig::start(true).await;
+    rig.next_out().await; // TxPoolRequest
+    let e = epoch(8, u64::MAX / 2, 5_000);
+    rig.node_says(Message::NewEpoch(e)).await;
+    assert!(matches!(
+        rig.next_out().await,
+        Message::ProofSubmission { .. }
+    ));
+    rig.node_says(Message::NewEpoch(e)).await;
+    rig.node_says(Message::NewEpoch(epoch(7, 1, 5_000))).await;
+    // Messages from an earlier connection are ignored too.
+    rig.to_miner
+        .send(LinkEvent::Message {
+            generation: 0,
+            message: Box::new(Message::NewEpoch(epoch(9, 1, 5_000))),
+        })
+        .await
+        .unwrap();
+    rig.nothing_sent_for(Duration::from_millis(300)).await;
+    let c = rig.stats.snapshot().counters;
+    assert_eq!(
+        (c.challenges_received, c.proofs_submitted, c.blocks_won),
+        (1, 1, 0)
+    );
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn an_epoch_without_plots_is_missed() {
+    let mut rig = Rig::start(false).await;
+    rig.next_out().await; // TxPoolRequest
+    rig.node_says(Message::NewEpoch(epoch(3, 1, 100))).await;
+    let c = rig.counters_reach(|c| c.missed_epochs == 1).await;
+    assert_eq!(c.proofs_submitted, 0);
+    let missed: Vec<Event> = rig
+        .drain_events()
+        .into_iter()
+        .filter(|e| matches!(e, Event::EpochMissed { .. }))
+        .collect();
+    assert_eq!(
+        missed,
+        [Event::EpochMissed {
+            epoch: 3,
+            reason: "no valid plots".into()
+        }]
+    );
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn nothing_is_sent_while_mining_is_disabled() {
+    let mut rig = Rig::start(true).await;
+    rig.next_out().await; // TxPoolRequest
+    rig.enabled.send(false).unwrap();
+    tokio::task::yield_now().await;
+    rig.node_says(Message::NewEpoch(epoch(4, 1, 100))).await;
+    rig.nothing_sent_for(Duration::from_millis(800)).await;
+    // The disabled epoch was abandoned, not missed.
+    let c = rig.stats.snapshot().counters;
+    assert_eq!(
+        (c.challenges_received, c.missed_epochs, c.proofs_generated),
+        (1, 0, 0)
+    );
+    // Enabled again during an epoch: it is mined.
+    rig.node_says(Message::NewEpoch(epoch(5, 1, 5_000))).await;
+    rig.nothing_sent_for(Duration::from_millis(200)).await;
+    rig.enabled.send(true).unwrap();
+    assert!(matches!(
+        rig.next_out().await,
+        Message::ProofSubmission { .. }
+    ));
+    assert!(matches!(rig.next_out().await, Message::NewBlock(_)));
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_lost_link_stops_sending_until_the_epoch_is_announced_again() {
+    let mut rig = Rig::start(true).await;
+    rig.next_out().await; // TxPoolRequest
+    rig.to_miner
+        .send(LinkEvent::Disconnected {
+            generation: 1,
+            reason: "gone".into(),
+        })
+        .await
+        .unwrap();
+    // A stale event of the lost connection changes nothing.
+    rig.node_says(Message::NewEpoch(epoch(2, 1, 5_000))).await;
+    rig.nothing_sent_for(Duration::from_millis(200)).await;
+    rig.to_miner
+        .send(LinkEvent::Connected {
+            generation: 2,
+            user_agent: "node".into(),
+        })
+        .await
+        .unwrap();
+    let out = tokio::time::timeout(LIMIT, rig.from_miner.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.generation, 2);
+    assert!(matches!(out.message, Message::TxPoolRequest { .. }));
+    rig.to_miner
+        .send(LinkEvent::Message {
+            generation: 2,
+            message: Box::new(Message::NewEpoch(epoch(2, 1, 5_000))),
+        })
+        .await
+        .unwrap();
+    let out = tokio::time::timeout(LIMIT, rig.from_miner.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.generation, 2);
+    assert!(matches!(out.message, Message::ProofSubmission { .. }));
+    rig.stop().await;
+}

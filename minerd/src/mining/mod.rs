@@ -1,0 +1,62 @@
+//! The mining loop and its node link (issue 5).
+//!
+//! * [`miner`]: the loop that owns the mining state (epochs, mempool, own blocks) and reacts
+//!   to the node link, the operator's switch, plot changes and finished work;
+//! * [`work`]: one epoch's scan, proof, self-verification and block, on a blocking thread;
+//! * [`epoch`]: late/missed accounting and the time budget of an epoch;
+//! * [`mempool`]: the transactions offered to blocks;
+//! * [`embedded`]: `minerd --devnet`, a devnet node inside the daemon.
+//!
+//! SEAM: [`spawn_mining`] is called once by `daemon::run` after the control API is up, with
+//! a shutdown token (a child of the daemon's); shutdown awaits the returned task (bounded by
+//! `shutdown::GRACE`).
+
+pub mod embedded;
+pub mod epoch;
+pub mod mempool;
+pub mod miner;
+pub mod work;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::daemon::MiningContext;
+use crate::node::{self, LinkConfig};
+
+/// Starts the node link and the mining loop (and, with `devnet.enabled`, the embedded
+/// devnet node they connect to). The task ends after `shutdown` is cancelled.
+pub fn spawn_mining(ctx: MiningContext, shutdown: CancellationToken) -> Option<JoinHandle<()>> {
+    if ctx.config.devnet.enabled {
+        return Some(tokio::spawn(embedded::run(ctx, shutdown)));
+    }
+    let link = LinkConfig::from_config(&ctx.config, &ctx.key.public_key());
+    Some(spawn_with_link(ctx, link, shutdown))
+}
+
+/// Starts the mining loop on a link configured by the caller (tests shorten its timings).
+pub fn spawn_with_link(
+    ctx: MiningContext,
+    link: LinkConfig,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(run_with_link(ctx, link, shutdown))
+}
+
+/// Runs the link and the loop until `shutdown`.
+pub async fn run_with_link(ctx: MiningContext, link: LinkConfig, shutdown: CancellationToken) {
+    let link = node::spawn(
+        link,
+        ctx.stats.clone(),
+        ctx.events.clone(),
+        shutdown.clone(),
+    );
+    miner::run(ctx, link.events, link.outbound, shutdown.clone()).await;
+    // The loop only ends early if the link is gone; make sure the link stops too.
+    shutdown.cancel();
+    if let Err(e) = link.task.await {
+        tracing::error!(error = %e, "node link task failed");
+    }
+}
+
+#[cfg(test)]
+mod tests;

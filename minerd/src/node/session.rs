@@ -1,0 +1,286 @@
+//! One connection to the node: connect, handshake as the connecting side, then serve.
+//!
+//! Framing uses `spacetime::wire` over a read buffer that never holds more than one frame of
+//! at most `max_frame` bytes plus one read chunk: the frame length is checked before the
+//! payload is waited for. Any frame or payload error is answered with Error, then the link
+//! stops sending, reads (and discards) for at most `error_linger` so that the node can read
+//! the Error before the socket closes (D9), and closes. It never tries to find the next frame.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use spacetime::wire::{decode_message, network_id_of, Handshake, Message, PROTOCOL_VERSION};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{LinkConfig, LinkError, LinkEvent, LinkTimings, Outbound};
+
+/// Bytes read from the socket at a time.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// A connected, handshaken link to the node.
+#[derive(Debug)]
+pub struct Session {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    chunk: Vec<u8>,
+    max_frame: u32,
+    timings: LinkTimings,
+    peer_user_agent: String,
+}
+
+fn unix_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Session {
+    /// Resolves the host, connects (TCP_NODELAY) and runs the handshake (D3): we send our
+    /// Handshake, the node answers with its Handshake and HandshakeAck, we send HandshakeAck.
+    /// A node of another network or an older protocol is told why in an Error frame.
+    pub async fn connect(config: &LinkConfig) -> Result<Session, LinkError> {
+        let endpoint = config.endpoint();
+        let addrs: Vec<_> = tokio::net::lookup_host((config.host.as_str(), config.port))
+            .await
+            .map_err(|source| LinkError::Resolve {
+                endpoint: endpoint.clone(),
+                source,
+            })?
+            .collect();
+        if addrs.is_empty() {
+            return Err(LinkError::NoAddress { endpoint });
+        }
+        let mut last = String::new();
+        let mut stream = None;
+        for addr in addrs {
+            match tokio::time::timeout(config.timings.connect_timeout, TcpStream::connect(addr))
+                .await
+            {
+                Ok(Ok(s)) => {
+                    stream = Some(s);
+                    break;
+                }
+                Ok(Err(e)) => last = format!("{addr}: {e}"),
+                Err(_) => {
+                    last = format!(
+                        "{addr}: timed out after {:?}",
+                        config.timings.connect_timeout
+                    )
+                }
+            }
+        }
+        let stream = stream.ok_or(LinkError::Connect {
+            endpoint,
+            reason: last,
+        })?;
+        stream.set_nodelay(true)?;
+        let mut session = Session {
+            stream,
+            buf: Vec::new(),
+            chunk: vec![0; READ_CHUNK],
+            max_frame: config.max_frame,
+            timings: config.timings,
+            peer_user_agent: String::new(),
+        };
+        match tokio::time::timeout(config.timings.handshake_timeout, session.handshake(config))
+            .await
+        {
+            Ok(Ok(())) => Ok(session),
+            Ok(Err(e)) => {
+                session.fail(&e).await;
+                Err(e)
+            }
+            Err(_) => Err(LinkError::HandshakeTimeout(
+                config.timings.handshake_timeout,
+            )),
+        }
+    }
+
+    async fn handshake(&mut self, config: &LinkConfig) -> Result<(), LinkError> {
+        let ours = Message::Handshake(Handshake {
+            protocol_version: PROTOCOL_VERSION,
+            timestamp: unix_millis() / 1000,
+            node_id: config.node_id.clone(),
+            user_agent: config.user_agent.clone(),
+        });
+        self.send(&ours).await?;
+        let theirs = match self.read_message().await? {
+            Message::Handshake(h) => h,
+            Message::Error(reason) => return Err(LinkError::Refused { reason }),
+            other => {
+                return Err(LinkError::Protocol(format!(
+                    "expected Handshake, got {:?}",
+                    other.message_type()
+                )))
+            }
+        };
+        if theirs.protocol_version < PROTOCOL_VERSION {
+            return Err(LinkError::VersionTooOld {
+                version: theirs.protocol_version,
+                min: PROTOCOL_VERSION,
+            });
+        }
+        let node_network = network_id_of(&theirs.user_agent);
+        if node_network != Some(config.network_id.as_str()) {
+            return Err(LinkError::NetworkMismatch {
+                node: node_network.unwrap_or("<none>").to_owned(),
+                ours: config.network_id.clone(),
+            });
+        }
+        match self.read_message().await? {
+            Message::HandshakeAck => {}
+            Message::Error(reason) => return Err(LinkError::Refused { reason }),
+            other => {
+                return Err(LinkError::Protocol(format!(
+                    "expected HandshakeAck, got {:?}",
+                    other.message_type()
+                )))
+            }
+        }
+        self.send(&Message::HandshakeAck).await?;
+        self.peer_user_agent = theirs.user_agent;
+        Ok(())
+    }
+
+    /// The node's user agent from its handshake.
+    pub fn peer_user_agent(&self) -> &str {
+        &self.peer_user_agent
+    }
+
+    /// Serves the connection until it fails (`Err`) or `shutdown` (`Ok`): forwards the
+    /// node's messages, writes `outbound` messages of this `generation`, answers Ping and
+    /// keeps the connection alive.
+    pub async fn serve(
+        &mut self,
+        generation: u64,
+        to_miner: &mpsc::Sender<LinkEvent>,
+        outbound: &mut mpsc::Receiver<Outbound>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), LinkError> {
+        let result = self
+            .serve_inner(generation, to_miner, outbound, shutdown)
+            .await;
+        if let Err(e) = &result {
+            self.fail(e).await;
+        }
+        result
+    }
+
+    async fn serve_inner(
+        &mut self,
+        generation: u64,
+        to_miner: &mpsc::Sender<LinkEvent>,
+        outbound: &mut mpsc::Receiver<Outbound>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), LinkError> {
+        let mut last_heard = Instant::now();
+        let mut pinged = false;
+        loop {
+            let wake = if pinged {
+                last_heard + self.timings.close_after
+            } else {
+                last_heard + self.timings.ping_after
+            };
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Ok(()),
+                msg = self.read_message() => {
+                    let msg = msg?;
+                    last_heard = Instant::now();
+                    pinged = false;
+                    match msg {
+                        Message::Ping { nonce, .. } => {
+                            self.send(&Message::Pong { nonce, timestamp: unix_millis() }).await?;
+                        }
+                        Message::Pong { .. } | Message::Heartbeat => {}
+                        Message::Error(reason) => return Err(LinkError::Refused { reason }),
+                        Message::Handshake(_) | Message::HandshakeAck => {
+                            return Err(LinkError::Protocol(
+                                "handshake message after the handshake".into(),
+                            ))
+                        }
+                        message => {
+                            let event = LinkEvent::Message { generation, message: Box::new(message) };
+                            if to_miner.send(event).await.is_err() {
+                                return Ok(()); // the mining loop is gone
+                            }
+                        }
+                    }
+                }
+                out = outbound.recv() => {
+                    let Some(out) = out else { return Ok(()) };
+                    if out.generation == generation {
+                        self.send(&out.message).await?;
+                    } else {
+                        tracing::debug!(
+                            kind = ?out.message.message_type(),
+                            "dropping a message meant for an earlier connection"
+                        );
+                    }
+                }
+                () = tokio::time::sleep_until(wake) => {
+                    if pinged {
+                        return Err(LinkError::Silent(self.timings.close_after));
+                    }
+                    pinged = true;
+                    self.send(&Message::Ping { nonce: rand::random(), timestamp: unix_millis() })
+                        .await?;
+                }
+            }
+        }
+    }
+
+    /// Writes one message. Cancel-safe only between messages: callers do not race it.
+    async fn send(&mut self, message: &Message) -> Result<(), LinkError> {
+        let bytes = message.encode_checked(self.max_frame).map_err(|e| {
+            LinkError::Protocol(format!(
+                "our own {:?} does not fit a frame: {e}",
+                message.message_type()
+            ))
+        })?;
+        self.stream.write_all(&bytes).await?;
+        Ok(())
+    }
+
+    /// Reads the next message. Cancel-safe: bytes read stay in the buffer.
+    async fn read_message(&mut self) -> Result<Message, LinkError> {
+        loop {
+            if let Some((message, consumed)) = decode_message(&self.buf, self.max_frame)? {
+                self.buf.drain(..consumed);
+                return Ok(message);
+            }
+            let n = self.stream.read(&mut self.chunk).await?;
+            if n == 0 {
+                return Err(LinkError::Closed);
+            }
+            self.buf.extend_from_slice(&self.chunk[..n]);
+        }
+    }
+
+    /// After an error: tell the node why when the error is ours to report (bad data, wrong
+    /// network, old version), then stop sending, read until it closes (at most
+    /// `error_linger`), and let the socket drop.
+    async fn fail(&mut self, error: &LinkError) {
+        let reason = match error {
+            LinkError::Wire(e) => e.to_string(),
+            LinkError::NetworkMismatch { .. }
+            | LinkError::VersionTooOld { .. }
+            | LinkError::Protocol(_) => error.to_string(),
+            LinkError::Silent(d) => format!("silent for {d:?}"),
+            _ => return,
+        };
+        if self.send(&Message::Error(reason)).await.is_err() {
+            return;
+        }
+        let _ = self.stream.shutdown().await;
+        let linger = self.timings.error_linger;
+        let _ = tokio::time::timeout(linger, async {
+            let mut sink = [0u8; 4096];
+            while matches!(self.stream.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
+    }
+}

@@ -1,0 +1,645 @@
+//! Plot jobs: plot creation owned by the daemon.
+//!
+//! A job is queued until one of `maxConcurrentPlotJobs` slots is free, then writes its plot on
+//! a blocking thread with `plotThreads` hashing threads (fewer than the cores by default, so
+//! that proving always has a core). Jobs do not depend on the client that started them: the
+//! client only watches. A cancelled or failed job leaves nothing behind (the core writes to a
+//! temporary name and publishes with an atomic rename), and a plot is registered only after
+//! it was published. At shutdown every job is cancelled and awaited.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use spacetime::plot::{
+    create_plot, plot_file_len, CacheLevels, CreatePlot, PlotError, PlotProgress,
+};
+use tokio::sync::{watch, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use super::registry::{resolve_id, PlotInfo, PlotState};
+use super::PlotManager;
+use crate::error::DaemonError;
+use crate::events::{Event, EventBus};
+
+/// Jobs that may wait for a slot; beyond this, new jobs are refused.
+pub const MAX_QUEUED_JOBS: usize = 64;
+/// Minimum time between two progress events of one job.
+const EVENT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// What to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSpec {
+    /// Number of leaves.
+    pub leaf_count: u64,
+    /// Cache levels: `None` = the core's default, `Some(0)` = no cache, `Some(k)` = top k.
+    pub cache_levels: Option<u32>,
+    /// Seed; `None` = random.
+    pub seed: Option<[u8; 32]>,
+    /// File name in the plot directory; `None` = derived from seed and size.
+    pub file_name: Option<String>,
+    /// Hashing threads; `None` = the configured default.
+    pub threads: Option<usize>,
+}
+
+/// State of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    /// Waiting for a slot.
+    Queued,
+    /// Writing.
+    Running,
+    /// Cancellation requested.
+    Cancelling,
+}
+
+/// Progress of a job.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct JobProgress {
+    /// Leaves written.
+    pub leaves_done: u64,
+    /// Leaves in total.
+    pub leaves_total: u64,
+    /// Bytes produced.
+    pub bytes_written: u64,
+    /// Rate.
+    pub leaves_per_sec: f64,
+    /// Time left, once known.
+    pub eta: Option<Duration>,
+}
+
+impl From<&PlotProgress> for JobProgress {
+    fn from(p: &PlotProgress) -> Self {
+        Self {
+            leaves_done: p.leaves_done,
+            leaves_total: p.leaves_total,
+            bytes_written: p.bytes_written,
+            leaves_per_sec: p.leaves_per_sec,
+            eta: p.eta,
+        }
+    }
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Written and registered.
+    Succeeded,
+    /// Failed; nothing left behind.
+    Failed,
+    /// Cancelled; nothing left behind.
+    Cancelled,
+}
+
+/// A job as the API shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobInfo {
+    /// Job id = future plot id.
+    pub id: Uuid,
+    /// Final plot path.
+    pub path: PathBuf,
+    /// Leaves.
+    pub leaf_count: u64,
+    /// Requested cache levels (`None` = default).
+    pub cache_levels: Option<u32>,
+    /// The seed.
+    pub seed: [u8; 32],
+    /// State.
+    pub state: JobState,
+    /// When it was accepted.
+    pub created_at: SystemTime,
+    /// Latest progress.
+    pub progress: JobProgress,
+}
+
+/// The end of a job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobResult {
+    /// The registered plot.
+    Done(Box<PlotInfo>),
+    /// Why it failed.
+    Failed(String),
+    /// Cancelled.
+    Cancelled,
+}
+
+/// What a caller gets for a new job: its description and two watches.
+#[derive(Debug)]
+pub struct JobHandle {
+    /// The job.
+    pub info: JobInfo,
+    /// Progress updates.
+    pub progress: watch::Receiver<JobProgress>,
+    /// `Some` once the job ended.
+    pub done: watch::Receiver<Option<Arc<JobResult>>>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    info: JobInfo,
+    cancel_flag: Arc<AtomicBool>,
+    cancel: CancellationToken,
+    progress_rx: watch::Receiver<JobProgress>,
+    done_rx: watch::Receiver<Option<Arc<JobResult>>>,
+}
+
+/// Runs plot jobs; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct JobManager {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    plots: PlotManager,
+    events: EventBus,
+    plot_dir: PathBuf,
+    miner_pk: [u8; 32],
+    default_threads: usize,
+    slots: Arc<Semaphore>,
+    jobs: Mutex<BTreeMap<Uuid, Slot>>,
+    tasks: TaskTracker,
+    closed: AtomicBool,
+}
+
+/// `plotThreads` 0 means one less than the cores, at least 1.
+pub fn default_plot_threads(configured: u32) -> usize {
+    if configured > 0 {
+        return configured as usize;
+    }
+    std::thread::available_parallelism()
+        .map(|n| n.get().saturating_sub(1).max(1))
+        .unwrap_or(1)
+}
+
+fn validate_file_name(name: &str) -> Result<(), DaemonError> {
+    let bad = |why: &str| {
+        Err(DaemonError::invalid(
+            "file_name",
+            format!("{name:?}: {why}"),
+        ))
+    };
+    if !name.ends_with(".plot") || name.len() <= ".plot".len() {
+        return bad("must end in .plot and have a stem");
+    }
+    if name.starts_with('.') {
+        return bad("must not start with a dot");
+    }
+    if name.contains('/') || name.contains('\0') || name.len() > 200 {
+        return bad("must be a plain file name of at most 200 bytes, without path separators");
+    }
+    Ok(())
+}
+
+impl JobManager {
+    /// A job manager writing into `plot_dir` with at most `max_concurrent` jobs at a time.
+    pub fn new(
+        plots: PlotManager,
+        events: EventBus,
+        plot_dir: &Path,
+        miner_pk: [u8; 32],
+        max_concurrent: usize,
+        default_threads: usize,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                plots,
+                events,
+                plot_dir: plot_dir.to_owned(),
+                miner_pk,
+                default_threads: default_threads.max(1),
+                slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
+                jobs: Mutex::new(BTreeMap::new()),
+                tasks: TaskTracker::new(),
+                closed: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    fn jobs(&self) -> std::sync::MutexGuard<'_, BTreeMap<Uuid, Slot>> {
+        self.inner.jobs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Validates and queues a job. Must be called inside the runtime.
+    pub fn create(&self, spec: JobSpec) -> Result<JobHandle, DaemonError> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(DaemonError::ShuttingDown);
+        }
+        if spec.leaf_count == 0 {
+            return Err(DaemonError::invalid(
+                "leaf_count",
+                "give a leaf count or a size of at least 32 bytes",
+            ));
+        }
+        if plot_file_len(spec.leaf_count).is_none_or(|l| l > i64::MAX as u64) {
+            return Err(DaemonError::invalid(
+                "leaf_count",
+                format!("{} leaves do not fit in a plot file", spec.leaf_count),
+            ));
+        }
+        if let Some(t) = spec.threads {
+            if t == 0 || t > 1024 {
+                return Err(DaemonError::invalid("threads", "must be 1 to 1024"));
+            }
+        }
+        let seed = spec.seed.unwrap_or_else(rand::random);
+        let name = match &spec.file_name {
+            Some(n) => {
+                validate_file_name(n)?;
+                n.clone()
+            }
+            None => format!("plot-{}-{}.plot", hex::encode(&seed[..8]), spec.leaf_count),
+        };
+        let path = self.inner.plot_dir.join(&name);
+        let id = Uuid::new_v4();
+        let (progress_tx, progress_rx) = watch::channel(JobProgress {
+            leaves_total: spec.leaf_count,
+            ..JobProgress::default()
+        });
+        let (done_tx, done_rx) = watch::channel(None);
+        let cancel = CancellationToken::new();
+        let cancel_flag = Arc::new(AtomicBool::new(false));
+        let info = JobInfo {
+            id,
+            path: path.clone(),
+            leaf_count: spec.leaf_count,
+            cache_levels: spec.cache_levels,
+            seed,
+            state: JobState::Queued,
+            created_at: SystemTime::now(),
+            progress: *progress_rx.borrow(),
+        };
+        {
+            let mut jobs = self.jobs();
+            if jobs.len() >= MAX_QUEUED_JOBS {
+                return Err(DaemonError::FailedPrecondition {
+                    reason: format!("{MAX_QUEUED_JOBS} plot jobs are queued already"),
+                });
+            }
+            if path.exists()
+                || self.inner.plots.has_path(&path)
+                || jobs.values().any(|s| s.info.path == path)
+            {
+                return Err(DaemonError::FileExists { path });
+            }
+            jobs.insert(
+                id,
+                Slot {
+                    info: info.clone(),
+                    cancel_flag: cancel_flag.clone(),
+                    cancel: cancel.clone(),
+                    progress_rx: progress_rx.clone(),
+                    done_rx: done_rx.clone(),
+                },
+            );
+        }
+        tracing::info!(job_id = %id, path = %path.display(), leaves = spec.leaf_count, "plot job queued");
+        let req = CreatePlot {
+            path,
+            miner_pk: self.inner.miner_pk,
+            seed,
+            leaf_count: spec.leaf_count,
+            cache: match spec.cache_levels {
+                None => CacheLevels::Default,
+                Some(0) => CacheLevels::Disabled,
+                Some(k) => CacheLevels::TopLevels(k),
+            },
+            threads: Some(spec.threads.unwrap_or(self.inner.default_threads)),
+        };
+        let this = self.clone();
+        self.inner.tasks.spawn(async move {
+            let started = Instant::now();
+            let result = this.run(id, req, cancel, cancel_flag, progress_tx).await;
+            this.finish(id, result, started.elapsed(), done_tx);
+        });
+        Ok(JobHandle {
+            info,
+            progress: progress_rx,
+            done: done_rx,
+        })
+    }
+
+    async fn run(
+        &self,
+        id: Uuid,
+        req: CreatePlot,
+        cancel: CancellationToken,
+        cancel_flag: Arc<AtomicBool>,
+        progress_tx: watch::Sender<JobProgress>,
+    ) -> JobResult {
+        let permit = tokio::select! {
+            p = self.inner.slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return JobResult::Cancelled, // semaphore closed: shutting down
+            },
+            () = cancel.cancelled() => return JobResult::Cancelled,
+        };
+        self.set_state(id, JobState::Running);
+        tracing::info!(job_id = %id, path = %req.path.display(), threads = ?req.threads, "plot job started");
+        let events = self.inner.events.clone();
+        let created = tokio::task::spawn_blocking(move || {
+            let mut last_event: Option<Instant> = None;
+            let mut on_progress = |p: &PlotProgress| {
+                let jp = JobProgress::from(p);
+                progress_tx.send_replace(jp);
+                let due = last_event.is_none_or(|t| t.elapsed() >= EVENT_INTERVAL)
+                    || p.leaves_done == p.leaves_total;
+                if due {
+                    last_event = Some(Instant::now());
+                    events.emit(Event::PlotJobProgress {
+                        job_id: id,
+                        progress: jp,
+                    });
+                }
+            };
+            let out = create_plot(&req, &mut on_progress, &cancel_flag);
+            drop(permit);
+            out
+        })
+        .await;
+        match created {
+            Ok(Ok(plot)) => {
+                let plots = self.inner.plots.clone();
+                let cache = plot.cache_path.clone();
+                let path = plot.path.clone();
+                match tokio::task::spawn_blocking(move || {
+                    plots.register_created(id, &path, cache.as_deref())
+                })
+                .await
+                {
+                    Ok(Ok(info)) => JobResult::Done(Box::new(info)),
+                    Ok(Err(e)) => {
+                        JobResult::Failed(format!("plot written but not registered: {e}"))
+                    }
+                    Err(e) => JobResult::Failed(format!("registration panicked: {e}")),
+                }
+            }
+            Ok(Err(PlotError::Cancelled)) => JobResult::Cancelled,
+            Ok(Err(e)) => JobResult::Failed(error_chain(&e)),
+            Err(e) => JobResult::Failed(format!("plot writer panicked: {e}")),
+        }
+    }
+
+    fn finish(
+        &self,
+        id: Uuid,
+        result: JobResult,
+        elapsed: Duration,
+        done_tx: watch::Sender<Option<Arc<JobResult>>>,
+    ) {
+        let slot = self.jobs().remove(&id);
+        let path = slot.map(|s| s.info.path).unwrap_or_default();
+        let (outcome, error) = match &result {
+            JobResult::Done(_) => (JobOutcome::Succeeded, None),
+            JobResult::Failed(e) => (JobOutcome::Failed, Some(e.clone())),
+            JobResult::Cancelled => (JobOutcome::Cancelled, None),
+        };
+        match &result {
+            JobResult::Done(info) => tracing::info!(
+                job_id = %id, path = %path.display(), ?elapsed, state = info.state.as_str(),
+                "plot job finished"
+            ),
+            JobResult::Failed(e) => {
+                tracing::error!(job_id = %id, path = %path.display(), error = %e, "plot job failed")
+            }
+            JobResult::Cancelled => {
+                tracing::info!(job_id = %id, path = %path.display(), "plot job cancelled")
+            }
+        }
+        self.inner.events.emit(Event::PlotJobFinished {
+            job_id: id,
+            path,
+            outcome,
+            error,
+            elapsed,
+        });
+        done_tx.send_replace(Some(Arc::new(result)));
+    }
+
+    fn set_state(&self, id: Uuid, state: JobState) {
+        if let Some(s) = self.jobs().get_mut(&id) {
+            if s.info.state != JobState::Cancelling {
+                s.info.state = state;
+            }
+        }
+    }
+
+    /// Queued and running jobs, oldest first, with current progress.
+    pub fn list(&self) -> Vec<JobInfo> {
+        let mut v: Vec<JobInfo> = self
+            .jobs()
+            .values()
+            .map(|s| JobInfo {
+                progress: *s.progress_rx.borrow(),
+                ..s.info.clone()
+            })
+            .collect();
+        v.sort_by_key(|j| j.created_at);
+        v
+    }
+
+    /// Jobs as "creating" plots for the plot list.
+    pub fn creating_plots(&self) -> Vec<PlotInfo> {
+        self.list()
+            .into_iter()
+            .map(|j| PlotInfo {
+                id: j.id,
+                path: j.path,
+                cache_path: None,
+                state: PlotState::Creating,
+                size_bytes: j.progress.bytes_written,
+                header: None,
+                merkle_root: None,
+                created_at_utc: crate::timefmt::iso_utc(j.created_at),
+                problem: None,
+                duplicate_of: None,
+                cache_in_use: false,
+                progress: Some(j.progress),
+            })
+            .collect()
+    }
+
+    /// Final paths of the plots being written (the directory scan leaves them alone).
+    pub fn reserved_paths(&self) -> Vec<PathBuf> {
+        self.jobs().values().map(|s| s.info.path.clone()).collect()
+    }
+
+    /// Number of queued and running jobs.
+    pub fn count(&self) -> usize {
+        self.jobs().len()
+    }
+
+    /// Cancels a job and waits until it stopped; returns the job as it was.
+    pub async fn cancel(&self, id: &str) -> Result<JobInfo, DaemonError> {
+        let (info, mut done) = {
+            let mut jobs = self.jobs();
+            let id = resolve_id(id, jobs.keys().copied()).map_err(|e| e.for_kind("job"))?;
+            let slot = jobs
+                .get_mut(&id)
+                .ok_or_else(|| DaemonError::JobNotFound { id: id.to_string() })?;
+            slot.info.state = JobState::Cancelling;
+            slot.cancel_flag.store(true, Ordering::SeqCst);
+            slot.cancel.cancel();
+            let progress = *slot.progress_rx.borrow();
+            let info = JobInfo {
+                progress,
+                ..slot.info.clone()
+            };
+            (info, slot.done_rx.clone())
+        };
+        tracing::info!(job_id = %info.id, "plot job cancellation requested");
+        // wait_for fails only if the job task is gone, which also means it stopped.
+        let _ = done.wait_for(Option::is_some).await;
+        Ok(info)
+    }
+
+    /// Refuses new jobs, cancels every job and waits for all of them to stop.
+    pub async fn shutdown(&self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        for slot in self.jobs().values_mut() {
+            slot.info.state = JobState::Cancelling;
+            slot.cancel_flag.store(true, Ordering::SeqCst);
+            slot.cancel.cancel();
+        }
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn setup(max: usize) -> (tempfile::TempDir, PlotManager, JobManager, EventBus) {
+        let dir = tempfile::tempdir().unwrap();
+        let plots_dir = dir.path().join("plots");
+        std::fs::create_dir_all(&plots_dir).unwrap();
+        let events = EventBus::new();
+        let plots = PlotManager::load(
+            &dir.path().join("plots_metadata.json"),
+            &plots_dir,
+            [3; 32],
+            events.clone(),
+        )
+        .unwrap();
+        let jobs = JobManager::new(plots.clone(), events.clone(), &plots_dir, [3; 32], max, 1);
+        (dir, plots, jobs, events)
+    }
+
+    fn spec(leaves: u64) -> JobSpec {
+        JobSpec {
+            leaf_count: leaves,
+            cache_levels: Some(0),
+            seed: None,
+            file_name: None,
+            threads: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_job_writes_registers_and_reports() {
+        let (_dir, plots, jobs, events) = setup(1).await;
+        let mut rx = events.subscribe();
+        let mut h = jobs.create(spec(4096)).unwrap();
+        let result = h
+            .done
+            .wait_for(Option::is_some)
+            .await
+            .unwrap()
+            .clone()
+            .unwrap();
+        let JobResult::Done(info) = &*result else {
+            panic!("{result:?}")
+        };
+        assert_eq!(info.id, h.info.id);
+        assert_eq!(info.state, PlotState::Valid);
+        assert_eq!(plots.list().len(), 1);
+        assert_eq!(jobs.count(), 0);
+        assert_eq!(h.progress.borrow().leaves_done, 4096);
+        let mut saw_added = false;
+        let mut saw_finished = false;
+        while let Ok(e) = rx.try_recv() {
+            match &e.event {
+                Event::PlotAdded(p) => saw_added |= p.id == info.id,
+                Event::PlotJobFinished { outcome, .. } => {
+                    saw_finished |= *outcome == JobOutcome::Succeeded
+                }
+                _ => {}
+            }
+        }
+        assert!(saw_added && saw_finished);
+        // The same file name again is refused.
+        let again = jobs.create(JobSpec {
+            file_name: Some(
+                info.path
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+            ..spec(8)
+        });
+        assert!(matches!(again, Err(DaemonError::FileExists { .. })));
+    }
+
+    #[tokio::test]
+    async fn queued_job_cancels_and_leaves_nothing() {
+        let (dir, plots, jobs, _events) = setup(1).await;
+        // A big job holds the only slot; the second waits and is cancelled while queued.
+        let big = jobs.create(spec(1 << 22)).unwrap();
+        let queued = jobs.create(spec(64)).unwrap();
+        assert_eq!(jobs.list().len(), 2);
+        let info = jobs.cancel(&queued.info.id.to_string()).await.unwrap();
+        assert_eq!(info.id, queued.info.id);
+        jobs.cancel(&big.info.id.to_string()).await.unwrap();
+        assert_eq!(jobs.count(), 0);
+        assert!(plots.list().is_empty());
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("plots"))
+            .unwrap()
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        assert!(matches!(
+            jobs.cancel(&queued.info.id.to_string()).await,
+            Err(DaemonError::JobNotFound { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn bad_requests_are_refused_and_shutdown_closes() {
+        let (_dir, _plots, jobs, _events) = setup(1).await;
+        assert!(matches!(
+            jobs.create(spec(0)),
+            Err(DaemonError::InvalidArgument { .. })
+        ));
+        for name in ["x.dat", "../x.plot", ".x.plot", ".plot"] {
+            let r = jobs.create(JobSpec {
+                file_name: Some(name.into()),
+                ..spec(8)
+            });
+            assert!(
+                matches!(r, Err(DaemonError::InvalidArgument { .. })),
+                "{name}"
+            );
+        }
+        jobs.shutdown().await;
+        assert!(matches!(
+            jobs.create(spec(8)),
+            Err(DaemonError::ShuttingDown)
+        ));
+    }
+}

@@ -1,0 +1,125 @@
+//! Plots, plot jobs and checks.
+
+use spacetime::plot::{CheckProgress, CheckReport};
+use spacetime_proto::pb;
+
+use super::ms;
+use crate::plots::{JobInfo, JobOutcome, JobProgress, JobState, PlotInfo, PlotState};
+
+impl From<PlotState> for pb::PlotState {
+    fn from(s: PlotState) -> Self {
+        match s {
+            PlotState::Valid => pb::PlotState::Valid,
+            PlotState::Corrupted => pb::PlotState::Corrupted,
+            PlotState::Missing => pb::PlotState::Missing,
+            PlotState::Creating => pb::PlotState::Creating,
+            PlotState::Duplicate => pb::PlotState::Duplicate,
+        }
+    }
+}
+
+impl From<&JobProgress> for pb::PlotJobProgress {
+    fn from(p: &JobProgress) -> Self {
+        pb::PlotJobProgress {
+            leaves_done: p.leaves_done,
+            leaves_total: p.leaves_total,
+            bytes_written: p.bytes_written,
+            leaves_per_second: p.leaves_per_sec,
+            eta_ms: p.eta.map(ms),
+        }
+    }
+}
+
+impl From<&PlotInfo> for pb::Plot {
+    fn from(p: &PlotInfo) -> Self {
+        pb::Plot {
+            plot_id: p.id.to_string(),
+            file_path: p.path.to_string_lossy().into_owned(),
+            cache_file_path: p
+                .cache_path
+                .as_ref()
+                .map(|c| c.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            state: pb::PlotState::from(p.state) as i32,
+            size_bytes: p.size_bytes,
+            leaf_count: p.header.map(|h| h.leaf_count).unwrap_or_default(),
+            tree_height: p
+                .header
+                .map(|h| u32::try_from(h.tree_height).unwrap_or(u32::MAX))
+                .unwrap_or_default(),
+            seed: p.header.map(|h| h.seed.to_vec()).unwrap_or_default(),
+            merkle_root: p.merkle_root.map(|r| r.to_vec()).unwrap_or_default(),
+            created_at_utc: p.created_at_utc.clone(),
+            problem: p.problem.clone().unwrap_or_default(),
+            duplicate_of: p.duplicate_of.map(|d| d.to_string()).unwrap_or_default(),
+            cache_in_use: p.cache_in_use,
+            progress: p.progress.as_ref().map(Into::into),
+        }
+    }
+}
+
+impl From<JobState> for pb::PlotJobState {
+    fn from(s: JobState) -> Self {
+        match s {
+            JobState::Queued => pb::PlotJobState::Queued,
+            JobState::Running => pb::PlotJobState::Running,
+            JobState::Cancelling => pb::PlotJobState::Cancelling,
+        }
+    }
+}
+
+impl From<&JobInfo> for pb::PlotJob {
+    fn from(j: &JobInfo) -> Self {
+        pb::PlotJob {
+            job_id: j.id.to_string(),
+            file_path: j.path.to_string_lossy().into_owned(),
+            leaf_count: j.leaf_count,
+            cache_levels: j.cache_levels.unwrap_or_default(),
+            seed: j.seed.to_vec(),
+            state: pb::PlotJobState::from(j.state) as i32,
+            created_at_unix_ms: crate::timefmt::unix_ms(j.created_at),
+            progress: Some((&j.progress).into()),
+        }
+    }
+}
+
+impl From<JobOutcome> for pb::PlotJobOutcome {
+    fn from(o: JobOutcome) -> Self {
+        match o {
+            JobOutcome::Succeeded => pb::PlotJobOutcome::Succeeded,
+            JobOutcome::Failed => pb::PlotJobOutcome::Failed,
+            JobOutcome::Cancelled => pb::PlotJobOutcome::Cancelled,
+        }
+    }
+}
+
+/// Progress of a check.
+pub fn check_progress(p: CheckProgress) -> pb::CheckProgress {
+    pb::CheckProgress {
+        done: p.done,
+        total: p.total,
+    }
+}
+
+/// The report of a check of `plot` (its state after the check included).
+pub fn check_report(plot: &PlotInfo, r: &CheckReport) -> pb::CheckReport {
+    let mut findings = Vec::new();
+    if !r.passed() {
+        findings.push(crate::plots::registry::describe_failure(r));
+    }
+    if !r.leaves_regenerated {
+        findings.push("leaves were not regenerated from the miner key".into());
+    }
+    if let (Some(false), Some(e)) = (r.cache_ok, &r.cache_error) {
+        findings.push(format!("cache: {e}"));
+    }
+    pb::CheckReport {
+        plot_id: plot.id.to_string(),
+        ok: r.passed(),
+        checked: r.leaves_checked.max(r.paths_checked),
+        failures: r.bad_leaves + r.bad_paths + u64::from(r.root_ok == Some(false)),
+        findings,
+        elapsed_ms: ms(r.elapsed),
+        state: pb::PlotState::from(plot.state) as i32,
+    }
+}

@@ -1,0 +1,381 @@
+//! The gRPC control plane: listeners, access control, and the one error mapping.
+//!
+//! * Unix socket (always): `controlSocket`, mode 0600, inside the 0700 data directory. A socket
+//!   file left by a crashed daemon is removed after checking that nothing answers on it.
+//! * TCP (optional, `listenTcp`): every call needs `authorization: Bearer <token>`, the token
+//!   being the content of `tokenFile` (created 0600 with 256 random bits if absent).
+//! * Both serve `spacetime.miner.v1.MinerService`, `grpc.health.v1.Health` (SERVING while the
+//!   daemon runs) and server reflection v1.
+
+pub mod convert;
+pub mod service;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use spacetime_proto::pb::miner_service_server::MinerServiceServer;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
+use tonic::transport::Server;
+use tonic::Status;
+
+use crate::daemon::{set_owner_only, Daemon};
+use crate::error::DaemonError;
+use crate::shutdown::{drain, GRACE};
+pub use service::MinerRpc;
+
+/// Maps a domain error to a gRPC status: the one place that does. Caller mistakes keep their
+/// message; internal failures are logged in full and answered with a generic message.
+pub fn map_error(e: DaemonError) -> Status {
+    match e {
+        DaemonError::PlotNotFound { .. } | DaemonError::JobNotFound { .. } => {
+            Status::not_found(e.to_string())
+        }
+        DaemonError::AlreadyExists { .. } | DaemonError::FileExists { .. } => {
+            Status::already_exists(e.to_string())
+        }
+        DaemonError::InvalidArgument { .. } => Status::invalid_argument(e.to_string()),
+        DaemonError::FailedPrecondition { .. } => Status::failed_precondition(e.to_string()),
+        DaemonError::ShuttingDown => Status::unavailable(e.to_string()),
+        DaemonError::Cancelled => Status::cancelled(e.to_string()),
+        DaemonError::Internal { .. } => {
+            let mut chain = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                chain.push_str(": ");
+                chain.push_str(&s.to_string());
+                src = s.source();
+            }
+            tracing::error!(error = %chain, "internal error answering a request");
+            Status::internal("internal error in minerd; see the daemon log")
+        }
+    }
+}
+
+/// Checks `authorization: Bearer <token>` on every TCP call (constant-time comparison).
+#[derive(Clone)]
+pub struct RequireToken {
+    token: Arc<[u8]>,
+}
+
+impl std::fmt::Debug for RequireToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequireToken(<redacted>)")
+    }
+}
+
+impl RequireToken {
+    /// Requires `token`.
+    pub fn new(token: &str) -> Self {
+        Self {
+            token: token.as_bytes().into(),
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Interceptor for RequireToken {
+    fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        let ok = req
+            .metadata()
+            .get(spacetime_proto::client::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), &self.token));
+        if ok {
+            Ok(req)
+        } else {
+            Err(Status::unauthenticated(
+                "missing or invalid bearer token (see tokenFile in the daemon's data directory)",
+            ))
+        }
+    }
+}
+
+/// Reads the token file, or creates it (0600) with a random 256-bit token. A token file that
+/// group or others can read is refused.
+pub fn load_or_create_token(path: &Path) -> anyhow::Result<String> {
+    match std::fs::metadata(path) {
+        Ok(md) => {
+            let mode = md.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                anyhow::bail!(
+                    "token file {} has mode {mode:04o}: group/others may read it; run `chmod 600 {}`",
+                    path.display(),
+                    path.display()
+                );
+            }
+            let token = std::fs::read_to_string(path)
+                .with_context(|| format!("reading token file {}", path.display()))?
+                .trim()
+                .to_owned();
+            if token.is_empty() || !token.chars().all(|c| c.is_ascii_graphic()) {
+                anyhow::bail!(
+                    "token file {} must hold one printable token",
+                    path.display()
+                );
+            }
+            Ok(token)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let token = hex::encode(rand::random::<[u8; 32]>());
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("creating token file {}", path.display()))?;
+            writeln!(f, "{token}")
+                .and_then(|()| f.sync_all())
+                .with_context(|| format!("writing token file {}", path.display()))?;
+            tracing::info!(path = %path.display(), "created the TCP bearer token file");
+            Ok(token)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading token file {}", path.display())),
+    }
+}
+
+/// Removes a socket file left by a crashed daemon; refuses when something answers on it or
+/// when the path is not a socket.
+async fn clear_stale_socket(path: &Path) -> anyhow::Result<()> {
+    let md = match std::fs::symlink_metadata(path) {
+        Ok(md) => md,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("inspecting {}", path.display())),
+    };
+    if !md.file_type().is_socket() {
+        anyhow::bail!(
+            "{} exists and is not a socket; refusing to replace it (set controlSocket elsewhere)",
+            path.display()
+        );
+    }
+    if tokio::net::UnixStream::connect(path).await.is_ok() {
+        anyhow::bail!(
+            "another process is listening on {}; is another minerd running with a different data directory?",
+            path.display()
+        );
+    }
+    tracing::info!(path = %path.display(), "removing stale control socket");
+    std::fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))
+}
+
+/// The running listeners.
+#[derive(Debug)]
+pub struct Servers {
+    tasks: Vec<(String, JoinHandle<Result<(), tonic::transport::Error>>)>,
+    stop: CancellationToken,
+    socket: PathBuf,
+    health: tonic_health::server::HealthReporter,
+    /// The bound TCP address, if any (useful with port 0).
+    pub tcp: Option<SocketAddr>,
+}
+
+impl Servers {
+    /// Marks the service NOT_SERVING, stops accepting, waits for in-flight calls (bounded),
+    /// and removes the socket file.
+    pub async fn stop(self) {
+        self.health
+            .set_not_serving::<MinerServiceServer<MinerRpc>>()
+            .await;
+        self.stop.cancel();
+        for (name, task) in self.tasks {
+            drain(&name, GRACE, async {
+                match task.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(listener = %name, error = %e, "listener failed"),
+                    Err(e) => tracing::error!(listener = %name, error = %e, "listener panicked"),
+                }
+            })
+            .await;
+        }
+        if let Err(e) = std::fs::remove_file(&self.socket) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %self.socket.display(), error = %e, "cannot remove the control socket");
+            }
+        }
+    }
+}
+
+/// Binds the Unix socket (and TCP when configured) and serves the API until
+/// [`Servers::stop`].
+pub async fn serve(daemon: Arc<Daemon>, _shutdown: CancellationToken) -> anyhow::Result<Servers> {
+    let config = daemon.config.clone();
+    let rpc = MinerRpc::new(daemon);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<MinerServiceServer<MinerRpc>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(spacetime_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the reflection service")?;
+    let stop = CancellationToken::new();
+    let mut tasks = Vec::new();
+
+    let socket = config.control_socket.clone();
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    clear_stale_socket(&socket).await?;
+    let unix = tokio::net::UnixListener::bind(&socket)
+        .with_context(|| format!("binding the control socket {}", socket.display()))?;
+    set_owner_only(&socket).with_context(|| format!("chmod 600 {}", socket.display()))?;
+    tracing::info!("control API listening on unix:{}", socket.display());
+    {
+        let router = Server::builder()
+            .add_service(MinerServiceServer::new(rpc.clone()))
+            .add_service(health_service.clone())
+            .add_service(reflection.clone());
+        let stop = stop.clone();
+        tasks.push((
+            "unix listener".to_owned(),
+            tokio::spawn(router.serve_with_incoming_shutdown(
+                UnixListenerStream::new(unix),
+                stop.cancelled_owned(),
+            )),
+        ));
+    }
+
+    let mut tcp = None;
+    if let Some(addr) = config.listen_tcp {
+        let token = load_or_create_token(&config.token_file)?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the TCP control listener {addr}"))?;
+        let bound = listener
+            .local_addr()
+            .context("reading the bound TCP address")?;
+        tracing::info!(token_file = %config.token_file.display(), "control API listening on tcp:{bound}");
+        tcp = Some(bound);
+        let auth = RequireToken::new(&token);
+        let router = Server::builder()
+            .add_service(InterceptedService::new(
+                MinerServiceServer::new(rpc),
+                auth.clone(),
+            ))
+            .add_service(InterceptedService::new(health_service, auth.clone()))
+            .add_service(InterceptedService::new(reflection, auth));
+        let stop = stop.clone();
+        tasks.push((
+            "tcp listener".to_owned(),
+            tokio::spawn(router.serve_with_incoming_shutdown(
+                TcpListenerStream::new(listener),
+                stop.cancelled_owned(),
+            )),
+        ));
+    }
+    Ok(Servers {
+        tasks,
+        stop,
+        socket,
+        health,
+        tcp,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_domain_error_maps_to_its_code() {
+        use tonic::Code;
+        let cases = [
+            (DaemonError::PlotNotFound { id: "x".into() }, Code::NotFound),
+            (DaemonError::JobNotFound { id: "x".into() }, Code::NotFound),
+            (
+                DaemonError::AlreadyExists { what: "x".into() },
+                Code::AlreadyExists,
+            ),
+            (
+                DaemonError::FileExists { path: "/x".into() },
+                Code::AlreadyExists,
+            ),
+            (DaemonError::invalid("f", "bad"), Code::InvalidArgument),
+            (
+                DaemonError::FailedPrecondition { reason: "r".into() },
+                Code::FailedPrecondition,
+            ),
+            (DaemonError::ShuttingDown, Code::Unavailable),
+            (DaemonError::Cancelled, Code::Cancelled),
+        ];
+        for (e, code) in cases {
+            assert_eq!(map_error(e).code(), code);
+        }
+        let s = map_error(DaemonError::internal(
+            "writing /secret/path",
+            std::io::Error::other("disk"),
+        ));
+        assert_eq!(s.code(), Code::Internal);
+        assert!(!s.message().contains("/secret/path"));
+    }
+
+    #[test]
+    fn token_interceptor_accepts_only_the_token() {
+        let mut auth = RequireToken::new("abc123");
+        let mk = |v: Option<&str>| {
+            let mut r = tonic::Request::new(());
+            if let Some(v) = v {
+                r.metadata_mut().insert("authorization", v.parse().unwrap());
+            }
+            r
+        };
+        assert!(auth.call(mk(Some("Bearer abc123"))).is_ok());
+        for bad in [
+            None,
+            Some("Bearer abc124"),
+            Some("abc123"),
+            Some("Bearer abc1234"),
+        ] {
+            assert_eq!(
+                auth.call(mk(bad)).unwrap_err().code(),
+                tonic::Code::Unauthenticated
+            );
+        }
+    }
+
+    #[test]
+    fn token_file_is_created_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("minerd.token");
+        let t = load_or_create_token(&p).unwrap();
+        assert_eq!(t.len(), 64);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(load_or_create_token(&p).unwrap(), t);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(load_or_create_token(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("chmod 600"));
+    }
+
+    #[tokio::test]
+    async fn stale_sockets_are_removed_live_ones_and_files_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.sock");
+        drop(std::os::unix::net::UnixListener::bind(&p).unwrap());
+        clear_stale_socket(&p).await.unwrap();
+        assert!(!p.exists());
+        let _live = tokio::net::UnixListener::bind(&p).unwrap();
+        assert!(clear_stale_socket(&p).await.is_err());
+        let f = dir.path().join("file");
+        std::fs::write(&f, "x").unwrap();
+        assert!(clear_stale_socket(&f)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("not a socket"));
+    }
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests: the real `minerd` and `minerctl` binaries in temporary home directories.
+//! One test binary; one module per area.
+
+mod config;
+mod daemon;
+mod plots;

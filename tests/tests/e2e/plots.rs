@@ -1,0 +1,357 @@
+//! Plots through the API: create with streamed progress, list, show, check, delete, events,
+//! directory pickup, duplicates and job cancellation.
+
+use std::time::Duration;
+
+use e2e::{list_files, wait_until, wait_until_async, Minerd, MinerdOptions};
+use spacetime_proto::client::MinerClient;
+use spacetime_proto::pb;
+use spacetime_proto::pb::create_plot_response::Kind;
+use spacetime_proto::pb::watch_events_response::Event as E;
+
+const LEAVES: u64 = 4096;
+
+/// Creates a plot through the streaming call; returns the plot and the messages seen.
+async fn create(
+    c: &mut MinerClient,
+    leaves: u64,
+    name: &str,
+) -> (pb::Plot, Vec<pb::CreatePlotResponse>) {
+    let mut stream = c
+        .create_plot(pb::CreatePlotRequest {
+            leaf_count: leaves,
+            file_name: name.into(),
+            cache_levels: Some(4),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut msgs = Vec::new();
+    while let Some(m) = stream.message().await.unwrap() {
+        msgs.push(m);
+    }
+    let Some(Kind::Finished(plot)) = msgs.last().and_then(|m| m.kind.clone()) else {
+        panic!("stream did not end with a plot: {msgs:?}");
+    };
+    (plot, msgs)
+}
+
+fn state(p: &pb::Plot) -> pb::PlotState {
+    pb::PlotState::try_from(p.state).unwrap()
+}
+
+#[tokio::test]
+async fn create_list_show_check_and_delete() {
+    let d = Minerd::start().unwrap();
+    let mut c = d.client().await.unwrap();
+
+    let (plot, msgs) = create(&mut c, LEAVES, "a.plot").await;
+    let Some(Kind::Started(job)) = &msgs[0].kind else {
+        panic!("first message is not `started`: {:?}", msgs[0]);
+    };
+    assert_eq!(job.job_id, plot.plot_id, "the job id becomes the plot id");
+    let progress: Vec<&pb::PlotJobProgress> = msgs
+        .iter()
+        .filter_map(|m| match &m.kind {
+            Some(Kind::Progress(p)) => Some(p),
+            _ => None,
+        })
+        .collect();
+    assert!(!progress.is_empty());
+    assert_eq!(progress.last().unwrap().leaves_done, LEAVES);
+    assert!(progress
+        .windows(2)
+        .all(|w| w[0].leaves_done <= w[1].leaves_done));
+    assert_eq!(state(&plot), pb::PlotState::Valid);
+    assert_eq!(plot.leaf_count, LEAVES);
+    assert_eq!(plot.size_bytes, 121 + 32 * LEAVES);
+    assert_eq!(plot.seed.len(), 32);
+    assert!(plot.cache_in_use && plot.cache_file_path.ends_with("a.plot.cache"));
+
+    // List and show, through the client and minerctl.
+    let list = c
+        .list_plots(pb::ListPlotsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .plots;
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].plot_id, plot.plot_id);
+    let shown = d
+        .minerctl_json(&["show-plot", &plot.plot_id[..8], "--json"])
+        .unwrap();
+    assert_eq!(shown["plotId"], plot.plot_id.as_str());
+    assert_eq!(shown["state"], "valid");
+    let table = d.minerctl_ok(&["list-plots"]).unwrap();
+    assert!(
+        table.contains(&plot.plot_id) && table.contains("valid"),
+        "{table}"
+    );
+
+    // The metadata file has it, in the reference format.
+    let meta = std::fs::read_to_string(d.home.data_dir().join("plots_metadata.json")).unwrap();
+    let entries = spacetime::metadata::parse_metadata(&meta).unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].plot_id.to_string(), plot.plot_id);
+
+    // Check: sampled (client) and full (minerctl).
+    let mut stream = c
+        .check_plot(pb::CheckPlotRequest {
+            plot_id: plot.plot_id.clone(),
+            mode: Some(pb::check_plot_request::Mode::Sampled(pb::SampledCheck {
+                samples: 64,
+                seed: Some(1),
+            })),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut report = None;
+    while let Some(m) = stream.message().await.unwrap() {
+        if let Some(pb::check_plot_response::Kind::Report(r)) = m.kind {
+            report = Some(r);
+        }
+    }
+    let report = report.unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.checked, 64);
+    let full = d
+        .minerctl_json(&["check-plot", &plot.plot_id, "--full", "--json"])
+        .unwrap();
+    assert_eq!(full["ok"], true);
+    assert_eq!(full["checked"], LEAVES);
+
+    // Delete without the file: unregistered, file kept, and not re-registered by the scan.
+    let r = c
+        .delete_plot(pb::DeletePlotRequest {
+            plot_id: plot.plot_id.clone(),
+            delete_files: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.deleted_files.is_empty());
+    assert!(d.home.plot_dir().join("a.plot").exists());
+    assert!(c
+        .list_plots(pb::ListPlotsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .plots
+        .is_empty());
+    let err = c
+        .get_plot(pb::GetPlotRequest {
+            plot_id: plot.plot_id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+
+    // Delete with the file, via minerctl.
+    let (b, _) = create(&mut c, LEAVES, "b.plot").await;
+    let out = d
+        .minerctl_json(&["delete-plot", &b.plot_id, "--delete-file", "--json"])
+        .unwrap();
+    assert_eq!(out["deletedFiles"].as_array().unwrap().len(), 2, "{out}");
+    assert!(!d.home.plot_dir().join("b.plot").exists());
+    assert!(!d.home.plot_dir().join("b.plot.cache").exists());
+
+    // Mistakes get the documented codes.
+    let err = c
+        .create_plot(pb::CreatePlotRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    let err = c
+        .create_plot(pb::CreatePlotRequest {
+            leaf_count: 8,
+            file_name: "a.plot".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::AlreadyExists);
+    let out = d.minerctl(&["show-plot", "ffffffff-ffff-4fff-bfff-ffffffffffff"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+}
+
+#[tokio::test]
+async fn events_follow_plots_being_added_and_removed() {
+    let d = Minerd::start().unwrap();
+    let mut c = d.client().await.unwrap();
+    let mut events = c
+        .watch_events(pb::WatchEventsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let (plot, _) = create(&mut c, LEAVES, "e.plot").await;
+    c.delete_plot(pb::DeletePlotRequest {
+        plot_id: plot.plot_id.clone(),
+        delete_files: true,
+    })
+    .await
+    .unwrap();
+
+    let mut added = false;
+    let mut finished = false;
+    let mut removed = false;
+    let mut last_seq = 0;
+    while !(added && finished && removed) {
+        let ev = tokio::time::timeout(Duration::from_secs(10), events.message())
+            .await
+            .expect("events arrive")
+            .unwrap()
+            .unwrap();
+        assert!(ev.sequence > last_seq, "sequence increases");
+        last_seq = ev.sequence;
+        match ev.event {
+            Some(E::PlotAdded(a)) => added |= a.plot.unwrap().plot_id == plot.plot_id,
+            Some(E::PlotJobFinished(f)) => {
+                finished |=
+                    f.job_id == plot.plot_id && f.outcome == pb::PlotJobOutcome::Succeeded as i32
+            }
+            Some(E::PlotRemoved(r)) => removed |= r.plot_id == plot.plot_id && r.files_deleted,
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn files_dropped_into_the_plot_directory_are_picked_up_and_duplicates_flagged() {
+    let d = Minerd::start_with(MinerdOptions {
+        args: vec!["--set".into(), "plotScanIntervalSeconds=1".into()],
+        ..Default::default()
+    })
+    .unwrap();
+    let mut c = d.client().await.unwrap();
+    let (plot, _) = create(&mut c, LEAVES, "orig.plot").await;
+
+    // A copy has the same seed: registered, but flagged and not farmed twice.
+    std::fs::copy(
+        d.home.plot_dir().join("orig.plot"),
+        d.home.plot_dir().join("copy.plot"),
+    )
+    .unwrap();
+    let found = wait_until_async(Duration::from_secs(10), || {
+        let mut c = c.clone();
+        async move {
+            c.list_plots(pb::ListPlotsRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .plots
+                .len()
+                == 2
+        }
+    })
+    .await;
+    assert!(found, "copy was not picked up");
+    let plots = c
+        .list_plots(pb::ListPlotsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .plots;
+    let copy = plots
+        .iter()
+        .find(|p| p.file_path.ends_with("copy.plot"))
+        .unwrap();
+    assert_eq!(state(copy), pb::PlotState::Duplicate);
+    assert_eq!(copy.duplicate_of, plot.plot_id);
+    let status = d.minerctl_json(&["status", "--json"]).unwrap();
+    assert_eq!(status["plots"]["valid"], 1);
+    assert_eq!(status["plots"]["duplicate"], 1);
+
+    // A plot that disappears is reported missing, not fatal.
+    std::fs::remove_file(d.home.plot_dir().join("orig.plot")).unwrap();
+    let missing = wait_until_async(Duration::from_secs(10), || {
+        let mut c = c.clone();
+        let id = plot.plot_id.clone();
+        async move {
+            c.get_plot(pb::GetPlotRequest { plot_id: id })
+                .await
+                .is_ok_and(|r| {
+                    r.into_inner()
+                        .plot
+                        .is_some_and(|p| state(&p) == pb::PlotState::Missing)
+                })
+        }
+    })
+    .await;
+    assert!(missing);
+    // ...and the duplicate takes over.
+    let copy = c
+        .get_plot(pb::GetPlotRequest {
+            plot_id: copy.plot_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .plot
+        .unwrap();
+    assert_eq!(state(&copy), pb::PlotState::Valid);
+    assert!(d.minerctl_ok(&["status"]).is_ok());
+}
+
+#[tokio::test]
+async fn a_cancelled_job_leaves_nothing_and_jobs_outlive_their_client() {
+    let d = Minerd::start().unwrap();
+    // Started with --no-wait: the client is gone, the job keeps running.
+    let job = d
+        .minerctl_json(&[
+            "create-plot",
+            "--leaves",
+            "16777216",
+            "--cache-levels",
+            "0",
+            "--no-wait",
+            "--json",
+        ])
+        .unwrap();
+    let id = job["jobId"].as_str().unwrap().to_owned();
+    let running = wait_until(Duration::from_secs(20), || {
+        d.minerctl_json(&["jobs", "--json"]).is_ok_and(|j| {
+            j.as_array().is_some_and(|a| {
+                a.iter().any(|x| {
+                    x["jobId"] == id.as_str()
+                        && x["state"] == "running"
+                        && x["progress"]["leavesDone"].as_u64().unwrap_or(0) > 0
+                })
+            })
+        })
+    });
+    assert!(running, "job did not make progress");
+    // The plot list shows it as being created.
+    let plots = d.minerctl_json(&["list-plots", "--json"]).unwrap();
+    assert_eq!(plots[0]["state"], "creating");
+    assert!(d
+        .minerctl_ok(&["cancel-job", &id[..8]])
+        .unwrap()
+        .contains("cancelled"));
+    assert_eq!(
+        d.minerctl_json(&["jobs", "--json"]).unwrap(),
+        serde_json::json!([])
+    );
+    assert!(
+        list_files(&d.home.plot_dir()).is_empty(),
+        "{:?}",
+        list_files(&d.home.plot_dir())
+    );
+    assert_eq!(
+        d.minerctl_json(&["list-plots", "--json"]).unwrap(),
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn minerctl_create_plot_prints_progress_lines_and_the_plot() {
+    let d = Minerd::start().unwrap();
+    let out = d
+        .minerctl_ok(&["create-plot", "--size", "128KiB", "--name", "m.plot"])
+        .unwrap();
+    assert!(out.contains("plot job") && out.contains("started"), "{out}");
+    assert!(out.contains("plot created"), "{out}");
+    assert!(out.contains("leaves:       4096"), "{out}");
+}
