@@ -1203,6 +1203,15 @@ mod tests {
     }
 
     #[test]
+    fn readme_documents_every_key_and_variable() {
+        let readme = include_str!("../../README.md");
+        for def in KEYS {
+            assert!(readme.contains(&format!("`{}`", def.key)), "README lacks {}", def.key);
+            assert!(readme.contains(&def.env_var()), "README lacks {}", def.env_var());
+        }
+    }
+
+    #[test]
     fn missing_home_without_data_dir_is_reported() {
         let err = load(&LoadOptions::default(), &HashMap::new()).unwrap_err();
         assert!(matches!(err, ConfigError::NoHome));

@@ -12,10 +12,11 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let dir = args.next().map_or_else(std::env::temp_dir, PathBuf::from);
     let parse = |a: Option<String>, default: u64| {
-        a.map_or(Ok(default), |s| s.parse::<u64>()).unwrap_or_else(|e| {
-            eprintln!("invalid number: {e}");
-            std::process::exit(64)
-        })
+        a.map_or(Ok(default), |s| s.parse::<u64>())
+            .unwrap_or_else(|e| {
+                eprintln!("invalid number: {e}");
+                std::process::exit(64)
+            })
     };
     let leaf_count = parse(args.next(), 1 << 25);
     let proofs = parse(args.next(), 200) as usize;

@@ -21,7 +21,13 @@ fn percentiles(mut v: Vec<Duration>) -> String {
     }
     v.sort_unstable();
     let at = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
-    format!("median {:.3?}  p99 {:.3?}  max {:.3?}  ({} proofs)", at(0.5), at(0.99), v[v.len() - 1], v.len())
+    format!(
+        "median {:.3?}  p99 {:.3?}  max {:.3?}  ({} proofs)",
+        at(0.5),
+        at(0.99),
+        v[v.len() - 1],
+        v.len()
+    )
 }
 
 fn main() {
@@ -41,10 +47,14 @@ fn main() {
     let started = Instant::now();
     let cache = MerkleCache::read(&MerkleCache::path_for(Path::new(path)))
         .and_then(|c| c.validate(plot.header()).map(|()| c));
-    println!("cache read + validate: {:.2?} ({})", started.elapsed(), match &cache {
-        Ok(c) => format!("levels {}..{}", c.start_level, c.tree_height - 1),
-        Err(e) => format!("unusable: {e}"),
-    });
+    println!(
+        "cache read + validate: {:.2?} ({})",
+        started.elapsed(),
+        match &cache {
+            Ok(c) => format!("levels {}..{}", c.start_level, c.tree_height - 1),
+            Err(e) => format!("unusable: {e}"),
+        }
+    );
     let mut rng = rand::rngs::StdRng::seed_from_u64(42);
     if let Ok(cache) = &cache {
         let mut times = Vec::with_capacity(proofs);

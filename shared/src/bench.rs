@@ -89,6 +89,9 @@ pub struct BenchReport {
     pub compress_single: f64,
     /// Raw compressions per second, all threads.
     pub compress_all: f64,
+    /// Raw compressions per second of CPU time actually received (one thread; Linux
+    /// schedstat), which other processes on the machine do not distort.
+    pub compress_per_cpu_second: Option<f64>,
     /// Leaves in the benchmark plot.
     pub plot_leaves: u64,
     /// End-to-end plotting time (generation, tree, write, fsync, rename, cache).
@@ -97,8 +100,14 @@ pub struct BenchReport {
     pub plot_leaves_per_sec: f64,
     /// Plotting rate in MB/s (10^6 bytes) of plot file.
     pub plot_mb_per_sec: f64,
+    /// CPU time the process spent plotting (all threads), where the OS reports it.
+    pub plot_cpu: Option<Duration>,
     /// Full scan of the page-cached plot, leaves per second.
     pub scan_leaves_per_sec: f64,
+    /// Leaves in the measured scan.
+    pub scan_leaves: u64,
+    /// CPU time of the measured scan (all threads), where the OS reports it.
+    pub scan_cpu: Option<Duration>,
     /// Lowest cache level of the default cache (`None` when the plot is too small for one).
     pub cache_start_level: Option<u32>,
     /// Proof latency with the default cache.
@@ -127,6 +136,21 @@ impl BenchReport {
     pub fn scan_ratio(&self) -> f64 {
         ratio(self.scan_leaves_per_sec, self.scan_bound())
     }
+
+    /// Plotting compressions per CPU-second / [`BenchReport::compress_per_cpu_second`]: how
+    /// close the plotter's CPU time is to pure hashing, whatever else the machine runs.
+    pub fn plot_cpu_efficiency(&self) -> Option<f64> {
+        let cpu = self.plot_cpu?.as_secs_f64();
+        let rate = self.compress_per_cpu_second?;
+        (cpu > 0.0).then(|| ratio(self.plot_leaves as f64 * 4.0 / cpu, rate))
+    }
+
+    /// Scanning compressions per CPU-second / [`BenchReport::compress_per_cpu_second`].
+    pub fn scan_cpu_efficiency(&self) -> Option<f64> {
+        let cpu = self.scan_cpu?.as_secs_f64();
+        let rate = self.compress_per_cpu_second?;
+        (cpu > 0.0).then(|| ratio(self.scan_leaves as f64 * 2.0 / cpu, rate))
+    }
 }
 
 fn ratio(a: f64, b: f64) -> f64 {
@@ -154,6 +178,9 @@ impl fmt::Display for BenchReport {
             m(self.compress_single),
             m(self.compress_all)
         )?;
+        if let Some(rate) = self.compress_per_cpu_second {
+            writeln!(f, "  compressions         {:>9.2} M per CPU-second", m(rate))?;
+        }
         writeln!(
             f,
             "plotting ({} leaves, {:.1} MiB, end to end with write)",
@@ -169,6 +196,13 @@ impl fmt::Display for BenchReport {
             m(self.plot_bound()),
             100.0 * self.plot_ratio()
         )?;
+        if let (Some(cpu), Some(eff)) = (self.plot_cpu, self.plot_cpu_efficiency()) {
+            writeln!(
+                f,
+                "  cpu {cpu:.2?}: {:.0}% of the raw compression rate per CPU-second",
+                100.0 * eff
+            )?;
+        }
         writeln!(f, "full scan (page-cached)")?;
         writeln!(
             f,
@@ -177,6 +211,13 @@ impl fmt::Display for BenchReport {
             m(self.scan_bound()),
             100.0 * self.scan_ratio()
         )?;
+        if let (Some(cpu), Some(eff)) = (self.scan_cpu, self.scan_cpu_efficiency()) {
+            writeln!(
+                f,
+                "  cpu {cpu:.2?}: {:.0}% of the raw compression rate per CPU-second",
+                100.0 * eff
+            )?;
+        }
         let lat = |l: &Option<Latency>| match l {
             Some(l) => format!(
                 "median {:.3?}  p99 {:.3?}  ({} proofs)",
@@ -253,10 +294,15 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
     let probe = probe_time(opts.leaf_count);
     let (mut digest64_single, mut digest64_all) = (0f64, 0f64);
     let (mut compress_single, mut compress_all) = (0f64, 0f64);
+    let mut compress_per_cpu_second: Option<f64> = None;
     for _ in 0..PROBE_ROUNDS {
-        digest64_single = digest64_single.max(rate_single(probe, digest_batch));
+        digest64_single = digest64_single.max(rate_single(probe, digest_batch).0);
         digest64_all = digest64_all.max(rate_all(&pool, threads, probe, digest_batch));
-        compress_single = compress_single.max(rate_single(probe, compress_batch));
+        let (wall, cpu) = rate_single(probe, compress_batch);
+        compress_single = compress_single.max(wall);
+        if let Some(cpu) = cpu {
+            compress_per_cpu_second = Some(compress_per_cpu_second.unwrap_or(0.0).max(cpu));
+        }
         compress_all = compress_all.max(rate_all(&pool, threads, probe, compress_batch));
     }
 
@@ -275,7 +321,9 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
         threads: Some(threads),
     };
     let never = AtomicBool::new(false);
+    let cpu_before = process_cpu_time();
     let created = create_plot(&req, &mut |_| {}, &never)?;
+    let plot_cpu = cpu_since(cpu_before);
     let plot_time = created.elapsed;
     let plot_secs = plot_time.as_secs_f64().max(1e-9);
     let plot_leaves_per_sec = opts.leaf_count as f64 / plot_secs;
@@ -283,12 +331,14 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
 
     let plot = PlotFile::open(&path)?;
     let challenge: [u8; 32] = rng.gen();
-    let scan_leaves_per_sec = pool.install(|| {
+    let (scan_leaves_per_sec, scan_leaves, scan_cpu) = pool.install(|| {
         // The first pass makes sure every page is resident; the second is measured.
         let _ = scan_plots(&[&plot], &challenge, &ScanStrategy::Full, None, &never);
+        let cpu_before = process_cpu_time();
         let started = Instant::now();
         let outcome = scan_plots(&[&plot], &challenge, &ScanStrategy::Full, None, &never);
-        outcome.leaves_scanned as f64 / started.elapsed().as_secs_f64().max(1e-9)
+        let rate = outcome.leaves_scanned as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        (rate, outcome.leaves_scanned, cpu_since(cpu_before))
     });
 
     let cache = match created.cache_path {
@@ -323,15 +373,35 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
         digest64_all,
         compress_single,
         compress_all,
+        compress_per_cpu_second,
         plot_leaves: opts.leaf_count,
         plot_time,
         plot_leaves_per_sec,
         plot_mb_per_sec,
+        plot_cpu,
         scan_leaves_per_sec,
+        scan_leaves,
+        scan_cpu,
         cache_start_level: cache.as_ref().map(|c| c.start_level),
         proof_cached,
         proof_uncached,
     })
+}
+
+/// User + system CPU time of this process so far, all threads (Linux `/proc/self/stat`,
+/// in `USER_HZ` = 100 ticks per second); `None` elsewhere.
+fn process_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
+fn cpu_since(before: Option<Duration>) -> Option<Duration> {
+    Some(process_cpu_time()?.saturating_sub(before?))
 }
 
 /// Work units per batch of a rate probe.
@@ -351,8 +421,10 @@ fn compress_batch(seed: u64) -> u8 {
     independent_compressions(BATCH, seed as u8) as u8
 }
 
-/// Units per second of `batch` on the calling thread.
-fn rate_single(probe: Duration, batch: fn(u64) -> u8) -> f64 {
+/// Units per second of `batch` on the calling thread: per wall second, and per second of
+/// CPU time the thread received (where the OS reports it).
+fn rate_single(probe: Duration, batch: fn(u64) -> u8) -> (f64, Option<f64>) {
+    let cpu_before = thread_cpu_time();
     let started = Instant::now();
     let mut done = 0u64;
     let mut sink = 0u8;
@@ -361,7 +433,20 @@ fn rate_single(probe: Duration, batch: fn(u64) -> u8) -> f64 {
         done += BATCH;
     }
     std::hint::black_box(sink);
-    done as f64 / started.elapsed().as_secs_f64()
+    let wall = done as f64 / started.elapsed().as_secs_f64();
+    let cpu = thread_cpu_time()
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before).as_secs_f64())
+        .filter(|&secs| secs > 0.0)
+        .map(|secs| done as f64 / secs);
+    (wall, cpu)
+}
+
+/// CPU time of the calling thread (Linux `/proc/thread-self/schedstat`, nanoseconds).
+fn thread_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = stat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
 }
 
 /// Units per second of `batch` on every thread of `pool` at once.

@@ -480,7 +480,11 @@ mod tests {
                 let mut many = MerkleFolder::with_capture(from);
                 many.push_leaves(&leaves[..split]);
                 many.push_leaves(&leaves[split..]);
-                assert_eq!(one.finish_capturing(), many.finish_capturing(), "split {split}");
+                assert_eq!(
+                    one.finish_capturing(),
+                    many.finish_capturing(),
+                    "split {split}"
+                );
             }
         }
     }

@@ -254,6 +254,8 @@ struct ScoreBatch {
     indices: [u64; BATCH],
     len: usize,
     best: Option<(u64, [u8; 32], Hash32)>,
+    /// The first 8 bytes of the best score as a big-endian integer (max before the first).
+    best_prefix: u64,
 }
 
 impl ScoreBatch {
@@ -265,6 +267,7 @@ impl ScoreBatch {
             indices: [0; BATCH],
             len: 0,
             best: None,
+            best_prefix: u64::MAX,
         }
     }
 
@@ -281,11 +284,18 @@ impl ScoreBatch {
     fn flush(&mut self) {
         let mut scores = [[0u8; 32]; BATCH];
         hash_64_each(&self.blocks[..self.len], &mut scores[..self.len]);
-        for j in 0..self.len {
-            if self.best.is_none_or(|(_, _, b)| scores[j] < b) {
+        let batch = self.blocks.iter().zip(&self.indices).zip(&scores);
+        for ((block, &index), score) in batch.take(self.len) {
+            // Almost every score loses on its first 8 bytes: compare those as an integer
+            // before the full byte-wise comparison.
+            if prefix(score) > self.best_prefix {
+                continue;
+            }
+            if self.best.is_none_or(|(_, _, b)| *score < b) {
+                self.best_prefix = prefix(score);
                 let mut leaf = [0u8; 32];
-                leaf.copy_from_slice(&self.blocks[j][32..]);
-                self.best = Some((self.indices[j], leaf, scores[j]));
+                leaf.copy_from_slice(&block[32..]);
+                self.best = Some((index, leaf, *score));
             }
         }
         self.len = 0;
@@ -295,6 +305,14 @@ impl ScoreBatch {
         self.flush();
         self.best
     }
+}
+
+/// The first 8 bytes of a hash as a big-endian integer (orders like the bytes).
+#[inline]
+fn prefix(hash: &Hash32) -> u64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&hash[..8]);
+    u64::from_be_bytes(bytes)
 }
 
 /// Call `f` with the leaf index of each strategy position in `positions`, in order.

@@ -215,7 +215,7 @@ fn sixteen_leaf_cache_file_matches_vector() {
 
 #[test]
 fn creation_matches_naive_across_chunk_boundaries() {
-    let chunk = 1u64 << 15;
+    let chunk = 1u64 << 14; // the plotter's chunk size
     for (n, cache) in [
         (chunk - 1, CacheLevels::Default),
         (chunk, CacheLevels::Default),

@@ -9,6 +9,9 @@
 //!   kills the whole group on drop.
 //! * [`wait_until`] / [`wait_until_async`] poll a condition with a deadline: no bare sleeps.
 
+pub mod devnet;
+pub mod mining;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};

@@ -135,6 +135,43 @@ mod tests {
         assert_eq!(cfg.network_id, "spacetime-devnet-local");
     }
 
+    /// The shape of `minerd`'s command line: global `--data-dir` and `--network-id` flags
+    /// beside a `devnet-node` subcommand that has its own.
+    #[derive(Debug, Parser)]
+    struct Minerd {
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+        #[arg(long, global = true)]
+        network_id: Option<String>,
+        #[command(subcommand)]
+        command: Option<Sub>,
+    }
+
+    #[derive(Debug, clap::Subcommand)]
+    enum Sub {
+        DevnetNode(DevnetNodeArgs),
+    }
+
+    #[test]
+    fn the_subcommand_coexists_with_minerd_global_flags() {
+        use clap::CommandFactory;
+        Minerd::command().debug_assert();
+        let cli = Minerd::try_parse_from([
+            "minerd",
+            "devnet-node",
+            "--data-dir",
+            "/d",
+            "--network-id",
+            "n1",
+        ])
+        .unwrap();
+        let Some(Sub::DevnetNode(args)) = cli.command else {
+            panic!("no subcommand")
+        };
+        assert_eq!(args.data_dir, Some(PathBuf::from("/d")));
+        assert_eq!(args.network_id, "n1");
+    }
+
     #[test]
     fn defaults_and_errors() {
         let cli = Cli::try_parse_from(["x"]).unwrap();

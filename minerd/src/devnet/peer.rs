@@ -202,7 +202,11 @@ pub(crate) async fn serve(
     shared.lock().unregister(id);
     match end {
         End::Close(c) => {
-            tracing::info!(peer = %addr, reason = %c.reason, "closing connection");
+            if c.send_error {
+                tracing::warn!(peer = %addr, reason = %c.reason, "closing connection");
+            } else {
+                tracing::info!(peer = %addr, reason = %c.reason, "closing connection");
+            }
             if c.send_error {
                 let frame = Message::Error(c.reason).encode_checked(cfg.max_frame_length);
                 if let Ok(frame) = frame {

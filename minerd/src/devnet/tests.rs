@@ -313,6 +313,19 @@ async fn invalid_and_misplaced_blocks_are_rejected_with_a_reason() {
     let next = fresh_epoch(&mut c).await;
     assert_eq!(next.tip_height, 0);
     assert_eq!(node.status().blocks_accepted, 0);
+    // A valid block for an epoch that has ended is ignored as late (no Error, no block).
+    c.send(&Message::NewBlock(miner.block(&e, vec![]))).await;
+    c.send(&Message::Ping {
+        nonce: 6,
+        timestamp: 0,
+    })
+    .await;
+    let reply = c
+        .recv_until(|m| matches!(m, Message::Error(_) | Message::Pong { .. }))
+        .await;
+    assert!(matches!(reply, Message::Pong { nonce: 6, .. }), "{reply:?}");
+    fresh_epoch(&mut c).await;
+    assert_eq!(node.status().blocks_accepted, 0);
     token.cancel();
     node.wait().await.unwrap();
 }
@@ -490,4 +503,63 @@ async fn two_nodes_cannot_share_a_data_dir_and_other_networks_are_refused() {
     other.network_id = "another-net".into();
     let err = start(other, CancellationToken::new()).await.unwrap_err();
     assert!(format!("{err:#}").contains("another network"), "{err:#}");
+}
+
+#[tokio::test]
+async fn a_peer_that_does_not_read_is_dropped_without_stalling_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path(), 5000);
+    cfg.outbound_queue = 8;
+    cfg.max_messages_per_sec = 100_000;
+    cfg.message_burst = 100_000;
+    let (node, token) = node(cfg).await;
+    // A peer with a tiny receive buffer that completes the handshake, then never reads.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(node.local_addr()).await.unwrap();
+    let mut slow = Client::from_stream(stream);
+    slow.send(&hello(2, NET)).await;
+    assert!(matches!(slow.recv().await, Ok(Message::Handshake(_))));
+    assert_eq!(slow.recv().await, Ok(Message::HandshakeAck));
+    slow.send(&Message::HandshakeAck).await;
+    let (mut wallet, _) = Client::handshaken(node.local_addr(), NET).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while node.status().peers < 2 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Every transaction is relayed to the slow peer until its queue overflows.
+    let mut sent = 0;
+    while node.status().peers > 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "slow peer never dropped"
+        );
+        for _ in 0..200 {
+            wallet.send(&Message::Transaction(signed_tx(1, 1))).await;
+        }
+        sent += 200;
+        wallet
+            .send(&Message::Ping {
+                nonce: sent,
+                timestamp: 0,
+            })
+            .await;
+        wallet
+            .recv_until(|m| matches!(m, Message::Pong { nonce, .. } if *nonce == sent))
+            .await;
+    }
+    // The wallet is still served.
+    wallet
+        .send(&Message::Ping {
+            nonce: 1,
+            timestamp: 0,
+        })
+        .await;
+    wallet
+        .recv_until(|m| matches!(m, Message::Pong { nonce: 1, .. }))
+        .await;
+    assert_eq!(node.status().mempool as u64, sent);
+    token.cancel();
+    node.wait().await.unwrap();
 }

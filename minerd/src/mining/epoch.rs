@@ -66,6 +66,8 @@ pub struct EpochRecord {
     pub received: Instant,
     /// When it arrived, unix seconds.
     pub received_unix: u64,
+    /// A scan ran to its end for this epoch (whatever it found): no second attempt.
+    pub worked: bool,
     /// A proof was built and verified.
     pub proof_generated: bool,
     /// The proof was sent.
@@ -87,6 +89,7 @@ impl EpochRecord {
             info,
             received: Instant::now(),
             received_unix: unix_millis() / 1000,
+            worked: false,
             proof_generated: false,
             proof_submitted: false,
             late: false,

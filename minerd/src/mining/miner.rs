@@ -137,8 +137,6 @@ pub async fn run(
             Step::WorkDone(result) => {
                 let epoch = running.take().map(|r| r.epoch);
                 miner.on_work_done(epoch, result);
-                // A re-announced epoch may need another attempt.
-                miner.maybe_start(&mut running);
             }
             Step::Enabled(on) => miner.on_enabled(on, &mut running),
             Step::PlotsChanged => miner.maybe_start(&mut running),
@@ -163,12 +161,14 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// The local instant of a unix-milliseconds deadline.
+/// The local instant of a unix-milliseconds deadline (a deadline absurdly far away, which
+/// only a broken node would send, is clamped to a day).
 fn deadline_instant(deadline_ms: u64) -> Instant {
+    const FAR: Duration = Duration::from_secs(24 * 3600);
     let now_ms = unix_millis();
     let now = Instant::now();
     if deadline_ms >= now_ms {
-        now + Duration::from_millis(deadline_ms - now_ms)
+        now + Duration::from_millis(deadline_ms - now_ms).min(FAR)
     } else {
         now.checked_sub(Duration::from_millis(now_ms - deadline_ms))
             .unwrap_or(now)
@@ -366,7 +366,7 @@ impl Miner {
         let Some(record) = self.current.as_mut() else {
             return;
         };
-        if record.settled || record.proof_generated || record.late || !connected {
+        if record.settled || record.worked || !connected {
             return;
         }
         let plots = self.ctx.plots.current();
@@ -416,6 +416,7 @@ impl Miner {
         else {
             return; // work for an epoch that has ended
         };
+        record.worked = true;
         let outcome = match result {
             Ok(o) => o,
             Err(e) => {
@@ -533,8 +534,10 @@ impl Miner {
                     transactions,
                 });
                 tracing::info!(
-                    height, hash = %hex::encode(hash), epoch = epoch.epoch, transactions,
-                    "block won: height {height} hash {}", hex::encode(hash)
+                    epoch = epoch.epoch,
+                    transactions,
+                    "block won: height {height} hash {}",
+                    hex::encode(hash)
                 );
                 if self.own_blocks.len() >= OWN_BLOCKS {
                     self.own_blocks.pop_front();
@@ -547,3 +550,19 @@ impl Miner {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod deadline_tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_map_to_instants_without_overflow() {
+        let now = Instant::now();
+        let soon = deadline_instant(unix_millis() + 1_000);
+        assert!(soon > now && soon <= now + Duration::from_millis(1_100));
+        let past = deadline_instant(unix_millis().saturating_sub(1_000));
+        assert!(past <= now);
+        assert!(deadline_instant(u64::MAX) <= Instant::now() + Duration::from_secs(24 * 3600));
+        assert!(deadline_instant(0) <= now);
+    }
+}

@@ -279,7 +279,7 @@ async fn run(
             () = shutdown.cancelled() => break,
             r = Session::connect(&config) => r,
         };
-        let error = match attempt {
+        let retry = match attempt {
             Ok(mut session) => {
                 generation += 1;
                 failures = 0;
@@ -355,7 +355,7 @@ async fn run(
         let delay = if failures >= unreachable_after {
             timings.backoff.capped(jitter)
         } else {
-            timings.backoff.delay(error, jitter)
+            timings.backoff.delay(retry, jitter)
         };
         tracing::debug!(node = %endpoint, ?delay, "reconnecting after a pause");
         let wake = tokio::time::Instant::now() + delay;

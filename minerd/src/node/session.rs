@@ -178,6 +178,7 @@ impl Session {
     ) -> Result<(), LinkError> {
         let mut last_heard = Instant::now();
         let mut pinged = false;
+        let mut node_error: Option<String> = None;
         loop {
             let wake = if pinged {
                 last_heard + self.timings.close_after
@@ -188,7 +189,16 @@ impl Session {
                 biased;
                 () = shutdown.cancelled() => return Ok(()),
                 msg = self.read_message() => {
-                    let msg = msg?;
+                    let msg = match msg {
+                        Ok(m) => m,
+                        // The node said why before it closed: that is the reason.
+                        Err(LinkError::Closed | LinkError::Io(_)) if node_error.is_some() => {
+                            return Err(LinkError::Refused {
+                                reason: node_error.take().unwrap_or_default(),
+                            })
+                        }
+                        Err(e) => return Err(e),
+                    };
                     last_heard = Instant::now();
                     pinged = false;
                     match msg {
@@ -196,7 +206,12 @@ impl Session {
                             self.send(&Message::Pong { nonce, timestamp: unix_millis() }).await?;
                         }
                         Message::Pong { .. } | Message::Heartbeat => {}
-                        Message::Error(reason) => return Err(LinkError::Refused { reason }),
+                        // Error precedes a close (D3), but nodes also use it to refuse
+                        // one request (an unknown block): keep reading until it closes.
+                        Message::Error(reason) => {
+                            tracing::warn!(reason = %reason, "the node reports an error");
+                            node_error = Some(reason);
+                        }
                         Message::Handshake(_) | Message::HandshakeAck => {
                             return Err(LinkError::Protocol(
                                 "handshake message after the handshake".into(),
@@ -233,16 +248,22 @@ impl Session {
         }
     }
 
-    /// Writes one message. Cancel-safe only between messages: callers do not race it.
+    /// Writes one message; a node that does not read for `close_after` ends the connection.
+    /// Our own messages always fit a frame (a block of 1000 transactions is ~160 KiB); one
+    /// that does not is dropped with an error log rather than sent.
     async fn send(&mut self, message: &Message) -> Result<(), LinkError> {
-        let bytes = message.encode_checked(self.max_frame).map_err(|e| {
-            LinkError::Protocol(format!(
-                "our own {:?} does not fit a frame: {e}",
-                message.message_type()
-            ))
-        })?;
-        self.stream.write_all(&bytes).await?;
-        Ok(())
+        let bytes = match message.encode_checked(self.max_frame) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(kind = ?message.message_type(), error = %e, "message too large to send; dropped");
+                return Ok(());
+            }
+        };
+        let limit = self.timings.close_after;
+        match tokio::time::timeout(limit, self.stream.write_all(&bytes)).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(LinkError::Silent(limit)),
+        }
     }
 
     /// Reads the next message. Cancel-safe: bytes read stay in the buffer.

@@ -385,3 +385,52 @@ fn the_daemon_config_maps_to_the_link() {
         Some(config.network_id.as_str())
     );
 }
+
+#[tokio::test]
+async fn an_error_reply_keeps_the_link_until_the_node_closes() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut h = Harness::start(config(listener.local_addr().unwrap().port()));
+    let mut peer = Peer::accept(&listener).await;
+    peer.handshake().await;
+    assert!(matches!(h.next_event().await, LinkEvent::Connected { .. }));
+    // A refused request: the connection stays up.
+    peer.send(&Message::Error("GetBlock: unknown block 00".into()))
+        .await;
+    peer.send(&Message::Ping {
+        nonce: 1,
+        timestamp: 0,
+    })
+    .await;
+    assert!(matches!(
+        peer.read().await,
+        Some(Message::Pong { nonce: 1, .. })
+    ));
+    // An Error followed by a close: that Error is the reason.
+    peer.send(&Message::Error("too many peers".into())).await;
+    drop(peer);
+    let LinkEvent::Disconnected { reason, .. } = h.next_event().await else {
+        panic!("expected Disconnected");
+    };
+    assert_eq!(reason, "node closed the connection: too many peers");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_frame_above_the_links_limit_is_refused_before_its_payload_arrives() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut cfg = config(listener.local_addr().unwrap().port());
+    cfg.max_frame = 4096;
+    let h = Harness::start(cfg);
+    let mut peer = Peer::accept(&listener).await;
+    peer.handshake().await;
+    // A Block frame announcing 5000 bytes: only its header is sent.
+    let mut header = 5000u32.to_le_bytes().to_vec();
+    header.push(0x23);
+    peer.stream.write_all(&header).await.unwrap();
+    let Some(Message::Error(reason)) = peer.read().await else {
+        panic!("expected an Error frame");
+    };
+    assert!(reason.contains("frame length 5000"), "{reason}");
+    assert_eq!(peer.read().await, None);
+    h.stop().await;
+}

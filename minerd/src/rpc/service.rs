@@ -292,14 +292,16 @@ impl MinerService for MinerRpc {
         let cancel = Arc::new(AtomicBool::new(false));
         let plots = self.daemon.plots.clone();
         let shutdown = self.daemon.shutdown.clone();
+        let finished = tokio_util::sync::CancellationToken::new();
         {
-            // Stop the check when the daemon shuts down.
+            // Stop the check when the daemon shuts down. (This task must not hold a sender,
+            // or the stream would never end.)
             let cancel = cancel.clone();
-            let tx = tx.clone();
+            let finished = finished.clone();
             tokio::spawn(async move {
                 tokio::select! {
                     () = shutdown.cancelled() => cancel.store(true, Ordering::SeqCst),
-                    () = tx.closed() => {}
+                    () = finished.cancelled() => {}
                 }
             });
         }
@@ -324,6 +326,7 @@ impl MinerService for MinerRpc {
                 Err(e) => Err(map_error(e)),
             };
             let _ = tx.blocking_send(last);
+            finished.cancel();
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }

@@ -15,10 +15,9 @@
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::collections::BTreeMap;
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
-
-use rayon::prelude::*;
 
 use super::writer::LeafWriter;
 use super::{plot_file_len, LeafGenerator, PlotError, PlotHeader, HEADER_LEN};
@@ -27,8 +26,11 @@ use crate::cache::{CacheError, MerkleCache, MAX_CACHE_BYTES};
 use crate::hash::Hash32;
 use crate::merkle::{level_size, tree_height, MerkleFolder};
 
-/// Leaves per work chunk: `2^15` leaves = 1 MiB.
-const CHUNK_LEVEL: u32 = 15;
+/// Leaves per work chunk: `2^14` leaves = 512 KiB.
+const CHUNK_LEVEL: u32 = 14;
+/// Chunks per batch and thread: enough that uneven thread speed (other processes, the
+/// writer thread) costs little at the end-of-batch barrier.
+const CHUNKS_PER_THREAD: usize = 8;
 /// Minimum time between two progress reports.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -162,14 +164,7 @@ pub fn create_plot(
     let threads = req
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("plotter-{i}"))
-        .build()
-        .map_err(|e| PlotError::InvalidRequest {
-            reason: format!("cannot start {threads} worker threads: {e}"),
-        })?;
+        .clamp(1, 1024);
 
     let tmp = atomic_file::temp_beside(&req.path)
         .map_err(|e| PlotError::io("creating a temporary file beside", &req.path, e))?;
@@ -194,45 +189,66 @@ pub fn create_plot(
     let mut single_root = None;
 
     let gen = LeafGenerator::new(&req.miner_pk, &req.seed);
-    let batch_chunks = (2 * threads).clamp(2, 32) as u64;
+    let window = (CHUNKS_PER_THREAD * threads).clamp(4, 256);
     let mut last_report: Option<Instant> = None;
 
-    // The pool threads hash; one writer thread streams finished batches to the file, at
-    // most one batch behind (so memory is about three batches whatever the plot size).
-    let (to_writer, from_main) = mpsc::sync_channel::<Vec<Vec<[u8; 32]>>>(1);
-    let (recycle, recycled) = mpsc::channel::<Vec<Vec<[u8; 32]>>>();
+    // A pipeline without barriers: `threads` workers take chunk indices from a queue and
+    // return finished chunks; this thread merges them in index order and hands their leaves
+    // to one writer thread. At most `window` chunks are handed out ahead of the merge and
+    // the writer may lag by at most `window` chunks, so memory is bounded by the window
+    // (a few tens of MiB) whatever the plot size.
+    let (jobs, job_queue) = mpsc::sync_channel::<u64>(window);
+    let job_queue = Mutex::new(job_queue);
+    let (finished, results) = mpsc::channel::<(u64, Chunk)>();
+    let (to_writer, from_main) = mpsc::sync_channel::<Vec<[u8; 32]>>(window);
+    let spare: Mutex<Vec<Vec<[u8; 32]>>> = Mutex::new(Vec::new());
     let written = std::thread::scope(|scope| -> Result<u64, PlotError> {
         let writer = scope.spawn(|| -> std::io::Result<u64> {
             let mut out = LeafWriter::new(file, &tmp_path, &[0u8; HEADER_LEN]);
-            for batch in from_main {
-                for leaves in &batch {
-                    out.append(leaves.as_flattened())?;
-                }
-                // The main thread may be gone (cancelled); the buffers are then dropped.
-                let _ = recycle.send(batch);
+            for leaves in from_main {
+                out.append(leaves.as_flattened())?;
+                lock(&spare).push(leaves);
             }
             out.finish()
         });
-        let mut next_chunk = 0u64;
-        while next_chunk < chunk_count {
+        for i in 0..threads {
+            let finished = finished.clone();
+            let (job_queue, spare, gen) = (&job_queue, &spare, &gen);
+            std::thread::Builder::new()
+                .name(format!("plotter-{i}"))
+                .spawn_scoped(scope, move || loop {
+                    let next = lock(job_queue).recv();
+                    let Ok(index) = next else {
+                        break; // no more work (finished or cancelled)
+                    };
+                    let buf = lock(spare).pop().unwrap_or_default();
+                    let chunk = build_chunk(gen, n, index, target, cache_from, buf);
+                    if finished.send((index, chunk)).is_err() {
+                        break;
+                    }
+                })
+                .map_err(|e| PlotError::io("starting a plotting thread for", &req.path, e))?;
+        }
+        drop(finished);
+        let mut handed_out = 0u64;
+        while handed_out < chunk_count.min(window as u64) {
+            // Never blocks: the queue holds `window` jobs.
+            let _ = jobs.send(handed_out);
+            handed_out += 1;
+        }
+        let mut out_of_order: BTreeMap<u64, Chunk> = BTreeMap::new();
+        let mut merged = 0u64;
+        while merged < chunk_count {
             if cancel.load(Ordering::Relaxed) {
                 return Err(PlotError::Cancelled);
             }
-            let batch_end = (next_chunk + batch_chunks).min(chunk_count);
-            let mut spare: Vec<Vec<[u8; 32]>> = recycled.try_iter().flatten().collect();
-            let buffers: Vec<Vec<[u8; 32]>> = (next_chunk..batch_end)
-                .map(|_| spare.pop().unwrap_or_default())
-                .collect();
-            let first = next_chunk;
-            let computed: Vec<Chunk> = pool.install(|| {
-                buffers
-                    .into_par_iter()
-                    .enumerate()
-                    .map(|(i, buf)| build_chunk(&gen, n, first + i as u64, target, cache_from, buf))
-                    .collect()
-            });
-            let mut leaves = Vec::with_capacity(computed.len());
-            for chunk in computed {
+            let Ok((index, chunk)) = results.recv() else {
+                return Err(PlotError::InvalidRequest {
+                    reason: "internal error: the plotting threads stopped".into(),
+                });
+            };
+            out_of_order.insert(index, chunk);
+            while let Some(chunk) = out_of_order.remove(&merged) {
                 let node = chunk.node.ok_or_else(internal_error)?;
                 if chunk_count == 1 {
                     single_root = Some(node);
@@ -242,19 +258,25 @@ pub fn create_plot(
                 for (level, nodes) in cache_levels.iter_mut().zip(chunk.captured) {
                     level.extend(nodes);
                 }
-                leaves.push(chunk.leaves);
+                if to_writer.send(chunk.leaves).is_err() {
+                    // The writer failed; its result below says why.
+                    merged = chunk_count;
+                    break;
+                }
+                merged += 1;
+                if handed_out < chunk_count {
+                    let _ = jobs.send(handed_out);
+                    handed_out += 1;
+                }
             }
-            if to_writer.send(leaves).is_err() {
-                break; // the writer failed; its result below says why
-            }
-            next_chunk = batch_end;
-            let done = (next_chunk * chunk_len).min(n);
+            let done = (merged * chunk_len).min(n);
             let now = Instant::now();
             if done < n && last_report.is_none_or(|t| now - t >= PROGRESS_INTERVAL) {
                 last_report = Some(now);
                 progress(&progress_at(done, n, started.elapsed()));
             }
         }
+        drop(jobs);
         drop(to_writer);
         match writer.join() {
             Ok(result) => result.map_err(write_err),
@@ -325,6 +347,12 @@ pub fn create_plot(
         header,
         elapsed: started.elapsed(),
     })
+}
+
+/// Lock a mutex, ignoring poisoning (the protected data is a queue or a buffer pool, which
+/// a panicking thread cannot leave inconsistent).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A fold that cannot come out empty did: a bug, reported rather than written to disk.

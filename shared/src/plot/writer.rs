@@ -32,13 +32,22 @@ pub(super) struct LeafWriter<'f> {
 }
 
 impl<'f> LeafWriter<'f> {
-    /// A writer whose first staged bytes are `prefix` at offset 0 (the header placeholder).
+    /// A writer whose first staged bytes are `prefix` at offset 0 (the header placeholder),
+    /// writing with `O_DIRECT` through a second descriptor of `path` when allowed.
     pub(super) fn new(buffered: &'f File, path: &Path, prefix: &[u8]) -> Self {
-        let direct = OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(path)
-            .ok();
+        Self::with_mode(buffered, path, prefix, true)
+    }
+
+    fn with_mode(buffered: &'f File, path: &Path, prefix: &[u8], allow_direct: bool) -> Self {
+        let direct = allow_direct
+            .then(|| {
+                OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_DIRECT)
+                    .open(path)
+                    .ok()
+            })
+            .flatten();
         let stage = vec![0u8; STAGE + ALIGN];
         let start = stage.as_ptr().align_offset(ALIGN);
         let (direct, start) = if start < ALIGN {
@@ -117,7 +126,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w");
         let file = File::create(&path).unwrap();
-        let data: Vec<u8> = (0..(STAGE * 2 + 12_345)).map(|i| (i * 31 % 251) as u8).collect();
+        let data: Vec<u8> = (0..(STAGE * 2 + 12_345))
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
         let mut w = LeafWriter::new(&file, &path, b"head");
         for piece in data.chunks(1_000_003) {
             w.append(piece).unwrap();

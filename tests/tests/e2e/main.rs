@@ -3,4 +3,6 @@
 
 mod config;
 mod daemon;
+mod devnet;
+mod mining;
 mod plots;

@@ -34,14 +34,20 @@ struct Rig {
 
 impl Rig {
     async fn start(with_plot: bool) -> Rig {
+        let key = Arc::new(MinerKey::from_secret_bytes(&[1; 32]));
+        Self::start_with(with_plot.then(|| key.clone()), key).await
+    }
+
+    /// A miner with `key`, and a plot made for `plot_key` when given.
+    async fn start_with(plot_key: Option<Arc<MinerKey>>, key: Arc<MinerKey>) -> Rig {
+        let with_plot = plot_key.is_some();
         let home = tempfile::tempdir().unwrap();
         let mut config = Config::defaults_for_home(home.path()).unwrap();
         config.scan_strategy = ScanStrategy::Full;
         config.max_concurrent_proofs = 2;
         std::fs::create_dir_all(&config.plot_directory).unwrap();
-        let key = Arc::new(MinerKey::from_secret_bytes(&[1; 32]));
-        if with_plot {
-            crate::mining::work::tests::tiny_plot(&config.plot_directory, &key, 1);
+        if let Some(plot_key) = &plot_key {
+            crate::mining::work::tests::tiny_plot(&config.plot_directory, plot_key, 1);
         }
         let bus = EventBus::new();
         let events = bus.subscribe();
@@ -379,5 +385,27 @@ async fn a_lost_link_stops_sending_until_the_epoch_is_announced_again() {
         .unwrap();
     assert_eq!(out.generation, 2);
     assert!(matches!(out.message, Message::ProofSubmission { .. }));
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_plot_that_gives_bad_proofs_is_tried_once_and_the_epoch_missed() {
+    let stranger = Arc::new(MinerKey::from_secret_bytes(&[2; 32]));
+    let key = Arc::new(MinerKey::from_secret_bytes(&[1; 32]));
+    let mut rig = Rig::start_with(Some(stranger), key).await;
+    rig.next_out().await; // TxPoolRequest
+    rig.node_says(Message::NewEpoch(epoch(3, 1, 300))).await;
+    let c = rig.counters_reach(|c| c.missed_epochs == 1).await;
+    assert_eq!((c.proofs_generated, c.proofs_submitted), (0, 0));
+    rig.nothing_sent_for(Duration::from_millis(100)).await;
+    let reason = rig
+        .drain_events()
+        .into_iter()
+        .find_map(|e| match e {
+            Event::EpochMissed { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .unwrap();
+    assert!(reason.contains("fails verification"), "{reason}");
     rig.stop().await;
 }

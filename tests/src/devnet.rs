@@ -1,0 +1,320 @@
+//! Harness for the devnet node: runs `minerd devnet-node` on loopback in a temporary data
+//! dir (its own process group, killed on drop), and a raw wire peer built on
+//! `spacetime::wire` for talking to it.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use spacetime::wire::{
+    decode_message, user_agent, Handshake, Message, NewEpoch, WireError, MAX_FRAME_LENGTH,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::{binary, wait_until, START_TIMEOUT};
+
+/// The Development network id.
+pub const DEVNET: &str = "spacetime-devnet-local";
+
+/// A running `minerd devnet-node`.
+#[derive(Debug)]
+pub struct DevnetNode {
+    /// `Some` for the node's whole life; taken only by [`DevnetNode::kill`].
+    dir: Option<tempfile::TempDir>,
+    child: Option<Child>,
+    stderr: Arc<Mutex<Vec<String>>>,
+    /// The address it listens on.
+    pub addr: SocketAddr,
+}
+
+impl DevnetNode {
+    /// Starts a node in a fresh data dir with `extra` flags (e.g. `--epoch-ms 300`) and
+    /// waits for its "devnet node listening on ADDR" line.
+    pub fn start(extra: &[&str]) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("e2e-devnet-").tempdir()?;
+        Self::start_in(dir, extra)
+    }
+
+    /// Starts a node on an existing data dir (e.g. one returned by [`DevnetNode::kill`]).
+    pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> anyhow::Result<Self> {
+        use std::os::unix::process::CommandExt;
+        let mut child = Command::new(binary("minerd"))
+            .arg("devnet-node")
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .args(extra)
+            .env_clear()
+            .env("HOME", dir.path())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .context("spawning minerd devnet-node")?;
+        let stderr = child.stderr.take().context("devnet node stderr")?;
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel::<String>();
+        {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if std::env::var_os("E2E_SHOW_LOGS").is_some() {
+                        eprintln!("[devnet] {line}");
+                    }
+                    lines
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(line.clone());
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let deadline = Instant::now() + START_TIMEOUT;
+        let addr = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    let addr = line
+                        .split("devnet node listening on ")
+                        .nth(1)
+                        .and_then(|rest| rest.split_whitespace().next())
+                        .and_then(|a| a.parse::<SocketAddr>().ok());
+                    if let Some(addr) = addr {
+                        break addr;
+                    }
+                }
+                Err(_) => {
+                    let log = lines.lock().unwrap_or_else(|e| e.into_inner()).join("\n");
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    bail!(
+                        "devnet node did not start listening within {START_TIMEOUT:?}; log:\n{log}"
+                    );
+                }
+            }
+        };
+        Ok(Self {
+            dir: Some(dir),
+            child: Some(child),
+            stderr: lines,
+            addr,
+        })
+    }
+
+    /// The node's data dir.
+    pub fn data_dir(&self) -> &Path {
+        self.dir
+            .as_ref()
+            .map(tempfile::TempDir::path)
+            .expect("the data dir lives as long as the node")
+    }
+
+    /// Everything the node wrote to stderr so far.
+    pub fn log(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join("\n")
+    }
+
+    /// Waits (bounded) until the log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || self.log().contains(needle))
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the node to exit.
+    pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        let child = self.child.as_mut().context("node already reaped")?;
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .context("running kill")?;
+        if !status.success() {
+            bail!("kill -TERM failed");
+        }
+        let mut exit = None;
+        wait_until(timeout, || {
+            exit = child.try_wait().ok().flatten();
+            exit.is_some()
+        });
+        match exit {
+            Some(s) => {
+                self.child = None;
+                Ok(s)
+            }
+            None => bail!(
+                "devnet node did not exit within {timeout:?}; log:\n{}",
+                self.log()
+            ),
+        }
+    }
+}
+
+impl DevnetNode {
+    /// Kills the node's process group with SIGKILL (no chance to clean up) and returns its
+    /// data dir, for a restart with [`DevnetNode::start_in`].
+    pub fn kill(mut self) -> tempfile::TempDir {
+        self.kill_group();
+        self.dir
+            .take()
+            .expect("the data dir lives as long as the node")
+    }
+
+    fn kill_group(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .stderr(Stdio::null())
+                .status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for DevnetNode {
+    fn drop(&mut self) {
+        self.kill_group();
+    }
+}
+
+/// How a receive ended without a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecvEnd {
+    /// The node closed the connection.
+    Closed,
+    /// Nothing arrived in time.
+    Timeout,
+}
+
+/// A raw peer speaking the wire protocol.
+#[derive(Debug)]
+pub struct WirePeer {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl WirePeer {
+    /// Connects (TCP_NODELAY, as decisions D9 asks).
+    pub async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Connects and completes the version-2 handshake on `network`; returns the first
+    /// NewEpoch.
+    pub async fn handshaken(addr: SocketAddr, network: &str) -> anyhow::Result<(Self, NewEpoch)> {
+        let mut p = Self::connect(addr).await?;
+        p.send(&handshake(2, network)).await?;
+        match p.recv(Duration::from_secs(5)).await {
+            Ok(Message::Handshake(_)) => {}
+            other => bail!("expected Handshake, got {other:?}"),
+        }
+        match p.recv(Duration::from_secs(5)).await {
+            Ok(Message::HandshakeAck) => {}
+            other => bail!("expected HandshakeAck, got {other:?}"),
+        }
+        p.send(&Message::HandshakeAck).await?;
+        match p.recv(Duration::from_secs(5)).await {
+            Ok(Message::NewEpoch(e)) => Ok((p, e)),
+            other => bail!("expected NewEpoch, got {other:?}"),
+        }
+    }
+
+    /// Sends one message.
+    pub async fn send(&mut self, m: &Message) -> std::io::Result<()> {
+        self.send_raw(&m.encode()).await
+    }
+
+    /// Sends raw bytes (garbage, hostile lengths).
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
+    /// The next message within `limit`.
+    pub async fn recv(&mut self, limit: Duration) -> Result<Message, RecvEnd> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match decode_message(&self.buf, MAX_FRAME_LENGTH) {
+                Ok(Some((m, used))) => {
+                    self.buf.drain(..used);
+                    return Ok(m);
+                }
+                Ok(None) => {}
+                // A node that sends bad frames is a failure of the node; report it loudly.
+                Err(WireError::Frame(e)) => panic!("node sent a bad frame: {e}"),
+                Err(WireError::Message { error, .. }) => panic!("node sent a bad message: {error}"),
+            }
+            let mut chunk = [0u8; 4096];
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
+                Err(_) => return Err(RecvEnd::Timeout),
+                Ok(Ok(0)) | Ok(Err(_)) => return Err(RecvEnd::Closed),
+                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Skips messages until one matches `pred`, within `limit` overall.
+    pub async fn recv_until(
+        &mut self,
+        limit: Duration,
+        pred: impl Fn(&Message) -> bool,
+    ) -> Result<Message, RecvEnd> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let m = self.recv(left).await?;
+            if pred(&m) {
+                return Ok(m);
+            }
+        }
+    }
+
+    /// Reads until the node closes (within `limit`); returns what arrived on the way, or
+    /// `Err` with it when the node kept the connection open.
+    pub async fn until_closed(&mut self, limit: Duration) -> Result<Vec<Message>, Vec<Message>> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.recv(left).await {
+                Ok(m) => seen.push(m),
+                Err(RecvEnd::Closed) => return Ok(seen),
+                Err(RecvEnd::Timeout) => return Err(seen),
+            }
+        }
+    }
+}
+
+/// A Handshake of `version` on `network`.
+pub fn handshake(version: i32, network: &str) -> Message {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Message::Handshake(Handshake {
+        protocol_version: version,
+        timestamp: i64::try_from(now).unwrap_or(i64::MAX),
+        node_id: "e2e-peer".into(),
+        user_agent: user_agent("e2e", "0", network),
+    })
+}
+
+/// The reason of the first Error among `messages`.
+pub fn error_reason(messages: &[Message]) -> Option<&str> {
+    messages.iter().find_map(|m| match m {
+        Message::Error(r) => Some(r.as_str()),
+        _ => None,
+    })
+}
