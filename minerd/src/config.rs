@@ -1206,8 +1206,16 @@ mod tests {
     fn readme_documents_every_key_and_variable() {
         let readme = include_str!("../../README.md");
         for def in KEYS {
-            assert!(readme.contains(&format!("`{}`", def.key)), "README lacks {}", def.key);
-            assert!(readme.contains(&def.env_var()), "README lacks {}", def.env_var());
+            assert!(
+                readme.contains(&format!("`{}`", def.key)),
+                "README lacks {}",
+                def.key
+            );
+            assert!(
+                readme.contains(&def.env_var()),
+                "README lacks {}",
+                def.env_var()
+            );
         }
     }
 

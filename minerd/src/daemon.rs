@@ -125,10 +125,10 @@ impl Daemon {
         key: Arc<MinerKey>,
         plots: PlotManager,
         jobs: JobManager,
+        stats: MiningStats,
         events: EventBus,
         shutdown: CancellationToken,
     ) -> Self {
-        let stats = MiningStats::new(config.node_endpoint());
         let (mining_tx, _) = watch::channel(config.auto_start_mining);
         Self {
             config,
@@ -276,6 +276,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if summary.valid == 0 {
         tracing::warn!("no valid plot: create one with `minerctl create-plot --size 100MiB`");
     }
+    let stats = MiningStats::new(config.node_endpoint());
     let jobs = JobManager::new(
         plots.clone(),
         events.clone(),
@@ -283,12 +284,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         pk,
         config.max_concurrent_plot_jobs as usize,
         plots::jobs::default_plot_threads(config.plot_threads),
+        stats.proving_gate(),
     );
     let daemon = Arc::new(Daemon::new(
         config.clone(),
         key,
         plots.clone(),
         jobs.clone(),
+        stats,
         events,
         shutdown.clone(),
     ));
@@ -339,4 +342,57 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 /// Sets mode 0600 on a file the daemon created for its owner only.
 pub(crate) fn set_owner_only(path: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spacetime_proto::client::{connect, Target};
+    use spacetime_proto::pb;
+
+    #[tokio::test]
+    async fn run_serves_the_api_and_drains_cleanly() {
+        let home = tempfile::tempdir().unwrap();
+        let mut config = Config::defaults_for_home(home.path()).unwrap();
+        config.auto_start_mining = false;
+        config.listen_tcp = Some("127.0.0.1:0".parse().unwrap());
+        let socket = config.control_socket.clone();
+        let lock = config.lock_path();
+        let token = CancellationToken::new();
+        let daemon = tokio::spawn(run(config, token.clone()));
+
+        let mut client = None;
+        for _ in 0..500 {
+            if let Ok(c) = connect(&Target::Unix(socket.clone())).await {
+                client = Some(c);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut client = client.expect("the daemon listens");
+        let status = client
+            .get_status(pb::GetStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        assert_eq!(status.version, VERSION);
+        assert!(!status.mining_enabled);
+        assert_eq!(status.miner_public_key.len(), 32);
+        assert!(lock.exists());
+        let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        client.shutdown(pb::ShutdownRequest {}).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(20), daemon)
+            .await
+            .expect("drains in time")
+            .unwrap()
+            .unwrap();
+        assert!(token.is_cancelled());
+        assert!(!socket.exists());
+        assert!(!lock.exists());
+        assert!(home.path().join(".spacetime/plots_metadata.json").exists());
+    }
 }

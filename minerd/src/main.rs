@@ -66,6 +66,10 @@ struct ConfigFlags {
     /// Start with mining disabled until `minerctl start` (key autoStartMining=false)
     #[arg(long, global = true)]
     no_auto_start: bool,
+    /// Run a devnet node inside minerd on loopback and mine on it, creating a key and a small
+    /// plot if there are none (key devnet.enabled=true)
+    #[arg(long, global = true)]
+    devnet: bool,
     /// Set any configuration key, e.g. --set maxConcurrentPlotJobs=2 (repeatable)
     #[arg(long = "set", short = 's', global = true, value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -91,6 +95,9 @@ impl ConfigFlags {
         push("logFormat", self.log_format.clone(), "--log-format");
         if self.no_auto_start {
             push("autoStartMining", Some("false".into()), "--no-auto-start");
+        }
+        if self.devnet {
+            push("devnet.enabled", Some("true".into()), "--devnet");
         }
         for kv in &self.set {
             let Some((k, v)) = kv.split_once('=') else {
@@ -121,6 +128,8 @@ enum Command {
     Bench(BenchArgs),
     /// Print the miner's public key and miner id (creating the key file if absent).
     Key,
+    /// Run a devnet node (the node side of the protocol) that miners connect to.
+    DevnetNode(minerd::devnet::DevnetNodeArgs),
 }
 
 /// Options of `minerd bench`.
@@ -182,7 +191,45 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs `fut` on a multi-threaded runtime with SIGINT/SIGTERM wired to its shutdown token.
+fn run_async<F, Fut>(fut: F) -> Result<(), Failure>
+where
+    F: FnOnce(minerd::shutdown::CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::Error::from(e).context("starting the async runtime"))?;
+    runtime.block_on(async {
+        let token = minerd::shutdown::CancellationToken::new();
+        tokio::spawn(minerd::shutdown::cancel_on_signal(token.clone()));
+        fut(token).await
+    })?;
+    Ok(())
+}
+
 fn real_main(cli: Cli) -> Result<(), Failure> {
+    // The devnet node has its own flags and does not read the miner's configuration.
+    if let Some(Command::DevnetNode(args)) = cli.command {
+        let rust_log = std::env::var("RUST_LOG").ok();
+        let level = cli.flags.log_level.as_deref().unwrap_or("info");
+        let format = match cli.flags.log_format.as_deref() {
+            None | Some("text") => config::LogFormat::Text,
+            Some("json") => config::LogFormat::Json,
+            Some(other) => {
+                return Err(anyhow::Error::from(ConfigError::InvalidValue {
+                    key: "logFormat".into(),
+                    value: format!("{other:?}"),
+                    origin: config::Source::Cli("--log-format".into()),
+                    allowed: "one of text, json".into(),
+                })
+                .into())
+            }
+        };
+        minerd::telemetry::init(level, format, rust_log.as_deref());
+        return run_async(|token| minerd::devnet::run_cli(args, token));
+    }
     let opts = cli.flags.load_options().map_err(anyhow::Error::from)?;
     let loaded = config::load(&opts, &ProcessEnv).map_err(anyhow::Error::from)?;
     match cli.command.unwrap_or(Command::Run) {
@@ -198,6 +245,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             println!("miner id:   {}", hex::encode(key.miner_id()));
             Ok(())
         }
+        Command::DevnetNode(_) => Ok(()), // handled above
         Command::Bench(b) => {
             let dir = b.dir.unwrap_or_else(std::env::temp_dir);
             let report = spacetime::bench::run(&spacetime::bench::BenchOptions {
@@ -217,16 +265,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
                 config.log_format,
                 std::env::var("RUST_LOG").ok().as_deref(),
             );
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| anyhow::Error::from(e).context("starting the async runtime"))?;
-            runtime.block_on(async {
-                let token = minerd::shutdown::CancellationToken::new();
-                tokio::spawn(minerd::shutdown::cancel_on_signal(token.clone()));
-                minerd::run(config, token).await
-            })?;
-            Ok(())
+            run_async(|token| minerd::run(config, token))
         }
     }
 }

@@ -4,8 +4,9 @@
 //! One small mutex-protected [`StatsSnapshot`]; writers hold it for a few field updates only,
 //! readers copy it out. Counters are not persisted (they restart at zero with the daemon).
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// State of the connection to the node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,10 +91,55 @@ pub struct StatsSnapshot {
     pub last_proof_latency: Option<Duration>,
 }
 
+/// Counts proofs being generated, so that background work (plot jobs) can step aside while
+/// the miner races a deadline. Cheap to clone; all clones share the count.
+#[derive(Debug, Clone, Default)]
+pub struct ProvingGate {
+    active: Arc<AtomicUsize>,
+}
+
+/// Marks a proof in progress until dropped.
+#[derive(Debug)]
+pub struct ProvingGuard {
+    active: Arc<AtomicUsize>,
+}
+
+impl Drop for ProvingGuard {
+    fn drop(&mut self) {
+        self.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl ProvingGate {
+    /// Marks a proof in progress (scan, Merkle proof, block) until the guard is dropped.
+    pub fn enter(&self) -> ProvingGuard {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        ProvingGuard {
+            active: self.active.clone(),
+        }
+    }
+
+    /// Whether a proof is in progress.
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::SeqCst) > 0
+    }
+
+    /// Blocks the calling (non-async) thread while a proof is in progress, for at most `max`
+    /// or until `cancel` is set. Returns how long it waited.
+    pub fn wait_idle(&self, max: Duration, cancel: &AtomicBool) -> Duration {
+        let start = Instant::now();
+        while self.is_active() && start.elapsed() < max && !cancel.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        start.elapsed()
+    }
+}
+
 /// The shared status; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct MiningStats {
     inner: Arc<Mutex<StatsSnapshot>>,
+    proving: ProvingGate,
 }
 
 impl MiningStats {
@@ -113,7 +159,19 @@ impl MiningStats {
                 counters: Counters::default(),
                 last_proof_latency: None,
             })),
+            proving: ProvingGate::default(),
         }
+    }
+
+    /// Marks a proof in progress until the guard is dropped: plot jobs pause meanwhile, so
+    /// that plotting never delays a proof. The mining loop holds it around scan and prove.
+    pub fn begin_proving(&self) -> ProvingGuard {
+        self.proving.enter()
+    }
+
+    /// The gate plot jobs wait on.
+    pub fn proving_gate(&self) -> ProvingGate {
+        self.proving.clone()
     }
 
     /// A copy of the current status.
@@ -179,6 +237,26 @@ mod tests {
         assert_eq!(s.link.last_error, None);
         assert_eq!(s.link.failed_attempts, 0);
         assert!(s.link.connected_since.is_some());
+    }
+
+    #[test]
+    fn proving_gate_counts_guards_and_waits_boundedly() {
+        let stats = MiningStats::new(String::new());
+        let gate = stats.proving_gate();
+        assert!(!gate.is_active());
+        let a = stats.begin_proving();
+        let b = stats.begin_proving();
+        drop(a);
+        assert!(gate.is_active());
+        let cancel = AtomicBool::new(false);
+        let waited = gate.wait_idle(Duration::from_millis(30), &cancel);
+        assert!(waited >= Duration::from_millis(30));
+        cancel.store(true, Ordering::Relaxed);
+        assert!(gate.wait_idle(Duration::from_secs(10), &cancel) < Duration::from_secs(1));
+        drop(b);
+        assert!(!gate.is_active());
+        cancel.store(false, Ordering::Relaxed);
+        assert!(gate.wait_idle(Duration::from_secs(10), &cancel) < Duration::from_millis(50));
     }
 
     #[test]

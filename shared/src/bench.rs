@@ -179,7 +179,11 @@ impl fmt::Display for BenchReport {
             m(self.compress_all)
         )?;
         if let Some(rate) = self.compress_per_cpu_second {
-            writeln!(f, "  compressions         {:>9.2} M per CPU-second", m(rate))?;
+            writeln!(
+                f,
+                "  compressions         {:>9.2} M per CPU-second",
+                m(rate)
+            )?;
         }
         writeln!(
             f,

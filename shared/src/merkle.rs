@@ -13,9 +13,7 @@
 //! The reference docs say the padding hash has no `0x01` prefix; the reference code has it,
 //! and the code is what existing plots were built with.
 
-use crate::compress::{
-    compress, compress_each, compress_pairs, hash_short, pad_block, state_to_hash, IV,
-};
+use crate::compress::{compress, hash_short, pad_block, state_to_hash, IV};
 use crate::hash::Hash32;
 
 /// Domain prefix of a leaf node.
@@ -39,6 +37,13 @@ const LEAF_BLOCK: [u8; 64] = {
     let mut block = [0u8; 64];
     block[0] = LEAF_PREFIX;
     pad_block(block, 33)
+};
+
+/// The first block of an internal node before its children are filled in.
+const INTERNAL_HEAD: [u8; 64] = {
+    let mut block = [0u8; 64];
+    block[0] = INTERNAL_PREFIX;
+    block
 };
 
 /// The constant second block of an internal node before its last byte is filled in.
@@ -259,29 +264,56 @@ impl MerkleFolder {
 /// Level of the groups [`MerkleFolder::push_leaves`] folds locally (64 leaves).
 const GROUP_LEVEL: u32 = 6;
 
-/// The level-6 node of 64 leaves (a full aligned group: no padding inside). Each level's
-/// blocks are built before any is compressed (see `compress::BATCH`).
+/// The level-6 node of 64 leaves (a full aligned group: no padding inside).
+///
+/// Every node's digest is written straight into its parent's message blocks (left child:
+/// bytes 1..33 of the first block; right child: bytes 33..64 of the first block and byte 0
+/// of the second), so each level is one pass of independent compressions over blocks built
+/// a level earlier (see `compress::BATCH`). Parents overwrite blocks whose nodes were
+/// already hashed (parent `j / 2` ≤ child `j`), so one pair of arrays serves every level.
 fn group_root(leaves: &[[u8; 32]]) -> Hash32 {
-    let mut first = [LEAF_BLOCK; 64];
-    let mut nodes = [[0u8; 32]; 64];
-    for (block, leaf) in first.iter_mut().zip(leaves) {
+    let mut leaf_blocks = [LEAF_BLOCK; 64];
+    for (block, leaf) in leaf_blocks.iter_mut().zip(leaves) {
         block[1..33].copy_from_slice(leaf);
     }
-    compress_each(&IV, &first, &mut nodes);
+    let mut first = [INTERNAL_HEAD; 32];
     let mut second = [INTERNAL_TAIL; 32];
-    let mut len = 64;
-    while len > 1 {
-        len /= 2;
-        for j in 0..len {
-            let (l, r) = (nodes[2 * j], nodes[2 * j + 1]);
-            first[j][0] = INTERNAL_PREFIX;
-            first[j][1..33].copy_from_slice(&l);
-            first[j][33..].copy_from_slice(&r[..31]);
-            second[j][0] = r[31];
-        }
-        compress_pairs(&first[..len], &second[..len], &mut nodes[..len]);
+    for j in (0..64).step_by(2) {
+        let (mut s0, mut s1) = (IV, IV);
+        compress(&mut s0, &leaf_blocks[j]);
+        compress(&mut s1, &leaf_blocks[j + 1]);
+        place(&mut first, &mut second, j, &state_to_hash(&s0));
+        place(&mut first, &mut second, j + 1, &state_to_hash(&s1));
     }
-    nodes[0]
+    let mut len = 32;
+    while len > 1 {
+        for j in (0..len).step_by(2) {
+            let (mut s0, mut s1) = (IV, IV);
+            compress(&mut s0, &first[j]);
+            compress(&mut s1, &first[j + 1]);
+            compress(&mut s0, &second[j]);
+            compress(&mut s1, &second[j + 1]);
+            place(&mut first, &mut second, j, &state_to_hash(&s0));
+            place(&mut first, &mut second, j + 1, &state_to_hash(&s1));
+        }
+        len /= 2;
+    }
+    let mut state = IV;
+    compress(&mut state, &first[0]);
+    compress(&mut state, &second[0]);
+    state_to_hash(&state)
+}
+
+/// Write node `j`'s digest into its parent's blocks (see [`group_root`]).
+#[inline]
+fn place(first: &mut [[u8; 64]; 32], second: &mut [[u8; 64]; 32], j: usize, digest: &Hash32) {
+    let parent = j / 2;
+    if j % 2 == 0 {
+        first[parent][1..33].copy_from_slice(digest);
+    } else {
+        first[parent][33..].copy_from_slice(&digest[..31]);
+        second[parent][0] = digest[31];
+    }
 }
 
 /// The level-`level` node over `leaves`, an aligned run of at most `2^level` leaves folded

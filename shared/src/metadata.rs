@@ -16,8 +16,10 @@
 //! `` ` ``, control characters and all non-ASCII as `\uXXXX` (upper-case hex, UTF-16).
 //! Reading is lenient like the reference: unknown keys are ignored, missing keys take
 //! defaults, a status that is not exactly one of the names (or its number 0–2) is
-//! `Missing`. Unlike the reference, a null string or invalid base64 is a typed error rather
-//! than a crash. Duplicate plot ids are returned as found; the reference keeps the first.
+//! `Missing`; a missing status takes the enum's default, `Valid` (value 0), which the
+//! loader re-checks anyway. Unlike the reference, a null string or invalid base64 is a typed
+//! error rather than a crash. Duplicate plot ids are returned as found; the reference keeps
+//! the first.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};

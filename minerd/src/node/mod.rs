@@ -185,6 +185,9 @@ pub enum LinkError {
     /// The node went silent.
     #[error("node silent for {0:?}")]
     Silent(Duration),
+    /// The node stopped reading what we send.
+    #[error("node did not read our messages for {0:?}")]
+    WriteStalled(Duration),
     /// A socket error.
     #[error("connection error: {0}")]
     Io(#[from] std::io::Error),

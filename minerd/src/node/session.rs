@@ -262,7 +262,7 @@ impl Session {
         let limit = self.timings.close_after;
         match tokio::time::timeout(limit, self.stream.write_all(&bytes)).await {
             Ok(r) => Ok(r?),
-            Err(_) => Err(LinkError::Silent(limit)),
+            Err(_) => Err(LinkError::WriteStalled(limit)),
         }
     }
 

@@ -25,11 +25,15 @@ use super::registry::{resolve_id, PlotInfo, PlotState};
 use super::PlotManager;
 use crate::error::DaemonError;
 use crate::events::{Event, EventBus};
+use crate::stats::ProvingGate;
 
 /// Jobs that may wait for a slot; beyond this, new jobs are refused.
 pub const MAX_QUEUED_JOBS: usize = 64;
 /// Minimum time between two progress events of one job.
 const EVENT_INTERVAL: Duration = Duration::from_millis(500);
+/// Longest a plot job pauses for one proof (a proof never legitimately takes longer than
+/// the proof timeout; this bound only protects plotting from a stuck guard).
+const MAX_PROOF_PAUSE: Duration = Duration::from_secs(60);
 
 /// What to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,6 +164,7 @@ struct Inner {
     plot_dir: PathBuf,
     miner_pk: [u8; 32],
     default_threads: usize,
+    proving: ProvingGate,
     slots: Arc<Semaphore>,
     jobs: Mutex<BTreeMap<Uuid, Slot>>,
     tasks: TaskTracker,
@@ -197,6 +202,7 @@ fn validate_file_name(name: &str) -> Result<(), DaemonError> {
 
 impl JobManager {
     /// A job manager writing into `plot_dir` with at most `max_concurrent` jobs at a time.
+    /// Jobs pause while `proving` is active.
     pub fn new(
         plots: PlotManager,
         events: EventBus,
@@ -204,6 +210,7 @@ impl JobManager {
         miner_pk: [u8; 32],
         max_concurrent: usize,
         default_threads: usize,
+        proving: ProvingGate,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -212,6 +219,7 @@ impl JobManager {
                 plot_dir: plot_dir.to_owned(),
                 miner_pk,
                 default_threads: default_threads.max(1),
+                proving,
                 slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
                 jobs: Mutex::new(BTreeMap::new()),
                 tasks: TaskTracker::new(),
@@ -341,9 +349,16 @@ impl JobManager {
         self.set_state(id, JobState::Running);
         tracing::info!(job_id = %id, path = %req.path.display(), threads = ?req.threads, "plot job started");
         let events = self.inner.events.clone();
+        let proving = self.inner.proving.clone();
         let created = tokio::task::spawn_blocking(move || {
             let mut last_event: Option<Instant> = None;
             let mut on_progress = |p: &PlotProgress| {
+                // Step aside while a proof is being generated: with this thread blocked, the
+                // core hands out no new chunks, so the plotting threads soon go idle.
+                if proving.is_active() {
+                    let waited = proving.wait_idle(MAX_PROOF_PAUSE, &cancel_flag);
+                    tracing::debug!(job_id = %id, ?waited, "plot job paused for a proof");
+                }
                 let jp = JobProgress::from(p);
                 progress_tx.send_replace(jp);
                 let due = last_event.is_none_or(|t| t.elapsed() >= EVENT_INTERVAL)
@@ -526,6 +541,13 @@ mod tests {
     use super::*;
 
     async fn setup(max: usize) -> (tempfile::TempDir, PlotManager, JobManager, EventBus) {
+        setup_with(max, ProvingGate::default()).await
+    }
+
+    async fn setup_with(
+        max: usize,
+        proving: ProvingGate,
+    ) -> (tempfile::TempDir, PlotManager, JobManager, EventBus) {
         let dir = tempfile::tempdir().unwrap();
         let plots_dir = dir.path().join("plots");
         std::fs::create_dir_all(&plots_dir).unwrap();
@@ -537,8 +559,50 @@ mod tests {
             events.clone(),
         )
         .unwrap();
-        let jobs = JobManager::new(plots.clone(), events.clone(), &plots_dir, [3; 32], max, 1);
+        let jobs = JobManager::new(
+            plots.clone(),
+            events.clone(),
+            &plots_dir,
+            [3; 32],
+            max,
+            1,
+            proving,
+        );
         (dir, plots, jobs, events)
+    }
+
+    #[tokio::test]
+    async fn jobs_pause_while_a_proof_is_in_progress() {
+        let gate = ProvingGate::default();
+        let (_dir, _plots, jobs, _events) = setup_with(1, gate.clone()).await;
+        let guard = gate.enter();
+        let mut h = jobs.create(spec(1 << 21)).unwrap();
+        // Paused: progress stops moving and the job does not finish.
+        let stalled = async {
+            loop {
+                let before = h.progress.borrow().leaves_done;
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                if h.progress.borrow().leaves_done == before {
+                    return before;
+                }
+            }
+        };
+        let at = tokio::time::timeout(Duration::from_secs(20), stalled)
+            .await
+            .unwrap();
+        assert!(
+            at < 1 << 21,
+            "the job ran to the end while a proof was in progress"
+        );
+        assert!(h.done.borrow().is_none());
+        drop(guard);
+        let done = tokio::time::timeout(Duration::from_secs(60), h.done.wait_for(Option::is_some))
+            .await
+            .unwrap()
+            .unwrap()
+            .clone()
+            .unwrap();
+        assert!(matches!(*done, JobResult::Done(_)), "{done:?}");
     }
 
     fn spec(leaves: u64) -> JobSpec {

@@ -236,6 +236,11 @@ impl PlotManager {
         // Open our own handle so the check never holds the registry lock.
         let file = match PlotFile::open(&path) {
             Ok(f) => f,
+            Err(spacetime::plot::PlotError::NotFound { .. }) => {
+                return Err(DaemonError::FailedPrecondition {
+                    reason: format!("plot {id}: file {} is missing", path.display()),
+                });
+            }
             Err(e) => {
                 let reason = e.to_string();
                 self.mutate(|reg| Ok(((), reg.mark_corrupted(&id, &reason, true))))?;

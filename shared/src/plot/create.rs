@@ -2,20 +2,22 @@
 //! memory while the leaves stream to disk, then an atomic publish.
 //!
 //! Leaves are produced in aligned chunks of `2^CHUNK_LEVEL`; each chunk is folded to its
-//! level-`CHUNK_LEVEL` node on a worker (the last, partial chunk is padded up to exactly
-//! that level, reference section 2.3), and the chunk nodes are merged in order by one
-//! [`MerkleFolder`]. Chunks are processed in batches: while one batch is written, the next
-//! is computed, so memory stays at two batches whatever the plot size.
+//! level-`CHUNK_LEVEL` node by a worker thread (the last, partial chunk is padded up to
+//! exactly that level, reference section 2.3), and the chunk nodes are merged in index
+//! order by one [`MerkleFolder`], which also captures the cache levels. Workers pull chunk
+//! indices from a queue (no barriers), a single writer thread streams finished leaves to
+//! disk (see `writer.rs`), and at most a fixed window of chunks is in flight, so memory
+//! stays at a few tens of MiB whatever the plot size.
 //!
 //! The plot is written to `.<name>.tmp-<random>` beside its final path with a zero header,
 //! the header is written last, the file is fsynced and then linked into place without
 //! replacing anything; the cache file follows the same path. Any error or a cancellation
 //! drops the temporary files.
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::collections::BTreeMap;
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,8 +30,7 @@ use crate::merkle::{level_size, tree_height, MerkleFolder};
 
 /// Leaves per work chunk: `2^14` leaves = 512 KiB.
 const CHUNK_LEVEL: u32 = 14;
-/// Chunks per batch and thread: enough that uneven thread speed (other processes, the
-/// writer thread) costs little at the end-of-batch barrier.
+/// Chunks in flight per worker thread (the window between the merge and the workers).
 const CHUNKS_PER_THREAD: usize = 8;
 /// Minimum time between two progress reports.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(200);

@@ -253,3 +253,31 @@ fn stale_socket_from_a_crashed_daemon_is_replaced() {
     assert!(d.log().contains("removing stale control socket"));
     assert!(d.minerctl_ok(&["status"]).is_ok());
 }
+
+#[test]
+fn minerctl_events_follows_the_feed() {
+    let d = Minerd::start().unwrap();
+    let mut follower = std::process::Command::new(e2e::binary("minerctl"))
+        .arg("--socket")
+        .arg(d.home.socket())
+        .args(["events", "--json", "-n", "1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Toggle mining until the follower (subscribed at some point) has seen one event.
+    let mut enabled = true;
+    let seen = wait_until(Duration::from_secs(15), || {
+        enabled = !enabled;
+        d.minerctl_ok(&[if enabled { "start" } else { "stop" }])
+            .unwrap();
+        follower.try_wait().unwrap().is_some()
+    });
+    if !seen {
+        let _ = follower.kill();
+    }
+    let out = follower.wait_with_output().unwrap();
+    assert!(seen && out.status.success(), "{out:?}");
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["type"], "miningToggled");
+    assert!(line["sequence"].as_u64().unwrap() >= 1);
+}

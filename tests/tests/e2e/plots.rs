@@ -355,3 +355,47 @@ fn minerctl_create_plot_prints_progress_lines_and_the_plot() {
     assert!(out.contains("plot created"), "{out}");
     assert!(out.contains("leaves:       4096"), "{out}");
 }
+
+#[tokio::test]
+async fn a_check_that_finds_bad_leaves_marks_the_plot_corrupted() {
+    use std::os::unix::fs::FileExt;
+    let d = Minerd::start().unwrap();
+    let mut c = d.client().await.unwrap();
+    let (plot, _) = create(&mut c, LEAVES, "bad.plot").await;
+    // Flip one byte of leaf 1000 (the header stays valid, so the file still loads).
+    let path = d.home.plot_dir().join("bad.plot");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let off = 121 + 32 * 1000;
+    let mut byte = [0u8; 1];
+    f.read_exact_at(&mut byte, off).unwrap();
+    f.write_all_at(&[byte[0] ^ 0xff], off).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+
+    let out = d.minerctl(&["check-plot", &plot.plot_id, "--full", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["state"], "corrupted");
+    assert!(
+        report["findings"][0]
+            .as_str()
+            .unwrap()
+            .contains("first at index 1000"),
+        "{report}"
+    );
+    let shown = d
+        .minerctl_json(&["show-plot", &plot.plot_id, "--json"])
+        .unwrap();
+    assert_eq!(shown["state"], "corrupted");
+    let status = d.minerctl_json(&["status", "--json"]).unwrap();
+    assert_eq!(status["plots"]["valid"], 0);
+    assert_eq!(status["plots"]["corrupted"], 1);
+    // Recorded in the metadata, so it stays corrupted across a restart.
+    let meta = std::fs::read_to_string(d.home.data_dir().join("plots_metadata.json")).unwrap();
+    assert!(meta.contains("\"Corrupted\""), "{meta}");
+}
