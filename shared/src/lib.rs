@@ -5,18 +5,18 @@
 //! keys, and the plot metadata file. Byte layouts follow the C# reference implementation
 //! (`runcodedad/spacetime`); where this crate departs from it, `docs/decisions.md` says why.
 
+mod atomic_file;
+pub mod bench;
+pub mod block;
+pub mod cache;
+mod codec;
+mod compress;
 pub mod hash;
 pub mod merkle;
 pub mod metadata;
-mod atomic_file;
-pub mod bench;
-pub mod cache;
-mod compress;
 pub mod plot;
 pub mod prove;
 pub mod scan;
-pub mod block;
-mod codec;
 pub use codec::DecodeError;
 pub mod consensus;
 pub mod keys;

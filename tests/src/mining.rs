@@ -113,11 +113,6 @@ impl DevnetNode {
             })?;
             if let Some(rest) = line.split("devnet node listening on ").nth(1) {
                 let word = rest.split_whitespace().next().unwrap_or_default();
-                // Strip ANSI colour codes or quotes a log format may add.
-                let word: String = word
-                    .chars()
-                    .filter(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                    .collect();
                 self.addr = word
                     .parse()
                     .with_context(|| format!("bad address in {line:?}"))?;
@@ -164,9 +159,8 @@ impl DevnetNode {
             match self.spawn() {
                 Ok(()) => return Ok(()),
                 // The port may linger for a moment after the kill.
-                Err(e) if Instant::now() < deadline => {
+                Err(_) if Instant::now() < deadline => {
                     self.kill();
-                    let _ = e;
                     std::thread::sleep(Duration::from_millis(200));
                 }
                 Err(e) => return Err(e),

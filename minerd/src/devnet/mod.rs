@@ -365,14 +365,24 @@ async fn run_epochs(
         }
         let winner = {
             let mut st = shared.lock();
+            let winner = st.close_epoch();
             let e = &st.epoch;
-            tracing::debug!(
-                epoch = e.number,
-                proofs = e.proofs,
-                blocks = e.blocks,
-                "epoch deadline"
-            );
-            st.close_epoch()
+            if winner.is_none() && e.proofs > 0 {
+                tracing::info!(
+                    epoch = e.number,
+                    proofs = e.proofs,
+                    blocks = e.blocks,
+                    "epoch ended with proofs but no valid block"
+                );
+            } else {
+                tracing::debug!(
+                    epoch = e.number,
+                    proofs = e.proofs,
+                    blocks = e.blocks,
+                    "epoch deadline"
+                );
+            }
+            winner
         };
         if let Some(winner) = winner {
             let block = winner.block.clone();
