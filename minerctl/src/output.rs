@@ -617,6 +617,7 @@ mod tests {
     #[test]
     fn enum_words() {
         assert_eq!(plot_state(pb::PlotState::Duplicate as i32), "duplicate");
+        assert_eq!(plot_state(pb::PlotState::WrongKey as i32), "wrong-key");
         assert_eq!(
             mining_state(pb::MiningState::WaitingForNode as i32),
             "waiting-for-node"

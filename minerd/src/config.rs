@@ -22,8 +22,9 @@ use serde_yaml_ng::{Mapping, Value};
 pub const ENV_PREFIX: &str = "SPACETIME_MINER_";
 /// Environment variable naming the configuration file.
 pub const CONFIG_ENV: &str = "SPACETIME_MINER_CONFIG";
-/// Network id of the local devnet, our default (no public Spacetime network exists).
-pub const DEVNET_NETWORK_ID: &str = "spacetime-devnet-local";
+/// Network id of the local devnet, our default (no public Spacetime network exists). The
+/// embedded devnet node (`devnet.enabled`) always runs on it.
+pub const DEVNET_NETWORK_ID: &str = spacetime::consensus::DEVNET_NETWORK_ID;
 
 /// The daemon's effective configuration. Field names are the YAML keys (camelCase).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,7 +44,8 @@ pub struct Config {
     pub private_key_path: PathBuf,
     /// Network id that the node must announce.
     pub network_id: String,
-    /// Plots scanned in parallel for one challenge.
+    /// Plots scanned (and proved) at once for one challenge; each is scanned on one thread
+    /// per core.
     pub max_concurrent_proofs: u32,
     /// Upper bound on the work for one challenge.
     pub proof_generation_timeout_seconds: u64,
@@ -131,12 +133,16 @@ pub enum ScanStrategy {
         /// Leaves scanned per block (≤ block).
         per_block: u64,
     },
+    /// Every leaf, plot after plot, for as long as the epoch allows (the default: the best
+    /// leaf found before the deadline).
+    Deadline,
 }
 
 impl fmt::Display for ScanStrategy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ScanStrategy::Full => f.write_str("full"),
+            ScanStrategy::Deadline => f.write_str("deadline"),
             ScanStrategy::Sampling { samples } => write!(f, "sampling:{samples}"),
             ScanStrategy::CacheFriendly { block, per_block } => {
                 write!(f, "cache-friendly:{block}:{per_block}")
@@ -152,6 +158,7 @@ impl FromStr for ScanStrategy {
         let num = |p: &str| p.parse::<u64>().ok().filter(|n| *n > 0).ok_or(());
         match parts.as_slice() {
             ["full"] => Ok(ScanStrategy::Full),
+            ["deadline"] => Ok(ScanStrategy::Deadline),
             ["sampling"] => Ok(ScanStrategy::Sampling { samples: 10_000 }),
             ["sampling", n] => Ok(ScanStrategy::Sampling { samples: num(n)? }),
             ["cache-friendly"] => Ok(ScanStrategy::CacheFriendly {
@@ -217,6 +224,13 @@ pub enum Source {
     Env(String),
     /// A command-line flag.
     Cli(String),
+    /// Forced by `devnet.enabled`: the embedded devnet node runs on its own network, so the
+    /// effective `networkId` is the devnet's. Holds the value it replaced and that value's
+    /// origin, when the user had set one.
+    Devnet {
+        /// `"<value>" (<origin>)` of the replaced setting.
+        overrides: Option<String>,
+    },
 }
 
 impl fmt::Display for Source {
@@ -226,6 +240,10 @@ impl fmt::Display for Source {
             Source::File(p) => write!(f, "file {}", p.display()),
             Source::Env(v) => write!(f, "environment {v}"),
             Source::Cli(flag) => write!(f, "flag {flag}"),
+            Source::Devnet { overrides: None } => f.write_str("devnet.enabled"),
+            Source::Devnet {
+                overrides: Some(was),
+            } => write!(f, "devnet.enabled, replacing {was}"),
         }
     }
 }
@@ -329,7 +347,7 @@ impl Kind {
             Kind::NetworkId => "1 to 64 characters, no spaces".into(),
             Kind::OptSocketAddr => "an address ip:port (e.g. 127.0.0.1:9090), or empty".into(),
             Kind::ScanStrategy => {
-                "full, sampling, sampling:<leaves>, cache-friendly or cache-friendly:<block>:<per block ≤ block>".into()
+                "deadline, full, sampling, sampling:<leaves>, cache-friendly or cache-friendly:<block>:<per block ≤ block>".into()
             }
             Kind::LogFilter => {
                 "a level (error, warn, info, debug, trace) or a RUST_LOG-style filter".into()
@@ -446,7 +464,7 @@ pub const KEYS: &[KeyDef] = &[
         "maxConcurrentProofs",
         Kind::Int { min: 1, max: 256 },
         DefaultValue::Int(1),
-        "plots scanned in parallel for one challenge",
+        "plots scanned at once for one challenge (the scan uses every core either way)",
     ),
     key(
         "proofGenerationTimeoutSeconds",
@@ -496,7 +514,7 @@ pub const KEYS: &[KeyDef] = &[
     key(
         "scanStrategy",
         Kind::ScanStrategy,
-        DefaultValue::Str("sampling:10000"),
+        DefaultValue::Str("deadline"),
         "leaves scanned per plot and challenge",
     ),
     key(
@@ -593,6 +611,8 @@ pub struct Loaded {
     pub sources: BTreeMap<&'static str, Source>,
     /// The configuration file consulted, and whether it existed.
     pub file: (PathBuf, bool),
+    /// Settings that were overridden and deserve a warning at start (one line each).
+    pub notes: Vec<String>,
 }
 
 /// A raw value before validation.
@@ -892,6 +912,8 @@ pub fn load(opts: &LoadOptions, env: &dyn Env) -> Result<Loaded, ConfigError> {
         values.insert(def.key, (v, Source::Default));
     }
 
+    let notes = apply_devnet_network(&mut values);
+
     let mut root = Mapping::new();
     let mut sources = BTreeMap::new();
     for (k, (v, src)) in values {
@@ -922,7 +944,38 @@ pub fn load(opts: &LoadOptions, env: &dyn Env) -> Result<Loaded, ConfigError> {
         config,
         sources,
         file: (file, exists),
+        notes,
     })
+}
+
+/// With `devnet.enabled`, the miner mines on the embedded node, whose network is
+/// [`DEVNET_NETWORK_ID`]: the effective `networkId` becomes that id here, in one place, so
+/// that the status, the logs and `minerd config` say what the miner actually uses. A
+/// different value set by the user is replaced, with a note for the start-up log.
+fn apply_devnet_network(values: &mut BTreeMap<&'static str, (Value, Source)>) -> Vec<String> {
+    let enabled = matches!(values.get("devnet.enabled"), Some((Value::Bool(true), _)));
+    if !enabled {
+        return Vec::new();
+    }
+    let mut notes = Vec::new();
+    let overrides = match values.get("networkId") {
+        Some((Value::String(id), src)) if id != DEVNET_NETWORK_ID && *src != Source::Default => {
+            notes.push(format!(
+                "networkId {id:?} ({src}) is not used: devnet.enabled mines on the embedded \
+                 devnet node, network {DEVNET_NETWORK_ID:?}"
+            ));
+            Some(format!("{id:?} ({src})"))
+        }
+        _ => None,
+    };
+    values.insert(
+        "networkId",
+        (
+            Value::String(DEVNET_NETWORK_ID.into()),
+            Source::Devnet { overrides },
+        ),
+    );
+    notes
 }
 
 impl Config {
@@ -1039,7 +1092,7 @@ mod tests {
         assert_eq!(c.max_connection_retries, 10);
         assert!(c.enable_performance_monitoring);
         assert_eq!(c.network_id, DEVNET_NETWORK_ID);
-        assert_eq!(c.scan_strategy, ScanStrategy::Sampling { samples: 10_000 });
+        assert_eq!(c.scan_strategy, ScanStrategy::Deadline);
         assert_eq!(c.listen_tcp, None);
         assert!(!c.devnet.enabled);
         assert!(l.sources.values().all(|s| *s == Source::Default));
@@ -1182,7 +1235,7 @@ mod tests {
 
     #[test]
     fn scan_strategy_round_trips() {
-        for s in ["full", "sampling:5", "cache-friendly:100:10"] {
+        for s in ["deadline", "full", "sampling:5", "cache-friendly:100:10"] {
             assert_eq!(s.parse::<ScanStrategy>().unwrap().to_string(), s);
         }
         assert!("cache-friendly:10:100".parse::<ScanStrategy>().is_err());
@@ -1217,6 +1270,53 @@ mod tests {
                 def.env_var()
             );
         }
+    }
+
+    #[test]
+    fn devnet_forces_the_devnet_network_id_and_says_so() {
+        // A network id from the file and devnet from a flag: the devnet's id wins, with a note.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.yaml");
+        std::fs::write(&path, "networkId: spacetime-testnet-v1\n").unwrap();
+        let opts = LoadOptions {
+            config_file: Some(path.clone()),
+            cli: vec![("devnet.enabled".into(), "true".into(), "--devnet".into())],
+        };
+        let l = load(&opts, &env(&[])).unwrap();
+        assert_eq!(l.config.network_id, DEVNET_NETWORK_ID);
+        let src = l.sources["networkId"].to_string();
+        assert!(
+            src.contains("devnet.enabled") && src.contains("spacetime-testnet-v1"),
+            "{src}"
+        );
+        assert_eq!(l.notes.len(), 1);
+        assert!(l.notes[0].contains("spacetime-testnet-v1"), "{:?}", l.notes);
+        let text = l.render();
+        let line = text.lines().find(|l| l.starts_with("networkId:")).unwrap();
+        assert!(
+            line.contains(DEVNET_NETWORK_ID) && line.contains("devnet.enabled"),
+            "{line}"
+        );
+        // Devnet with the default id: same id, the source says why, nothing to warn about.
+        let l = load(
+            &LoadOptions::default(),
+            &env(&[("SPACETIME_MINER_DEVNET_ENABLED", "true")]),
+        )
+        .unwrap();
+        assert_eq!(l.config.network_id, DEVNET_NETWORK_ID);
+        assert_eq!(l.sources["networkId"], Source::Devnet { overrides: None });
+        assert!(l.notes.is_empty());
+        // Without devnet the configured id stands.
+        let l = load(
+            &LoadOptions {
+                config_file: Some(path),
+                cli: vec![],
+            },
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(l.config.network_id, "spacetime-testnet-v1");
+        assert!(l.notes.is_empty());
     }
 
     #[test]

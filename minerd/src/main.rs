@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use minerd::config::{self, ConfigError, LoadOptions, ProcessEnv};
 use minerd::lock::LockError;
 
@@ -22,60 +22,109 @@ const EXIT_UNAVAILABLE: u8 = 69;
 #[derive(Debug, Parser)]
 #[command(name = "minerd", version, about, long_about)]
 struct Cli {
+    /// Configuration flags given before the subcommand (or with none): they apply to the
+    /// daemon, `config` and `key`; the same flags after the subcommand win over these.
     #[command(flatten)]
     flags: ConfigFlags,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
-/// Flags that override configuration keys (they apply to every subcommand).
-#[derive(Debug, Args)]
+/// Flags that override configuration keys. Not `global`: they exist on the top level (for
+/// `minerd` alone) and on the subcommands that read the configuration (`run`, `config`,
+/// `key`), so that `bench --help` and `devnet-node --help` do not offer flags they ignore.
+#[derive(Debug, Clone, Default, Args)]
 struct ConfigFlags {
     /// Configuration file [default: <data dir>/miner.yaml; a missing default file means
     /// built-in defaults]
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Data directory: socket, lock, token, key, metadata (key dataDirectory)
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Plot directory (key plotDirectory)
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, value_name = "DIR")]
     plot_dir: Option<PathBuf>,
     /// Node host name or IP address (key nodeAddress)
-    #[arg(long, global = true, value_name = "HOST")]
+    #[arg(long, value_name = "HOST")]
     node_address: Option<String>,
     /// Node TCP port (key nodePort)
-    #[arg(long, global = true, value_name = "PORT")]
+    #[arg(long, value_name = "PORT")]
     node_port: Option<String>,
-    /// Network id (key networkId)
-    #[arg(long, global = true, value_name = "ID")]
+    /// Network id (key networkId; with --devnet the devnet's id is used)
+    #[arg(long, value_name = "ID")]
     network_id: Option<String>,
     /// Control socket path (key controlSocket)
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
     /// Also serve the control API on TCP, e.g. 127.0.0.1:9090; calls need the bearer token
     /// from the token file (key listenTcp)
-    #[arg(long, global = true, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR")]
     listen_tcp: Option<String>,
     /// Log filter, e.g. info or minerd=debug; RUST_LOG wins when set (key logLevel)
-    #[arg(long, global = true, value_name = "FILTER")]
+    #[arg(long, value_name = "FILTER")]
     log_level: Option<String>,
     /// Log format: text or json (key logFormat)
-    #[arg(long, global = true, value_name = "FORMAT")]
+    #[arg(long, value_name = "FORMAT")]
     log_format: Option<String>,
     /// Start with mining disabled until `minerctl start` (key autoStartMining=false)
-    #[arg(long, global = true)]
+    #[arg(long)]
     no_auto_start: bool,
     /// Run a devnet node inside minerd on loopback and mine on it, creating a key and a small
     /// plot if there are none (key devnet.enabled=true)
-    #[arg(long, global = true)]
+    #[arg(long)]
     devnet: bool,
     /// Set any configuration key, e.g. --set maxConcurrentPlotJobs=2 (repeatable)
-    #[arg(long = "set", short = 's', global = true, value_name = "KEY=VALUE")]
+    #[arg(long = "set", short = 's', value_name = "KEY=VALUE")]
     set: Vec<String>,
 }
 
 impl ConfigFlags {
+    /// `sub` (flags after the subcommand) over `self` (flags before it): a value given in
+    /// both places comes from `sub`; switches are on when on in either; `--set` pairs of
+    /// `sub` apply after those of `self`.
+    fn merged(self, sub: ConfigFlags) -> ConfigFlags {
+        ConfigFlags {
+            config: sub.config.or(self.config),
+            data_dir: sub.data_dir.or(self.data_dir),
+            plot_dir: sub.plot_dir.or(self.plot_dir),
+            node_address: sub.node_address.or(self.node_address),
+            node_port: sub.node_port.or(self.node_port),
+            network_id: sub.network_id.or(self.network_id),
+            socket: sub.socket.or(self.socket),
+            listen_tcp: sub.listen_tcp.or(self.listen_tcp),
+            log_level: sub.log_level.or(self.log_level),
+            log_format: sub.log_format.or(self.log_format),
+            no_auto_start: self.no_auto_start || sub.no_auto_start,
+            devnet: self.devnet || sub.devnet,
+            set: self.set.into_iter().chain(sub.set).collect(),
+        }
+    }
+
+    /// The flags that were given, as typed (for the error when they cannot apply).
+    fn given(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let mut flag = |on: bool, name: &'static str| {
+            if on {
+                out.push(name);
+            }
+        };
+        flag(self.config.is_some(), "--config");
+        flag(self.data_dir.is_some(), "--data-dir");
+        flag(self.plot_dir.is_some(), "--plot-dir");
+        flag(self.node_address.is_some(), "--node-address");
+        flag(self.node_port.is_some(), "--node-port");
+        flag(self.network_id.is_some(), "--network-id");
+        flag(self.socket.is_some(), "--socket");
+        flag(self.listen_tcp.is_some(), "--listen-tcp");
+        flag(self.log_level.is_some(), "--log-level");
+        flag(self.log_format.is_some(), "--log-format");
+        flag(self.no_auto_start, "--no-auto-start");
+        flag(self.devnet, "--devnet");
+        flag(!self.set.is_empty(), "--set");
+        out
+    }
+
     fn load_options(&self) -> Result<LoadOptions, ConfigError> {
         let mut cli = Vec::new();
         let mut push = |key: &str, value: Option<String>, flag: &str| {
@@ -121,15 +170,73 @@ impl ConfigFlags {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the daemon in the foreground (the default).
-    Run,
+    Run(ConfigFlags),
     /// Print the effective configuration and where each value came from.
-    Config,
+    Config(ConfigFlags),
     /// Measure plotting, scanning and proof building on this machine.
     Bench(BenchArgs),
     /// Print the miner's public key and miner id (creating the key file if absent).
-    Key,
+    Key(ConfigFlags),
     /// Run a devnet node (the node side of the protocol) that miners connect to.
-    DevnetNode(minerd::devnet::DevnetNodeArgs),
+    DevnetNode(DevnetNodeCmd),
+}
+
+/// `minerd devnet-node`: the node's own flags plus its logging (it reads no miner
+/// configuration).
+#[derive(Debug, Args)]
+struct DevnetNodeCmd {
+    #[command(flatten)]
+    node: minerd::devnet::DevnetNodeArgs,
+    /// Log filter, e.g. info or minerd=debug; RUST_LOG wins when set
+    #[arg(long, default_value = "info", value_name = "FILTER")]
+    log_level: String,
+    /// Log format: text or json
+    #[arg(long, value_enum, default_value_t = LogFormatArg::Text, value_name = "FORMAT")]
+    log_format: LogFormatArg,
+}
+
+/// `--log-format` of `devnet-node` (variants undocumented on purpose: documented values
+/// would switch the whole `--help` to its long form).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormatArg {
+    // Human-readable lines.
+    Text,
+    // One JSON object per line.
+    Json,
+}
+
+impl From<LogFormatArg> for config::LogFormat {
+    fn from(f: LogFormatArg) -> Self {
+        match f {
+            LogFormatArg::Text => config::LogFormat::Text,
+            LogFormatArg::Json => config::LogFormat::Json,
+        }
+    }
+}
+
+impl Cli {
+    /// Rejects configuration flags given before a subcommand that reads no configuration
+    /// (`minerd --plot-dir X bench` would otherwise ignore `--plot-dir` silently).
+    fn check(&self) -> Result<(), clap::Error> {
+        let name = match &self.command {
+            Some(Command::Bench(_)) => "bench",
+            Some(Command::DevnetNode(_)) => "devnet-node",
+            None | Some(Command::Run(_) | Command::Config(_) | Command::Key(_)) => return Ok(()),
+        };
+        let given = self.flags.given();
+        if given.is_empty() {
+            return Ok(());
+        }
+        Err(Cli::command().error(
+            clap::error::ErrorKind::ArgumentConflict,
+            format!(
+                "{} configures the daemon and does not apply to `minerd {name}` \
+                 (configuration flags apply to `minerd`, `minerd run`, `minerd config` and \
+                 `minerd key`)",
+                given.join(", ")
+            ),
+        ))
+    }
 }
 
 /// Options of `minerd bench`.
@@ -169,7 +276,7 @@ impl From<anyhow::Error> for Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse().and_then(|cli| cli.check().map(|()| cli)) {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
@@ -210,43 +317,14 @@ where
 }
 
 fn real_main(cli: Cli) -> Result<(), Failure> {
-    // The devnet node has its own flags and does not read the miner's configuration.
-    if let Some(Command::DevnetNode(args)) = cli.command {
-        let rust_log = std::env::var("RUST_LOG").ok();
-        let level = cli.flags.log_level.as_deref().unwrap_or("info");
-        let format = match cli.flags.log_format.as_deref() {
-            None | Some("text") => config::LogFormat::Text,
-            Some("json") => config::LogFormat::Json,
-            Some(other) => {
-                return Err(anyhow::Error::from(ConfigError::InvalidValue {
-                    key: "logFormat".into(),
-                    value: format!("{other:?}"),
-                    origin: config::Source::Cli("--log-format".into()),
-                    allowed: "one of text, json".into(),
-                })
-                .into())
-            }
-        };
-        minerd::telemetry::init(level, format, rust_log.as_deref());
-        return run_async(|token| minerd::devnet::run_cli(args, token));
-    }
-    let opts = cli.flags.load_options().map_err(anyhow::Error::from)?;
-    let loaded = config::load(&opts, &ProcessEnv).map_err(anyhow::Error::from)?;
-    match cli.command.unwrap_or(Command::Run) {
-        Command::Config => {
-            print!("{}", loaded.render());
-            Ok(())
+    let (flags, command) = match cli.command {
+        // The devnet node has its own flags and does not read the miner's configuration.
+        Some(Command::DevnetNode(cmd)) => {
+            let rust_log = std::env::var("RUST_LOG").ok();
+            minerd::telemetry::init(&cmd.log_level, cmd.log_format.into(), rust_log.as_deref());
+            return run_async(|token| minerd::devnet::run_cli(cmd.node, token));
         }
-        Command::Key => {
-            let key = spacetime::keys::MinerKey::load_or_create(&loaded.config.private_key_path)
-                .map_err(anyhow::Error::from)?;
-            println!("key file:   {}", loaded.config.private_key_path.display());
-            println!("public key: {}", hex::encode(key.public_key()));
-            println!("miner id:   {}", hex::encode(key.miner_id()));
-            Ok(())
-        }
-        Command::DevnetNode(_) => Ok(()), // handled above
-        Command::Bench(b) => {
+        Some(Command::Bench(b)) => {
             let dir = b.dir.unwrap_or_else(std::env::temp_dir);
             let report = spacetime::bench::run(&spacetime::bench::BenchOptions {
                 dir,
@@ -256,16 +334,201 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             })
             .map_err(|e| anyhow::Error::from(e).context("benchmark failed"))?;
             print!("{report}");
+            return Ok(());
+        }
+        None => (cli.flags, ConfigCommand::Run),
+        Some(Command::Run(sub)) => (cli.flags.merged(sub), ConfigCommand::Run),
+        Some(Command::Config(sub)) => (cli.flags.merged(sub), ConfigCommand::Config),
+        Some(Command::Key(sub)) => (cli.flags.merged(sub), ConfigCommand::Key),
+    };
+    let opts = flags.load_options().map_err(anyhow::Error::from)?;
+    let loaded = config::load(&opts, &ProcessEnv).map_err(anyhow::Error::from)?;
+    match command {
+        ConfigCommand::Config => {
+            print!("{}", loaded.render());
             Ok(())
         }
-        Command::Run => {
+        ConfigCommand::Key => {
+            let key = spacetime::keys::MinerKey::load_or_create(&loaded.config.private_key_path)
+                .map_err(anyhow::Error::from)?;
+            println!("key file:   {}", loaded.config.private_key_path.display());
+            println!("public key: {}", hex::encode(key.public_key()));
+            println!("miner id:   {}", hex::encode(key.miner_id()));
+            Ok(())
+        }
+        ConfigCommand::Run => {
             let config = loaded.config;
             minerd::telemetry::init(
                 &config.log_level,
                 config.log_format,
                 std::env::var("RUST_LOG").ok().as_deref(),
             );
+            for note in &loaded.notes {
+                tracing::warn!("{note}");
+            }
             run_async(|token| minerd::run(config, token))
         }
+    }
+}
+
+/// The subcommands that read the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConfigCommand {
+    Run,
+    Config,
+    Key,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("minerd").chain(args.iter().copied()))
+            .and_then(|cli| cli.check().map(|()| cli))
+    }
+
+    fn help(args: &[&str]) -> String {
+        let mut cmd = Cli::command();
+        let mut sub = &mut cmd;
+        for name in args {
+            sub = sub.find_subcommand_mut(name).expect("subcommand");
+        }
+        sub.render_long_help().to_string()
+    }
+
+    /// The flags, after merging, that a command that reads the configuration would use.
+    fn flags(args: &[&str]) -> ConfigFlags {
+        let cli = parse(args).unwrap();
+        match cli.command {
+            None => cli.flags,
+            Some(Command::Run(sub) | Command::Config(sub) | Command::Key(sub)) => {
+                cli.flags.merged(sub)
+            }
+            Some(other) => panic!("not a configuration command: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn config_flags_show_only_where_they_apply() {
+        for cmd in [&[][..], &["run"], &["config"], &["key"]] {
+            let text = help(cmd);
+            for flag in [
+                "--config",
+                "--plot-dir",
+                "--node-address",
+                "--devnet",
+                "--set",
+            ] {
+                assert!(text.contains(flag), "{cmd:?} help lacks {flag}:\n{text}");
+            }
+        }
+        for cmd in ["bench", "devnet-node"] {
+            let text = help(&[cmd]);
+            for flag in [
+                "--config",
+                "--plot-dir",
+                "--node-address",
+                "--devnet",
+                "--set",
+            ] {
+                assert!(!text.contains(flag), "{cmd} help offers {flag}:\n{text}");
+            }
+        }
+        let node = help(&["devnet-node"]);
+        for flag in [
+            "--log-level",
+            "--log-format",
+            "--listen",
+            "--data-dir",
+            "--network-id",
+        ] {
+            assert!(
+                node.contains(flag),
+                "devnet-node help lacks {flag}:\n{node}"
+            );
+        }
+    }
+
+    #[test]
+    fn devnet_works_before_and_after_run_and_sub_flags_win() {
+        assert!(flags(&["--devnet"]).devnet);
+        assert!(flags(&["run", "--devnet"]).devnet);
+        assert!(flags(&["--devnet", "run"]).devnet);
+        let f = flags(&[
+            "--node-port",
+            "1",
+            "--plot-dir",
+            "/top",
+            "--set",
+            "a=1",
+            "config",
+            "--node-port",
+            "2",
+            "--set",
+            "a=2",
+        ]);
+        assert_eq!(f.node_port.as_deref(), Some("2"));
+        assert_eq!(f.plot_dir, Some(PathBuf::from("/top")));
+        // Later --set pairs win in the loader, so the subcommand's come last.
+        assert_eq!(f.set, vec!["a=1".to_owned(), "a=2".to_owned()]);
+        let opts = f.load_options().unwrap();
+        let ports: Vec<&str> = opts
+            .cli
+            .iter()
+            .filter(|(k, _, _)| k == "nodePort")
+            .map(|(_, v, _)| v.as_str())
+            .collect();
+        assert_eq!(ports, ["2"]);
+        assert_eq!(
+            flags(&["key", "--data-dir", "/d"]).data_dir,
+            Some(PathBuf::from("/d"))
+        );
+    }
+
+    #[test]
+    fn config_flags_are_refused_where_they_would_be_ignored() {
+        for args in [
+            &["bench", "--plot-dir", "/x"][..],
+            &["devnet-node", "--devnet"],
+            &["devnet-node", "--set", "a=1"],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert!(err.use_stderr(), "{args:?}");
+        }
+        let err = parse(&["--plot-dir", "/x", "bench"]).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("--plot-dir") && msg.contains("minerd bench"),
+            "{msg}"
+        );
+        let err = parse(&["--devnet", "devnet-node"]).unwrap_err();
+        assert!(err.to_string().contains("--devnet"), "{err}");
+        // The node's own flags, including logging, still parse.
+        let cli = parse(&[
+            "devnet-node",
+            "--data-dir",
+            "/n",
+            "--network-id",
+            "x",
+            "--log-level",
+            "debug",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        let Some(Command::DevnetNode(cmd)) = cli.command else {
+            panic!("not devnet-node");
+        };
+        assert_eq!(cmd.node.data_dir, Some(PathBuf::from("/n")));
+        assert_eq!(cmd.node.network_id, "x");
+        assert_eq!(cmd.log_level, "debug");
+        assert_eq!(cmd.log_format, LogFormatArg::Json);
+        assert!(parse(&["devnet-node", "--log-format", "xml"]).is_err());
     }
 }

@@ -10,6 +10,12 @@
 //! level-`c` subtree, so a proof reads at most `2^c` leaves. Without a cache the sibling
 //! ranges are disjoint: at most about N leaves are read once, never the whole plot several
 //! times. Every proof is verified strictly (decisions D2) before it is returned.
+//!
+//! [`build_proof_cancellable`] stops at the next sibling or `2^16`-leaf chunk once its
+//! cancel flag is set (a miner abandons an epoch's proof when the next epoch arrives);
+//! [`proof_read_leaves`] says how many leaves a proof reads, to budget its time.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
 
@@ -48,6 +54,24 @@ pub enum ProveError {
         /// The leaf index.
         index: u64,
     },
+    /// The cancel flag was set before the proof was finished.
+    #[error("proof for leaf {index} cancelled")]
+    Cancelled {
+        /// The leaf index.
+        index: u64,
+    },
+}
+
+/// At most how many leaves [`build_proof`] reads (and hashes) for one proof of a plot of
+/// `leaf_count` leaves: `2^c` with a cache whose lowest level is `c`, all of them without
+/// one. Lets a miner budget the proof's time from its measured scan rate.
+pub fn proof_read_leaves(leaf_count: u64, cache: Option<&MerkleCache>) -> u64 {
+    match cache {
+        Some(c) if !c.levels.is_empty() && c.start_level < 64 => {
+            (1u64 << c.start_level).min(leaf_count)
+        }
+        _ => leaf_count,
+    }
 }
 
 /// Build and strictly verify the Merkle path of leaf `index`. `cache` should have been
@@ -57,6 +81,18 @@ pub fn build_proof(
     plot: &PlotFile,
     cache: Option<&MerkleCache>,
     index: u64,
+) -> Result<MerklePath, ProveError> {
+    build_proof_cancellable(plot, cache, index, &AtomicBool::new(false))
+}
+
+/// [`build_proof`] that gives up with [`ProveError::Cancelled`] once `cancel` is set
+/// (checked before each sibling and each `2^16`-leaf chunk of a large sibling range), so
+/// an abandoned proof of an uncached plot frees its threads within milliseconds.
+pub fn build_proof_cancellable(
+    plot: &PlotFile,
+    cache: Option<&MerkleCache>,
+    index: u64,
+    cancel: &AtomicBool,
 ) -> Result<MerklePath, ProveError> {
     let n = plot.leaf_count();
     let leaf = plot.leaf(index).ok_or(ProveError::IndexOutOfRange {
@@ -71,6 +107,9 @@ pub fn build_proof(
     let mut sibling_is_right = Vec::with_capacity(height as usize);
     let mut node = leaf_node(&leaf);
     for level in 0..height {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(ProveError::Cancelled { index });
+        }
         let position = index >> level;
         let is_right = position & 1 == 0;
         let j = position ^ 1;
@@ -79,7 +118,7 @@ pub fn build_proof(
         } else if let Some(cached) = cache.and_then(|c| c.node(level, j)) {
             *cached
         } else {
-            range_root(plot, j << level, level)
+            range_root(plot, j << level, level, cancel).ok_or(ProveError::Cancelled { index })?
         };
         node = if is_right {
             internal_node(&node, &sibling)
@@ -102,27 +141,32 @@ pub fn build_proof(
     }
 }
 
-/// The level-`level` node whose leaves start at `start` (aligned to `2^level`).
-fn range_root(plot: &PlotFile, start: u64, level: u32) -> Hash32 {
+/// The level-`level` node whose leaves start at `start` (aligned to `2^level`); `None`
+/// when `cancel` was set before every chunk was folded.
+fn range_root(plot: &PlotFile, start: u64, level: u32, cancel: &AtomicBool) -> Option<Hash32> {
     let end = start.saturating_add(1u64 << level);
     if level <= PAR_LEVEL {
-        return subtree_root(plot.leaves(start..end), level).unwrap_or_default();
+        return Some(subtree_root(plot.leaves(start..end), level).unwrap_or_default());
     }
     let leaves = plot.leaves(start..end);
-    let parts: Vec<(Hash32, u64)> = leaves
+    let parts: Option<Vec<(Hash32, u64)>> = leaves
         .par_chunks(1 << PAR_LEVEL)
         .map(|chunk| {
+            if cancel.load(Ordering::Relaxed) {
+                return None;
+            }
             let node = subtree_root(chunk, PAR_LEVEL).unwrap_or_default();
-            (node, chunk.len() as u64)
+            Some((node, chunk.len() as u64))
         })
         .collect();
+    let parts = parts?;
     let mut folder = MerkleFolder::new();
     for (node, covered) in parts {
         folder.push_node_at(PAR_LEVEL, node, covered);
     }
     // Never empty (the sibling exists), so the fold yields a node; a default here could only
     // come from a bug and would fail the strict verification.
-    folder.finish_at_level(level).unwrap_or_default()
+    Some(folder.finish_at_level(level).unwrap_or_default())
 }
 
 fn check_cache_shape(cache: &MerkleCache, n: u64, height: u32) -> Result<(), ProveError> {
@@ -139,4 +183,85 @@ fn check_cache_shape(cache: &MerkleCache, n: u64, height: u32) -> Result<(), Pro
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plot::{create_plot, CacheLevels, CreatePlot};
+
+    /// A scratch directory removed on drop (the crate has no tempfile dev-dependency).
+    struct Scratch(std::path::PathBuf);
+
+    impl Scratch {
+        fn new(tag: &str) -> Self {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let dir = std::env::temp_dir().join(format!(
+                "spacetime-prove-{tag}-{}-{nanos}",
+                std::process::id()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn plot(dir: &Scratch, n: u64, cache: CacheLevels) -> (PlotFile, Option<MerkleCache>) {
+        let created = create_plot(
+            &CreatePlot {
+                path: dir.0.join("p.plot"),
+                miner_pk: [4; 32],
+                seed: [5; 32],
+                leaf_count: n,
+                cache,
+                threads: Some(1),
+            },
+            &mut |_| {},
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        let cache = created.cache_path.map(|p| MerkleCache::read(&p).unwrap());
+        (PlotFile::open(&created.path).unwrap(), cache)
+    }
+
+    #[test]
+    fn a_cancelled_proof_stops_and_an_uncancelled_one_matches() {
+        let dir = Scratch::new("cancel");
+        // Above 2^PAR_LEVEL leaves: the top sibling is folded in parallel chunks.
+        let (plot, _) = plot(&dir, (1 << (PAR_LEVEL + 1)) + 3, CacheLevels::Disabled);
+        let index = 5;
+        assert_eq!(
+            build_proof_cancellable(&plot, None, index, &AtomicBool::new(true)),
+            Err(ProveError::Cancelled { index })
+        );
+        let cancelled_mid = AtomicBool::new(true);
+        assert_eq!(
+            range_root(&plot, 0, PAR_LEVEL + 1, &cancelled_mid),
+            None,
+            "a large sibling range checks the flag per chunk"
+        );
+        let full = build_proof_cancellable(&plot, None, index, &AtomicBool::new(false)).unwrap();
+        assert_eq!(full, build_proof(&plot, None, index).unwrap());
+        assert!(full.verify_strict(&plot.header().merkle_root, plot.leaf_count()));
+    }
+
+    #[test]
+    fn proof_reads_are_bounded_by_the_cache() {
+        let dir = Scratch::new("reads");
+        let n = 1 << 10;
+        let (plot, cache) = plot(&dir, n, CacheLevels::TopLevels(4));
+        let cache = cache.expect("a cache was written");
+        let expected = 1u64 << cache.start_level;
+        assert!(expected < n);
+        assert_eq!(proof_read_leaves(n, Some(&cache)), expected);
+        assert_eq!(proof_read_leaves(n, None), n);
+        assert!(build_proof(&plot, Some(&cache), 7).is_ok());
+    }
 }

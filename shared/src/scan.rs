@@ -104,6 +104,8 @@ pub struct PlotScanStats {
     pub leaves_scanned: u64,
     /// Time from the start of the scan until this plot's last leaf was scored.
     pub elapsed: Duration,
+    /// This plot's best leaf (the fallback when a better plot cannot give a valid proof).
+    pub best: Option<Candidate>,
 }
 
 /// The result of [`scan_plots`].
@@ -147,10 +149,11 @@ pub fn scan_plots(
     let cancelled = AtomicBool::new(false);
     let scanned: Vec<AtomicU64> = plots.iter().map(|_| AtomicU64::new(0)).collect();
     let finished_ns: Vec<AtomicU64> = plots.iter().map(|_| AtomicU64::new(0)).collect();
-    let best: Mutex<Option<Candidate>> = Mutex::new(None);
+    // Best per plot: the overall best is the best of these.
+    let bests: Mutex<Vec<Option<Candidate>>> = Mutex::new(vec![None; plots.len()]);
 
     let worker = || {
-        let mut local: Option<Candidate> = None;
+        let mut local: Vec<Option<Candidate>> = vec![None; plots.len()];
         loop {
             if cancel.load(Ordering::Relaxed) {
                 cancelled.store(true, Ordering::Relaxed);
@@ -174,18 +177,22 @@ pub fn scan_plots(
                     leaf,
                     score,
                 };
-                if local.is_none_or(|b| better(&candidate, &b, plots)) {
-                    local = Some(candidate);
+                if local[p].is_none_or(|b| better(&candidate, &b, plots)) {
+                    local[p] = Some(candidate);
                 }
             }
             scanned[p].fetch_add(count, Ordering::Relaxed);
             let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             finished_ns[p].fetch_max(ns, Ordering::Relaxed);
         }
-        if let Some(candidate) = local {
-            let mut guard = best.lock().unwrap_or_else(|e| e.into_inner());
-            if guard.is_none_or(|b| better(&candidate, &b, plots)) {
-                *guard = Some(candidate);
+        if local.iter().any(Option::is_some) {
+            let mut guard = bests.lock().unwrap_or_else(|e| e.into_inner());
+            for (slot, candidate) in guard.iter_mut().zip(local) {
+                if let Some(c) = candidate {
+                    if slot.is_none_or(|b| better(&c, &b, plots)) {
+                        *slot = Some(c);
+                    }
+                }
             }
         }
     };
@@ -197,17 +204,25 @@ pub fn scan_plots(
         worker();
     });
 
+    let bests = bests.into_inner().unwrap_or_else(|e| e.into_inner());
+    let best = bests
+        .iter()
+        .flatten()
+        .copied()
+        .reduce(|a, b| if better(&b, &a, plots) { b } else { a });
     let per_plot: Vec<PlotScanStats> = (0..plots.len())
-        .map(|p| PlotScanStats {
+        .zip(bests)
+        .map(|(p, best)| PlotScanStats {
             plot: p,
             leaves_scanned: scanned[p].load(Ordering::Relaxed),
             elapsed: Duration::from_nanos(finished_ns[p].load(Ordering::Relaxed)),
+            best,
         })
         .collect();
     let leaves_scanned = per_plot.iter().map(|s| s.leaves_scanned).sum();
     let all_done = next.load(Ordering::Relaxed) >= items.len();
     ScanOutcome {
-        best: best.into_inner().unwrap_or_else(|e| e.into_inner()),
+        best,
         leaves_scanned,
         timed_out: timed_out.load(Ordering::Relaxed) && !all_done,
         cancelled: cancelled.load(Ordering::Relaxed) && !all_done,

@@ -1,14 +1,12 @@
 //! Harness for the devnet node: runs `minerd devnet-node` on loopback in a temporary data
-//! dir (its own process group, killed on drop), and a raw wire peer built on
+//! dir (a [`ChildProcess`]: own process group, killed on drop), and a raw wire peer built on
 //! `spacetime::wire` for talking to it.
 
-use std::io::{BufRead, BufReader};
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::ExitStatus;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use spacetime::wire::{
@@ -17,18 +15,50 @@ use spacetime::wire::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::{binary, wait_until, START_TIMEOUT};
+use crate::{minerd_command, ChildProcess, START_TIMEOUT};
 
 /// The Development network id.
 pub const DEVNET: &str = "spacetime-devnet-local";
 
-/// A running `minerd devnet-node`.
+/// Spawns `minerd devnet-node --listen <listen> --data-dir <data_dir> <extra>` with `HOME`
+/// set to `home` and waits for its "devnet node listening on ADDR" line; returns the
+/// process and the bound address. Every devnet node of the harness starts here.
+pub fn spawn_node<I, S>(
+    home: &Path,
+    data_dir: &Path,
+    listen: SocketAddr,
+    extra: I,
+) -> anyhow::Result<(ChildProcess, SocketAddr)>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    const LISTENING: &str = "devnet node listening on ";
+    let mut cmd = minerd_command(home);
+    cmd.arg("devnet-node")
+        .args(["--listen", &listen.to_string()])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(extra)
+        .env("RUST_LOG", "info");
+    let process = ChildProcess::spawn("devnet node", cmd)?;
+    let line = process.wait_for_line(LISTENING, START_TIMEOUT)?;
+    let addr = line
+        .split(LISTENING)
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_default()
+        .parse()
+        .with_context(|| format!("bad address in {line:?}"))?;
+    Ok((process, addr))
+}
+
+/// A running `minerd devnet-node` on a fresh port, killed (whole group) on drop.
 #[derive(Debug)]
 pub struct DevnetNode {
-    /// `Some` for the node's whole life; taken only by [`DevnetNode::kill`].
-    dir: Option<tempfile::TempDir>,
-    child: Option<Child>,
-    stderr: Arc<Mutex<Vec<String>>>,
+    // Declared before `dir`: fields drop in order, so the node dies before its data dir goes.
+    process: ChildProcess,
+    dir: tempfile::TempDir,
     /// The address it listens on.
     pub addr: SocketAddr,
 }
@@ -43,146 +73,44 @@ impl DevnetNode {
 
     /// Starts a node on an existing data dir (e.g. one returned by [`DevnetNode::kill`]).
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> anyhow::Result<Self> {
-        use std::os::unix::process::CommandExt;
-        let mut child = Command::new(binary("minerd"))
-            .arg("devnet-node")
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
-            .args(extra)
-            .env_clear()
-            .env("HOME", dir.path())
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .context("spawning minerd devnet-node")?;
-        let stderr = child.stderr.take().context("devnet node stderr")?;
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel::<String>();
-        {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if std::env::var_os("E2E_SHOW_LOGS").is_some() {
-                        eprintln!("[devnet] {line}");
-                    }
-                    lines
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(line.clone());
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        let deadline = Instant::now() + START_TIMEOUT;
-        let addr = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    let addr = line
-                        .split("devnet node listening on ")
-                        .nth(1)
-                        .and_then(|rest| rest.split_whitespace().next())
-                        .and_then(|a| a.parse::<SocketAddr>().ok());
-                    if let Some(addr) = addr {
-                        break addr;
-                    }
-                }
-                Err(_) => {
-                    let log = lines.lock().unwrap_or_else(|e| e.into_inner()).join("\n");
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    bail!(
-                        "devnet node did not start listening within {START_TIMEOUT:?}; log:\n{log}"
-                    );
-                }
-            }
-        };
-        Ok(Self {
-            dir: Some(dir),
-            child: Some(child),
-            stderr: lines,
-            addr,
-        })
+        let listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let (process, addr) = spawn_node(dir.path(), dir.path(), listen, extra)?;
+        Ok(Self { process, dir, addr })
     }
 
     /// The node's data dir.
     pub fn data_dir(&self) -> &Path {
-        self.dir
-            .as_ref()
-            .map(tempfile::TempDir::path)
-            .expect("the data dir lives as long as the node")
+        self.dir.path()
+    }
+
+    /// The node's process.
+    pub fn process(&self) -> &ChildProcess {
+        &self.process
     }
 
     /// Everything the node wrote to stderr so far.
     pub fn log(&self) -> String {
-        self.stderr
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .join("\n")
+        self.process.log()
     }
 
-    /// Waits (bounded) until the log contains `needle`.
+    /// Waits (bounded) until the log has a line containing `needle`.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
-        wait_until(timeout, || self.log().contains(needle))
+        self.process.wait_for_line(needle, timeout).is_ok()
     }
 
     /// Sends SIGTERM and waits (bounded) for the node to exit.
     pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
-        let child = self.child.as_mut().context("node already reaped")?;
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .context("running kill")?;
-        if !status.success() {
-            bail!("kill -TERM failed");
-        }
-        let mut exit = None;
-        wait_until(timeout, || {
-            exit = child.try_wait().ok().flatten();
-            exit.is_some()
-        });
-        match exit {
-            Some(s) => {
-                self.child = None;
-                Ok(s)
-            }
-            None => bail!(
-                "devnet node did not exit within {timeout:?}; log:\n{}",
-                self.log()
-            ),
-        }
+        self.process.terminate(timeout)
     }
-}
 
-impl DevnetNode {
     /// Kills the node's process group with SIGKILL (no chance to clean up) and returns its
     /// data dir, for a restart with [`DevnetNode::start_in`].
-    pub fn kill(mut self) -> tempfile::TempDir {
-        self.kill_group();
-        self.dir
-            .take()
-            .expect("the data dir lives as long as the node")
-    }
-
-    fn kill_group(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", child.id())])
-                .stderr(Stdio::null())
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for DevnetNode {
-    fn drop(&mut self) {
-        self.kill_group();
+    pub fn kill(self) -> tempfile::TempDir {
+        let Self {
+            mut process, dir, ..
+        } = self;
+        process.kill();
+        dir
     }
 }
 

@@ -4,23 +4,26 @@
 //!   the cargo target directory of this test executable. On first use it runs
 //!   `cargo build -p minerd -p minerctl` once (a no-op when they are fresh), so a plain
 //!   `cargo test --workspace` on a clean clone works and never tests stale binaries.
-//! * [`Minerd`] starts the daemon in a temporary home (its own process group), waits for the
-//!   "listening" lines on stderr, hands out typed clients, runs `minerctl` against it, and
-//!   kills the whole group on drop.
+//! * [`Minerd`] starts the daemon in a temporary home, waits for the "listening" lines on
+//!   stderr, hands out typed clients and runs `minerctl` against it.
+//! * [`ChildProcess`] ([`process`]) is the one process wrapper under `Minerd` and the devnet
+//!   nodes ([`devnet`], [`mining`]): own process group, stderr captured line by line,
+//!   `wait_for_line`, SIGTERM/SIGKILL, the whole group killed on drop.
 //! * [`wait_until`] / [`wait_until_async`] poll a condition with a deadline: no bare sleeps.
 
 pub mod devnet;
 pub mod mining;
+pub mod process;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::process::{Command, ExitStatus, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use spacetime_proto::client::{self, MinerClient, Target};
+
+pub use process::ChildProcess;
 
 /// How long a daemon may take to start listening.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -115,6 +118,16 @@ where
     }
 }
 
+/// `minerd` with a clean environment: only `HOME` (= `home`) and `PATH`, so the user's
+/// environment (`RUST_LOG`, a real `~/.spacetime`) never leaks into a test.
+pub fn minerd_command(home: &Path) -> Command {
+    let mut cmd = Command::new(binary("minerd"));
+    cmd.env_clear()
+        .env("HOME", home)
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    cmd
+}
+
 /// How to start a daemon.
 #[derive(Debug, Default, Clone)]
 pub struct MinerdOptions {
@@ -164,12 +177,8 @@ impl Home {
 
     /// Runs `minerd <args>` to completion (for subcommands and start-up failures).
     pub fn minerd_output(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut cmd = Command::new(binary("minerd"));
-        cmd.args(args)
-            .env_clear()
-            .env("HOME", self.path())
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .stdin(Stdio::null());
+        let mut cmd = minerd_command(self.path());
+        cmd.args(args).stdin(Stdio::null());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -177,13 +186,13 @@ impl Home {
     }
 }
 
-/// A running `minerd` in its own process group.
+/// A running `minerd` in its own process group, killed on drop.
 #[derive(Debug)]
 pub struct Minerd {
+    // Declared before `home`: fields drop in order, so the daemon dies before its home goes.
+    process: ChildProcess,
     /// Its home directory (kept alive as long as the daemon).
     pub home: Home,
-    child: Option<Child>,
-    stderr: Arc<Mutex<Vec<String>>>,
     /// The bound TCP address, when started with `tcp`.
     pub tcp: Option<String>,
 }
@@ -201,85 +210,47 @@ impl Minerd {
 
     /// Starts a daemon in `home` and waits until it listens.
     pub fn start_in(home: Home, opts: MinerdOptions) -> anyhow::Result<Self> {
-        use std::os::unix::process::CommandExt;
         if let Some(yaml) = &opts.config_yaml {
             std::fs::create_dir_all(home.data_dir())?;
             std::fs::write(home.data_dir().join("miner.yaml"), yaml)?;
         }
-        let mut cmd = Command::new(binary("minerd"));
-        cmd.args(&opts.args)
-            .env_clear()
-            .env("HOME", home.path())
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .process_group(0);
+        let mut cmd = minerd_command(home.path());
+        cmd.args(&opts.args).env("RUST_LOG", "info");
         if opts.tcp {
             cmd.args(["--listen-tcp", "127.0.0.1:0"]);
         }
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().context("spawning minerd")?;
-        let stderr = child.stderr.take().context("minerd stderr")?;
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel::<String>();
-        {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if std::env::var_os("E2E_SHOW_LOGS").is_some() {
-                        eprintln!("[minerd] {line}");
-                    }
-                    lines
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(line.clone());
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        let mut me = Minerd {
-            home,
-            child: Some(child),
-            stderr: lines,
-            tcp: None,
-        };
+        let process = ChildProcess::spawn("minerd", cmd)?;
         let deadline = Instant::now() + START_TIMEOUT;
-        let mut unix = false;
-        while !(unix && (me.tcp.is_some() || !opts.tcp)) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    if line.contains("listening on unix:") {
-                        unix = true;
-                    }
-                    if let Some(rest) = line.split("listening on tcp:").nth(1) {
-                        me.tcp = rest.split_whitespace().next().map(str::to_owned);
-                    }
-                }
-                Err(_) => bail!(
-                    "minerd did not start listening within {START_TIMEOUT:?}; log:\n{}",
-                    me.log()
-                ),
-            }
-        }
-        Ok(me)
+        let left = || deadline.saturating_duration_since(Instant::now());
+        process.wait_for_line("listening on unix:", left())?;
+        let tcp = if opts.tcp {
+            let line = process.wait_for_line("listening on tcp:", left())?;
+            line.split("listening on tcp:")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_owned)
+        } else {
+            None
+        };
+        Ok(Minerd { home, process, tcp })
     }
 
     /// Everything the daemon wrote to stderr so far.
     pub fn log(&self) -> String {
-        self.stderr
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .join("\n")
+        self.process.log()
+    }
+
+    /// The daemon's process.
+    pub fn process(&self) -> &ChildProcess {
+        &self.process
     }
 
     /// The daemon's pid.
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(Child::id).unwrap_or_default()
+        self.process.pid()
     }
 
     /// A typed client over the Unix socket.
@@ -324,55 +295,14 @@ impl Minerd {
         serde_json::from_str(&text).with_context(|| format!("minerctl {args:?} printed {text}"))
     }
 
-    fn signal(&self, sig: &str) -> anyhow::Result<()> {
-        let status = Command::new("kill")
-            .args([sig, &self.pid().to_string()])
-            .status()
-            .context("running kill")?;
-        if !status.success() {
-            bail!("kill {sig} {} failed", self.pid());
-        }
-        Ok(())
-    }
-
     /// Sends SIGTERM and waits (bounded) for the daemon to exit.
     pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
-        self.signal("-TERM")?;
-        self.wait(timeout)
+        self.process.terminate(timeout)
     }
 
     /// Waits (bounded) for the daemon to exit by itself.
     pub fn wait(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
-        let child = self.child.as_mut().context("daemon already reaped")?;
-        let mut status = None;
-        wait_until(timeout, || {
-            status = child.try_wait().ok().flatten();
-            status.is_some()
-        });
-        match status {
-            Some(s) => {
-                self.child = None;
-                Ok(s)
-            }
-            None => bail!(
-                "minerd did not exit within {timeout:?}; log:\n{}",
-                self.log()
-            ),
-        }
-    }
-}
-
-impl Drop for Minerd {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // Kill the whole process group, then reap.
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", child.id())])
-                .stderr(Stdio::null())
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.wait(timeout)
     }
 }
 

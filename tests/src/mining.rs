@@ -3,12 +3,9 @@
 //! epoch, difficulty and network id), a miner home with a key and a tiny plot, chain download
 //! over the wire ([`crate::devnet::WirePeer`]) and independent chain validation.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
-use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -19,8 +16,8 @@ use spacetime::plot::{create_plot, CacheLevels, CreatePlot};
 use spacetime::validate::{validate_block, ChainContext};
 use spacetime::wire::Message;
 
-use crate::devnet::{WirePeer, DEVNET};
-use crate::{binary, Home, START_TIMEOUT};
+use crate::devnet::{spawn_node, WirePeer, DEVNET};
+use crate::{ChildProcess, Home, START_TIMEOUT};
 
 /// How a devnet node process is started.
 #[derive(Debug, Clone)]
@@ -43,14 +40,18 @@ impl Default for NodeOptions {
     }
 }
 
-/// A running `minerd devnet-node` in its own process group, killed on drop.
+/// A running `minerd devnet-node` that keeps its port and data directory across
+/// [`DevnetNode::kill`] and [`DevnetNode::restart`]; killed (whole group) on drop.
 #[derive(Debug)]
 pub struct DevnetNode {
+    // Declared before `dir`: fields drop in order, so the node dies before its data dir goes.
+    /// The current incarnation; `None` only while a restart is spawning.
+    process: Option<ChildProcess>,
     dir: tempfile::TempDir,
     opts: NodeOptions,
-    child: Option<Child>,
     addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
+    /// The stderr of earlier incarnations, so [`DevnetNode::log`] covers the node's life.
+    earlier: Vec<String>,
 }
 
 impl DevnetNode {
@@ -58,67 +59,30 @@ impl DevnetNode {
     pub fn start(opts: NodeOptions) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("e2e-node-").tempdir()?;
         let mut node = Self {
+            process: None,
             dir,
             opts,
-            child: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            log: Arc::new(Mutex::new(Vec::new())),
+            earlier: Vec::new(),
         };
         node.spawn()?;
         Ok(node)
     }
 
+    /// Starts the process on `self.addr` (port 0 the first time, then the bound port).
     fn spawn(&mut self) -> anyhow::Result<()> {
-        use std::os::unix::process::CommandExt;
-        let mut cmd = Command::new(binary("minerd"));
-        cmd.arg("devnet-node")
-            .args(["--listen", &self.addr.to_string()])
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .args(["--epoch-ms", &self.opts.epoch_ms.to_string()])
-            .args(["--difficulty", &self.opts.difficulty.to_string()])
-            .args(["--network-id", &self.opts.network_id])
-            .env_clear()
-            .env("HOME", self.dir.path())
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        let mut child = cmd.spawn().context("spawning minerd devnet-node")?;
-        let stderr = child.stderr.take().context("devnet node stderr")?;
-        let (tx, rx) = mpsc::channel::<String>();
-        let log = self.log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if std::env::var_os("E2E_SHOW_LOGS").is_some() {
-                    eprintln!("[node] {line}");
-                }
-                log.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
-        self.child = Some(child);
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx.recv_timeout(left).map_err(|_| {
-                anyhow::anyhow!(
-                    "devnet node did not start within {START_TIMEOUT:?}; log:\n{}",
-                    self.log()
-                )
-            })?;
-            if let Some(rest) = line.split("devnet node listening on ").nth(1) {
-                let word = rest.split_whitespace().next().unwrap_or_default();
-                self.addr = word
-                    .parse()
-                    .with_context(|| format!("bad address in {line:?}"))?;
-                return Ok(());
-            }
-        }
+        let extra = [
+            "--epoch-ms".to_owned(),
+            self.opts.epoch_ms.to_string(),
+            "--difficulty".to_owned(),
+            self.opts.difficulty.to_string(),
+            "--network-id".to_owned(),
+            self.opts.network_id.clone(),
+        ];
+        let (process, addr) = spawn_node(self.dir.path(), &self.data_dir(), self.addr, extra)?;
+        self.process = Some(process);
+        self.addr = addr;
+        Ok(())
     }
 
     /// The node's address.
@@ -131,47 +95,37 @@ impl DevnetNode {
         self.dir.path().join("devnet")
     }
 
-    /// Everything it logged so far.
+    /// Everything it logged so far, over all incarnations.
     pub fn log(&self) -> String {
-        self.log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .join("\n")
+        let current = self.process.iter().flat_map(ChildProcess::lines);
+        let all: Vec<String> = self.earlier.iter().cloned().chain(current).collect();
+        all.join("\n")
     }
 
     /// Kills the node (SIGKILL, whole group) and reaps it.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", child.id())])
-                .stderr(Stdio::null())
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(process) = &mut self.process {
+            process.kill();
         }
     }
 
     /// Starts the node again on the same port and data directory (the chain resumes).
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
+        if let Some(old) = self.process.take() {
+            self.earlier.extend(old.lines());
+        }
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             match self.spawn() {
                 Ok(()) => return Ok(()),
                 // The port may linger for a moment after the kill.
                 Err(_) if Instant::now() < deadline => {
-                    self.kill();
                     std::thread::sleep(Duration::from_millis(200));
                 }
                 Err(e) => return Err(e),
             }
         }
-    }
-}
-
-impl Drop for DevnetNode {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

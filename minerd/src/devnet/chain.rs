@@ -20,8 +20,11 @@
 //! record is decoded and re-validated against the chain before it (signature, parent,
 //! height, difficulty, epoch and challenge, transactions, tx root, strict proof); the first
 //! torn, corrupt or invalid record and everything after it is cut off with a warning, never
-//! trusted. A file whose header or genesis record is bad is refused (the node will not
-//! silently replace a chain).
+//! trusted. The timestamp rules are not re-applied: they judge a block against the clock
+//! and the epoch at the moment it arrived, and a block was appended only after passing
+//! them, so a node whose clock has stepped back keeps its whole history (the report says
+//! how far the tip is ahead of the clock). A file whose header or genesis record is bad is
+//! refused (the node will not silently replace a chain).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -35,7 +38,9 @@ use spacetime::consensus::{
 };
 use spacetime::hash::{sha256, to_hex, Hash32};
 use spacetime::keys::{KeyError, MinerKey};
-use spacetime::validate::{validate_block, validate_genesis_block, BlockError, ChainContext};
+use spacetime::validate::{
+    validate_block, validate_genesis_block, BlockError, ChainContext, MAX_FUTURE_DRIFT_SECS,
+};
 use thiserror::Error;
 
 /// File name of the chain inside the data dir.
@@ -208,9 +213,15 @@ impl Chain {
     }
 
     /// Checks `block` as the next block of a replayed chain: every rule of
-    /// `validate_block`, with the epoch and challenge the block names (its epoch must come
-    /// after its parent's and be at least its height) and the difficulty this chain expects.
-    pub fn check_replayed(&self, block: &Block, now_unix: u64) -> Result<(), ExtendError> {
+    /// `validate_block` but the timestamp rules, with the epoch and challenge the block
+    /// names (its epoch must come after its parent's and be at least its height) and the
+    /// difficulty this chain expects.
+    ///
+    /// The timestamp rules judge a block against the clock and the epoch start at the
+    /// moment it arrived, neither of which is recorded; the block passed them then. Applying
+    /// "at most 120 s ahead of now" again would cut valid history off whenever the node's
+    /// clock steps back, so neither rule is applied here.
+    pub fn check_replayed(&self, block: &Block) -> Result<(), ExtendError> {
         let tip = &self.tip().header;
         let h = &block.header;
         if h.epoch <= tip.epoch {
@@ -231,9 +242,9 @@ impl Chain {
             expected_difficulty: self.next_difficulty(),
             expected_epoch: h.epoch,
             expected_challenge: epoch_challenge(&tip.hash(), h.epoch),
-            now_unix,
-            // The epoch's start time is not recorded; the block's own timestamp stands in,
-            // so only the future-drift rule applies to the timestamp on replay.
+            // The block's own timestamp as "now" and as the epoch start makes both
+            // timestamp rules hold trivially (see above); every other rule still applies.
+            now_unix: h.timestamp,
             epoch_start_unix: h.timestamp,
         };
         validate_block(block, &ctx)?;
@@ -242,11 +253,15 @@ impl Chain {
 
     /// Appends a validated block to the in-memory chain.
     pub fn push(&mut self, block: Block) {
-        let height = block.header.height;
-        self.by_hash.insert(block.hash(), height);
-        for tx in &block.transactions {
-            self.txs.insert(tx.hash());
-        }
+        let hashes = BlockHashes::of(&block);
+        self.push_hashed(block, &hashes);
+    }
+
+    /// [`Chain::push`] with the hashes computed beforehand (by [`BlockHashes::of`], outside
+    /// the node's lock).
+    pub fn push_hashed(&mut self, block: Block, hashes: &BlockHashes) {
+        self.by_hash.insert(hashes.block, block.header.height);
+        self.txs.extend(hashes.transactions.iter().copied());
         self.blocks.push(block);
     }
 
@@ -263,17 +278,44 @@ impl Chain {
         } else {
             self.by_hash.get(locator)? + 1
         };
-        let mut out = Vec::new();
-        for block in self.blocks.iter().skip(usize::try_from(first).ok()?) {
-            if out.len() >= max {
-                break;
-            }
-            out.push(block.header);
-            if stop == Some(&block.hash()) {
-                break;
-            }
+        // The stop block's height from the index, so no header is hashed on the way (this
+        // runs under the node's lock, for up to MAX_HEADERS headers).
+        let last = stop
+            .and_then(|s| self.by_hash.get(s))
+            .filter(|&&h| h >= first)
+            .map_or(u64::MAX, |&h| h);
+        let first = usize::try_from(first).ok()?;
+        let count = usize::try_from(last.saturating_sub(first as u64))
+            .unwrap_or(usize::MAX)
+            .saturating_add(1)
+            .min(max);
+        Some(
+            self.blocks
+                .iter()
+                .skip(first)
+                .take(count)
+                .map(|b| b.header)
+                .collect(),
+        )
+    }
+}
+
+/// A block's header hash and its transactions' hashes, computed once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockHashes {
+    /// The header hash.
+    pub block: Hash32,
+    /// The transaction hashes, in block order.
+    pub transactions: Vec<Hash32>,
+}
+
+impl BlockHashes {
+    /// Hashes `block` (up to a thousand transactions: worth doing outside a lock).
+    pub fn of(block: &Block) -> Self {
+        Self {
+            block: block.hash(),
+            transactions: block.transactions.iter().map(|tx| tx.hash()).collect(),
         }
-        Some(out)
     }
 }
 
@@ -324,6 +366,10 @@ pub struct OpenReport {
     pub truncated: Option<Truncation>,
     /// The stored difficulty rule differs from the configured one (the stored one wins).
     pub adjustment_differs: bool,
+    /// Seconds the tip's timestamp is ahead of the clock `open` was given, when it is ahead
+    /// by more than the allowed drift (the clock has probably stepped back; the chain is
+    /// kept, since its blocks were valid when they arrived).
+    pub tip_ahead_of_clock_secs: Option<u64>,
 }
 
 /// A cut-off tail of the chain file.
@@ -424,7 +470,7 @@ pub fn open(
         let reason = match read_record(&mut reader) {
             Ok(None) => break,
             Ok(Some(bytes)) => match Block::decode(&bytes) {
-                Ok(block) => match chain.check_replayed(&block, now_unix) {
+                Ok(block) => match chain.check_replayed(&block) {
                     Ok(()) => {
                         offset += (RECORD_HEADER_LEN + bytes.len()) as u64;
                         chain.push(block);
@@ -454,11 +500,13 @@ pub fn open(
             .and_then(|()| file.sync_all())
             .map_err(|e| ChainError::io("truncating", &path, e))?;
     }
+    let ahead = chain.tip().header.timestamp.saturating_sub(now_unix);
     let report = OpenReport {
         created,
         replayed,
         truncated,
         adjustment_differs: adjustment != params.adjustment,
+        tip_ahead_of_clock_secs: (ahead > MAX_FUTURE_DRIFT_SECS).then_some(ahead),
     };
     Ok((
         chain,
@@ -638,7 +686,7 @@ mod tests {
             Duration::from_secs(1),
         );
         let block = miner.block(&e.announcement(), vec![]);
-        chain.check_replayed(&block, now_unix_ms() / 1000).unwrap();
+        chain.check_replayed(&block).unwrap();
         store.append(&block).unwrap();
         chain.push(block.clone());
         block
@@ -706,6 +754,31 @@ mod tests {
         assert!(report.truncated.unwrap().reason.contains("record length"));
         let (replayed, report) = reopen(dir.path());
         assert_eq!((replayed.tip(), report.truncated), (&b1, None));
+    }
+
+    #[test]
+    fn a_clock_that_stepped_back_keeps_the_whole_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = now_unix_ms() / 1000;
+        let (mut chain, mut store, _) = open(dir.path(), &params(100), now).unwrap();
+        let miner = TestMiner::new(dir.path(), 2);
+        mine(&mut chain, &mut store, &miner, 1);
+        let b2 = mine(&mut chain, &mut store, &miner, 2);
+        drop(store);
+        let path = dir.path().join(CHAIN_FILE);
+        let len = std::fs::metadata(&path).unwrap().len();
+
+        // The clock is now an hour behind the stored blocks: nothing is cut off.
+        let (replayed, _, report) = open(dir.path(), &params(100), now - 3600).unwrap();
+        assert_eq!((report.replayed, report.truncated), (2, None));
+        assert_eq!(replayed.tip(), &b2);
+        assert!(report.tip_ahead_of_clock_secs.unwrap() >= 3600);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), len);
+
+        // With the clock back in step the report is quiet, and the chain is intact.
+        let (replayed, report) = reopen(dir.path());
+        assert_eq!((report.replayed, report.tip_ahead_of_clock_secs), (2, None));
+        assert_eq!(replayed.tip(), &b2);
     }
 
     #[test]
@@ -832,6 +905,19 @@ mod tests {
             .unwrap();
         assert_eq!(stop, vec![blocks[1].header]);
         assert!(chain.headers_after(&[7; 32], None, 10).is_none());
+        // A stop block before the locator, or unknown, does not stop the walk.
+        for stop in [blocks[0].hash(), [9; 32]] {
+            let after2 = chain
+                .headers_after(&blocks[1].hash(), Some(&stop), 10)
+                .unwrap();
+            assert_eq!(after2, vec![blocks[2].header, blocks[3].header]);
+        }
+        // The stop block itself is the last header, even with room for more.
+        let to3 = chain
+            .headers_after(&[0; 32], Some(&blocks[2].hash()), 10)
+            .unwrap();
+        assert_eq!(to3.len(), 4);
+        assert_eq!(to3[3], blocks[2].header);
         assert_eq!(
             chain.headers_after(&blocks[3].hash(), None, 10).unwrap(),
             vec![]

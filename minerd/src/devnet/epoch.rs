@@ -9,10 +9,12 @@
 //! epoch keeps the old tip with a new challenge.
 //!
 //! The last epoch number started is kept in `<data dir>/epoch` (decimal text, replaced
-//! atomically) so that a restarted node never reuses an epoch number, and thus never
-//! repeats a challenge, on the same tip.
+//! atomically and durably: temporary file, fsync, rename, fsync of the directory) and is
+//! stored before the epoch is announced, so that a restarted node never reuses an epoch
+//! number, and thus never repeats a challenge, on the same tip. Both calls block: async
+//! callers run them with `spawn_blocking`.
 
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -246,12 +248,26 @@ impl EpochCounter {
         }
     }
 
-    /// Stores `number` (temporary file, then rename; not fsynced: losing the last few
-    /// numbers in a crash only lets the tip set the floor).
+    /// Stores `number` durably: written to a temporary file and fsynced, renamed over the
+    /// counter, then the directory is fsynced, so after a crash the file holds either the
+    /// old or the new number, never a torn one, and never an older number once this
+    /// returned. The node stores a number before announcing its epoch.
     pub fn store(&self, number: u64) -> io::Result<()> {
         let tmp = self.path.with_extension("new");
-        std::fs::write(&tmp, format!("{number}\n"))?;
-        std::fs::rename(&tmp, &self.path)
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(format!("{number}\n").as_bytes())?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, &self.path)?;
+        match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => std::fs::File::open(dir)?.sync_all(),
+            _ => std::fs::File::open(".")?.sync_all(),
+        }
+    }
+
+    /// The counter file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 
@@ -381,5 +397,28 @@ mod tests {
         let (n, why) = c.load();
         assert_eq!(n, 0);
         assert!(why.unwrap().contains("not a number"));
+    }
+
+    #[test]
+    fn counter_store_replaces_whole_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = EpochCounter::new(dir.path());
+        // A temporary left by a crash mid-store is overwritten, never read.
+        std::fs::write(dir.path().join("epoch.new"), "99999").unwrap();
+        c.store(7).unwrap();
+        assert_eq!(c.load(), (7, None));
+        c.store(u64::MAX).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(c.path()).unwrap(),
+            format!("{}\n", u64::MAX)
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [std::ffi::OsString::from(EPOCH_FILE)]);
+        // A failure is reported, not swallowed (the node then does not announce).
+        let gone = EpochCounter::new(&dir.path().join("missing"));
+        assert!(gone.store(1).is_err());
     }
 }

@@ -3,8 +3,7 @@
 
 use std::collections::HashMap;
 
-use spacetime::block::{Block, Transaction};
-use spacetime::consensus::select_transactions;
+use spacetime::block::Transaction;
 use spacetime::hash::Hash32;
 use thiserror::Error;
 
@@ -51,19 +50,31 @@ impl Mempool {
         Ok(hash)
     }
 
-    /// Drops the transactions `block` includes; returns how many were pending.
-    pub fn remove_included(&mut self, block: &Block) -> usize {
-        block
-            .transactions
+    /// Drops the transactions with these hashes (those of an accepted block); returns how
+    /// many were pending.
+    pub fn remove_all(&mut self, hashes: &[Hash32]) -> usize {
+        hashes
             .iter()
-            .filter(|tx| self.txs.remove(&tx.hash()).is_some())
+            .filter(|h| self.txs.remove(*h).is_some())
             .count()
     }
 
-    /// Up to `max` pending transactions in block order: by fee, highest first, then hash.
+    /// Up to `max` pending transactions in block order (that of `select_transactions`): by
+    /// fee, highest first, then hash. Runs under the node's lock, so it hashes nothing (the
+    /// hashes are the keys) and sorts only the `max` it returns.
     pub fn pending(&self, max: usize) -> Vec<Transaction> {
-        let all: Vec<Transaction> = self.txs.values().copied().collect();
-        select_transactions(&all, max)
+        if max == 0 {
+            return Vec::new();
+        }
+        type Entry<'a> = (u64, &'a Hash32, &'a Transaction);
+        let order = |a: &Entry<'_>, b: &Entry<'_>| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1));
+        let mut keyed: Vec<Entry<'_>> = self.txs.iter().map(|(h, tx)| (tx.fee, h, tx)).collect();
+        if keyed.len() > max {
+            keyed.select_nth_unstable_by(max - 1, order);
+            keyed.truncate(max);
+        }
+        keyed.sort_unstable_by(order);
+        keyed.into_iter().map(|(_, _, tx)| *tx).collect()
     }
 
     /// Number of pending transactions.
@@ -80,7 +91,7 @@ impl Mempool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use spacetime::block::{BlockHeader, BlockPlotMetadata, BlockProof};
+    use spacetime::block::{Block, BlockHeader, BlockPlotMetadata, BlockProof};
 
     fn tx(fee: u64, nonce: u64) -> Transaction {
         Transaction {
@@ -134,8 +145,27 @@ mod tests {
                 },
             },
         };
-        assert_eq!(m.remove_included(&block), 1);
+        let hashes: Vec<Hash32> = block.transactions.iter().map(|t| t.hash()).collect();
+        assert_eq!(m.remove_all(&hashes), 1);
         assert_eq!(m.len(), 2);
         assert!(!m.is_empty());
+    }
+
+    #[test]
+    fn pending_matches_the_block_selection_order() {
+        use rand::{Rng, SeedableRng};
+        use spacetime::consensus::select_transactions;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut m = Mempool::new(500);
+        let mut all = Vec::new();
+        for nonce in 0..300 {
+            // Few distinct fees, so the hash breaks many ties.
+            let t = tx(rng.gen_range(0..5), nonce);
+            m.insert(t).unwrap();
+            all.push(t);
+        }
+        for max in [0, 1, 7, 299, 300, 1000] {
+            assert_eq!(m.pending(max), select_transactions(&all, max), "max {max}");
+        }
     }
 }

@@ -58,7 +58,7 @@ pub use config::{ConfigError, DevnetNodeConfig, DEFAULT_LISTEN, DEFAULT_MAX_FRAM
 pub use peer::{LINGER, MAX_BAD_MESSAGES};
 
 use crate::lock::DataDirLock;
-use chain::{ChainStore, GenesisParams};
+use chain::{BlockHashes, ChainStore, GenesisParams};
 use epoch::{next_epoch_number, Epoch, EpochCounter, PeerId};
 use mempool::Mempool;
 use peer::ConnectionSlot;
@@ -161,8 +161,6 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> anyhow::Result<DevnetNodeHandle> {
     cfg.validate()?;
-    let lock = DataDirLock::acquire(&cfg.data_dir.join(LOCK_FILE))
-        .context("locking the devnet data dir")?;
     let params = GenesisParams {
         network_id: cfg.network_id.clone(),
         initial_difficulty: cfg.initial_difficulty,
@@ -170,20 +168,31 @@ pub async fn start(
         adjustment: cfg.adjustment(),
     };
     let data_dir = cfg.data_dir.clone();
-    let now_ms = now_unix_ms();
-    let (chain, store, report) =
-        tokio::task::spawn_blocking(move || chain::open(&data_dir, &params, now_ms / 1000))
-            .await
-            .context("opening the chain")?
-            .with_context(|| format!("opening the chain in {}", cfg.data_dir.display()))?;
-    log_open_report(&cfg, &chain, &store, &report);
-
     let counter = EpochCounter::new(&cfg.data_dir);
-    let (last_epoch, problem) = counter.load();
+    let loader = counter.clone();
+    // Locking, replaying the chain and reading the counter all touch the disk.
+    let (lock, (chain, store, report), (last_epoch, problem)) =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let lock = DataDirLock::acquire(&data_dir.join(LOCK_FILE))
+                .context("locking the devnet data dir")?;
+            let opened = chain::open(&data_dir, &params, now_unix_ms() / 1000)
+                .with_context(|| format!("opening the chain in {}", data_dir.display()))?;
+            Ok((lock, opened, loader.load()))
+        })
+        .await
+        .context("opening the chain")??;
+    log_open_report(&cfg, &chain, &store, &report);
     if let Some(problem) = problem {
         tracing::warn!(problem = %problem, "epoch counter unreadable; the chain tip sets the next epoch");
     }
     let number = next_epoch_number(last_epoch, &chain.tip().header);
+    // Stored before the epoch is announced, so a crash cannot make it run twice.
+    store_epoch(&counter, number).await.with_context(|| {
+        format!(
+            "storing the epoch counter {}; the node would risk reusing epoch numbers",
+            counter.path().display()
+        )
+    })?;
     let epoch = Epoch::begin(
         number,
         &chain.tip().header,
@@ -191,9 +200,6 @@ pub async fn start(
         now_unix_ms(),
         cfg.epoch_duration,
     );
-    if let Err(e) = counter.store(number) {
-        tracing::warn!(error = %e, "cannot store the epoch counter");
-    }
 
     let listener = TcpListener::bind(cfg.listen)
         .await
@@ -252,6 +258,13 @@ fn log_open_report(
             dropped_bytes = t.dropped,
             reason = %t.reason,
             "chain file tail was not trusted and has been cut off"
+        );
+    }
+    if let Some(ahead) = report.tip_ahead_of_clock_secs {
+        tracing::warn!(
+            tip_ahead_secs = ahead,
+            tip_timestamp = tip.header.timestamp,
+            "the chain tip is ahead of this clock (has the clock stepped back?); the chain is kept, but miners' new blocks will carry earlier timestamps than the tip"
         );
     }
     if report.adjustment_differs {
@@ -386,8 +399,9 @@ async fn run_epochs(
         };
         if let Some(winner) = winner {
             let block = winner.block.clone();
+            // The write and the hashing both stay off the runtime and out of the lock.
             let appended = tokio::task::spawn_blocking(move || {
-                let result = store.append(&block);
+                let result = store.append(&block).map(|()| BlockHashes::of(&block));
                 (store, result)
             })
             .await;
@@ -401,7 +415,7 @@ async fn run_epochs(
                 }
             };
             match result {
-                Ok(()) => shared.lock().accept_block(winner),
+                Ok(hashes) => shared.lock().accept_block(winner, &hashes),
                 Err(e) => tracing::error!(
                     error = %anyhow::Error::from(e),
                     block = %to_hex(&winner.block.hash()),
@@ -410,13 +424,28 @@ async fn run_epochs(
             }
         }
         let number = {
-            let mut st = shared.lock();
-            let number = next_epoch_number(st.epoch.number, &st.chain.tip().header);
-            st.start_epoch(number, now_unix_ms(), duration);
-            number
+            let st = shared.lock();
+            next_epoch_number(st.epoch.number, &st.chain.tip().header)
         };
-        if let Err(e) = counter.store(number) {
-            tracing::warn!(error = %e, "cannot store the epoch counter");
+        // Stored durably before the epoch is announced, so a crash cannot make a restarted
+        // node run it again (the old epoch stays closed meanwhile; only this task changes
+        // the epoch and the tip, so `number` is still the next one afterwards).
+        if let Err(e) = store_epoch(&counter, number).await {
+            tracing::error!(
+                error = %format!("{e:#}"),
+                path = %counter.path().display(),
+                "cannot store the epoch counter; a crash before the next successful store may make the restarted node reuse epoch numbers"
+            );
         }
+        shared.lock().start_epoch(number, now_unix_ms(), duration);
     }
+}
+
+/// [`EpochCounter::store`] on the blocking pool (it fsyncs).
+async fn store_epoch(counter: &EpochCounter, number: u64) -> anyhow::Result<()> {
+    let counter = counter.clone();
+    tokio::task::spawn_blocking(move || counter.store(number))
+        .await
+        .context("epoch counter writer failed")?
+        .context("writing the epoch counter")
 }

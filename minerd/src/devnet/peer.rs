@@ -4,7 +4,8 @@
 //!   another network id is answered with Error. The node answers Handshake then
 //!   HandshakeAck and expects the peer's HandshakeAck; nothing else is taken before it.
 //! - After the handshake the peer is registered, receives the current NewEpoch, and each
-//!   message is handled by the node state. 30 s of silence → Ping; 60 s → close.
+//!   message is handled by the node state, one at a time (a block's checks run on the
+//!   blocking pool, without the node's lock). 30 s of silence → Ping; 60 s → close.
 //! - Limits: frames above `max_frame_length` and framing errors close the connection (the
 //!   stream is out of step; never resynchronise); a well-formed frame with a bad payload is
 //!   answered with Error and skipped, up to [`MAX_BAD_MESSAGES`]; a token bucket bounds
@@ -388,7 +389,7 @@ async fn session(
                 cfg.max_messages_per_sec, cfg.message_burst
             ));
         }
-        let outcome = shared.lock().handle(id, addr, message, now_unix_ms());
+        let outcome = shared.handle(id, addr, message).await;
         for reply in &outcome.replies {
             if let Err(end) = send(tx, reply, cfg.max_frame_length, cancel).await {
                 return end;

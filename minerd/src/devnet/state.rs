@@ -1,7 +1,15 @@
 //! The node's shared state and what it does with each message: one lock around the chain,
-//! the current epoch, the mempool and the registry of connected peers. Nothing here awaits
-//! or touches the disk, so the lock is held only for in-memory work; the epoch task appends
-//! blocks to the chain file outside it.
+//! the current epoch, the mempool and the registry of connected peers. The lock is held
+//! only for short in-memory work, never across an await or a disk write (the epoch task
+//! appends blocks to the chain file outside it).
+//!
+//! Work that costs more than a few microseconds runs without the lock
+//! ([`Shared::handle`]): a Block/NewBlock is admitted under the lock (is its epoch the open
+//! one?), checked on the blocking pool by [`check_block`] (at most
+//! [`MAX_BLOCK_TRANSACTIONS`] transactions, then the proof, which is cheap and needs a real
+//! plot and a winning score, before any signature; then every other rule), and offered to
+//! the epoch under the lock again, if that epoch is still the open one. A transaction's
+//! signature is checked before the lock is taken.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -9,16 +17,21 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use spacetime::block::{Block, Transaction, BLOCK_HEADER_LEN};
+use spacetime::consensus::{difficulty_to_target, MAX_BLOCK_TRANSACTIONS};
 use spacetime::hash::{to_hex, Hash32};
-use spacetime::validate::{validate_block, validate_transaction};
+use spacetime::validate::{
+    validate_block, validate_transaction, verify_block_proof, BlockError, ChainContext,
+};
 use spacetime::wire::{Message, FRAME_HEADER_LEN, MAX_HEADERS};
+use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::chain::Chain;
+use super::chain::{BlockHashes, Chain};
 use super::config::DevnetNodeConfig;
 use super::epoch::{Candidate, Epoch, Offer, PeerId};
 use super::mempool::{Mempool, MempoolError};
+use super::now_unix_ms;
 
 /// An encoded frame, shared between the queues of every peer it is broadcast to.
 pub(crate) type Frame = Arc<Vec<u8>>;
@@ -63,6 +76,166 @@ impl Shared {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    /// Handles one message from a handshaken peer: the in-memory steps under the lock, the
+    /// expensive checks without it (see the module docs).
+    pub async fn handle(&self, id: PeerId, addr: SocketAddr, message: Message) -> Outcome {
+        let step = self.lock().handle(addr, message, now_unix_ms());
+        match step {
+            Step::Done(outcome) => outcome,
+            Step::CheckBlock(pending) => {
+                let PendingBlock { block, ctx } = *pending;
+                let hash = block.hash();
+                let height = block.header.height;
+                match tokio::task::spawn_blocking(move || check_block(block, &ctx)).await {
+                    Ok(Ok(checked)) => self.lock().offer_block(id, addr, checked, now_unix_ms()),
+                    Ok(Err(e)) => block_rejected(addr, &hash, height, &e.to_string()),
+                    Err(e) => {
+                        tracing::error!(peer = %addr, block = %to_hex(&hash), error = %e, "block check failed");
+                        Outcome::reply(Message::Error(format!(
+                            "block {} could not be checked: internal error",
+                            to_hex(&hash)
+                        )))
+                    }
+                }
+            }
+            Step::CheckTransaction(tx) => {
+                // One Ed25519 verification (well under a millisecond): on this worker, but
+                // without the lock.
+                match validate_transaction(&tx) {
+                    Ok(()) => self.lock().add_transaction(id, addr, tx),
+                    Err(e) => transaction_rejected(addr, &tx.hash(), &e.to_string()),
+                }
+            }
+        }
+    }
+}
+
+/// What a message needs after its first step under the lock.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// Fully handled.
+    Done(Outcome),
+    /// A block of the open epoch, to be checked without the lock ([`check_block`]) and
+    /// then offered ([`NodeState::offer_block`]).
+    CheckBlock(Box<PendingBlock>),
+    /// A transaction, to be checked without the lock and then added
+    /// ([`NodeState::add_transaction`]).
+    CheckTransaction(Transaction),
+}
+
+/// A block admitted for checking, with the context of the epoch it names.
+#[derive(Debug)]
+pub(crate) struct PendingBlock {
+    /// The block.
+    pub block: Block,
+    /// The open epoch's context at admission.
+    pub ctx: ChainContext,
+}
+
+/// A block that passed every rule [`check_block`] can judge without the node state.
+#[derive(Debug)]
+pub(crate) struct CheckedBlock {
+    block: Block,
+    /// The epoch it was checked against.
+    epoch: u64,
+    /// Its transactions' hashes, in order (each listed once).
+    tx_hashes: Vec<Hash32>,
+}
+
+/// Why [`check_block`] refused a block.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub(crate) enum BlockCheckError {
+    /// More transactions than a block may carry (refused before any signature is checked).
+    #[error("it carries {count} transactions; a block may carry at most {max}")]
+    TooManyTransactions {
+        /// Transactions carried.
+        count: usize,
+        /// [`MAX_BLOCK_TRANSACTIONS`].
+        max: usize,
+    },
+    /// A block rule is broken.
+    #[error(transparent)]
+    Invalid(#[from] BlockError),
+    /// The same transaction is listed twice.
+    #[error("transaction #{index} {} is listed twice", to_hex(.hash))]
+    DuplicateTransaction {
+        /// Position of the second listing.
+        index: usize,
+        /// The transaction hash.
+        hash: Hash32,
+    },
+}
+
+/// Every check of a block against the epoch context `ctx` that needs no node state, cheapest
+/// and hardest to forge first: the transaction count, then the challenge and the proof
+/// against the epoch's target (hashes only, and passing them needs a real plot and a
+/// winning score), and only then the signatures with every other rule of
+/// `validate_block`, and duplicate transactions. Pure CPU work: async callers run it on the
+/// blocking pool, without the node's lock.
+pub(crate) fn check_block(
+    block: Block,
+    ctx: &ChainContext,
+) -> Result<CheckedBlock, BlockCheckError> {
+    let count = block.transactions.len();
+    if count > MAX_BLOCK_TRANSACTIONS {
+        return Err(BlockCheckError::TooManyTransactions {
+            count,
+            max: MAX_BLOCK_TRANSACTIONS,
+        });
+    }
+    let h = &block.header;
+    if h.challenge != ctx.expected_challenge {
+        return Err(BlockError::ChallengeMismatch {
+            expected: ctx.expected_challenge,
+            actual: h.challenge,
+        }
+        .into());
+    }
+    let target =
+        difficulty_to_target(ctx.expected_difficulty).map_err(|_| BlockError::ZeroDifficulty)?;
+    verify_block_proof(
+        &block.proof,
+        &h.challenge,
+        &h.plot_root,
+        &h.proof_score,
+        Some(&target),
+        &h.miner_id,
+    )
+    .map_err(BlockError::Proof)?;
+    validate_block(&block, ctx)?;
+    let mut tx_hashes = Vec::with_capacity(count);
+    let mut seen = std::collections::HashSet::with_capacity(count);
+    for (index, tx) in block.transactions.iter().enumerate() {
+        let hash = tx.hash();
+        if !seen.insert(hash) {
+            return Err(BlockCheckError::DuplicateTransaction { index, hash });
+        }
+        tx_hashes.push(hash);
+    }
+    Ok(CheckedBlock {
+        epoch: ctx.expected_epoch,
+        block,
+        tx_hashes,
+    })
+}
+
+/// Logs a refused block and answers the sender with the reason.
+fn block_rejected(addr: SocketAddr, hash: &Hash32, height: u64, reason: &str) -> Outcome {
+    tracing::warn!(peer = %addr, block = %to_hex(hash), height, reason = %reason, "block rejected");
+    Outcome::reply(Message::Error(format!(
+        "block {} rejected: {reason}",
+        to_hex(hash)
+    )))
+}
+
+/// Logs a refused transaction and answers the sender with the reason.
+fn transaction_rejected(addr: SocketAddr, hash: &Hash32, reason: &str) -> Outcome {
+    tracing::warn!(peer = %addr, tx = %to_hex(hash), reason = %reason, "transaction rejected");
+    Outcome::reply(Message::Error(format!(
+        "transaction {} rejected: {reason}",
+        to_hex(hash)
+    )))
 }
 
 /// What to do after handling a message.
@@ -180,15 +353,10 @@ impl NodeState {
         }
     }
 
-    /// Handles one message from a handshaken peer at `now_unix_ms`.
-    pub fn handle(
-        &mut self,
-        id: PeerId,
-        addr: SocketAddr,
-        message: Message,
-        now_unix_ms: u64,
-    ) -> Outcome {
-        match message {
+    /// The first step of one message from a handshaken peer at `now_unix_ms`, under the
+    /// lock: in-memory work only; what needs expensive checks comes back as a [`Step`].
+    pub fn handle(&mut self, addr: SocketAddr, message: Message, now_unix_ms: u64) -> Step {
+        let outcome = match message {
             Message::Ping { nonce, .. } => Outcome::reply(Message::Pong {
                 nonce,
                 timestamp: i64::try_from(now_unix_ms).unwrap_or(i64::MAX),
@@ -226,9 +394,9 @@ impl NodeState {
                 ))),
             },
             Message::Block(block) | Message::NewBlock(block) => {
-                self.on_block(id, addr, block, now_unix_ms)
+                return self.admit_block(addr, block, now_unix_ms)
             }
-            Message::Transaction(tx) => self.on_transaction(id, addr, tx),
+            Message::Transaction(tx) => return Step::CheckTransaction(tx),
             Message::TxPoolRequest {
                 max_transactions, ..
             } => {
@@ -265,7 +433,8 @@ impl NodeState {
                 tracing::debug!(peer = %addr, kind = ?other.message_type(), "ignored: this node does not sync from peers");
                 Outcome::default()
             }
-        }
+        };
+        Step::Done(outcome)
     }
 
     fn on_proof(
@@ -316,44 +485,68 @@ impl NodeState {
         }
     }
 
-    fn on_block(
-        &mut self,
-        id: PeerId,
-        addr: SocketAddr,
-        block: Block,
-        now_unix_ms: u64,
-    ) -> Outcome {
-        let hash = block.hash();
+    /// Admits a block for checking if it names the open epoch: a block of an earlier (or
+    /// closed) epoch is late and ignored, one of a later epoch is refused.
+    fn admit_block(&self, addr: SocketAddr, block: Block, now_unix_ms: u64) -> Step {
         let h = &block.header;
         let current = self.epoch.number;
         if h.epoch < current || (h.epoch == current && !self.epoch.is_open(now_unix_ms)) {
             tracing::warn!(
                 peer = %addr,
-                block = %to_hex(&hash),
+                block = %to_hex(&block.hash()),
                 block_epoch = h.epoch,
                 current_epoch = current,
                 "block rejected as late: its epoch's deadline has passed"
             );
-            return Outcome::default();
+            return Step::Done(Outcome::default());
         }
-        let reject = |reason: String| {
-            tracing::warn!(peer = %addr, block = %to_hex(&hash), height = block.header.height, reason = %reason, "block rejected");
-            Outcome::reply(Message::Error(format!(
-                "block {} rejected: {reason}",
-                to_hex(&hash)
-            )))
-        };
         if h.epoch > current {
-            return reject(format!(
+            let reason = format!(
                 "it names epoch {} but the current epoch is {current}",
                 h.epoch
-            ));
+            );
+            return Step::Done(block_rejected(addr, &block.hash(), h.height, &reason));
         }
-        if let Err(e) = validate_block(&block, &self.epoch.context(now_unix_ms / 1000)) {
-            return reject(e.to_string());
+        Step::CheckBlock(Box::new(PendingBlock {
+            ctx: self.epoch.context(now_unix_ms / 1000),
+            block,
+        }))
+    }
+
+    /// Offers a block that passed [`check_block`] to the epoch, if that epoch is still the
+    /// open one (the deadline may have passed while it was checked) and none of its
+    /// transactions is already in the chain.
+    pub fn offer_block(
+        &mut self,
+        id: PeerId,
+        addr: SocketAddr,
+        checked: CheckedBlock,
+        now_unix_ms: u64,
+    ) -> Outcome {
+        let CheckedBlock {
+            block,
+            epoch,
+            tx_hashes,
+        } = checked;
+        let hash = block.hash();
+        let current = self.epoch.number;
+        if epoch != current || !self.epoch.is_open(now_unix_ms) {
+            tracing::warn!(
+                peer = %addr,
+                block = %to_hex(&hash),
+                block_epoch = epoch,
+                current_epoch = current,
+                "block rejected as late: its epoch's deadline passed while it was checked"
+            );
+            return Outcome::default();
         }
-        if let Some(reason) = self.transaction_conflict(&block) {
-            return reject(reason);
+        if let Some((i, tx)) = tx_hashes
+            .iter()
+            .enumerate()
+            .find(|(_, tx)| self.chain.contains_tx(tx))
+        {
+            let reason = format!("transaction #{i} {} is already in the chain", to_hex(tx));
+            return block_rejected(addr, &hash, block.header.height, &reason);
         }
         let score = block.header.proof_score;
         let height = block.header.height;
@@ -380,41 +573,12 @@ impl NodeState {
         Outcome::default()
     }
 
-    /// A transaction listed twice in `block`, or already in the chain.
-    fn transaction_conflict(&self, block: &Block) -> Option<String> {
-        let mut seen = std::collections::HashSet::new();
-        for (i, tx) in block.transactions.iter().enumerate() {
-            let hash = tx.hash();
-            if !seen.insert(hash) {
-                return Some(format!(
-                    "transaction #{i} {} is listed twice",
-                    to_hex(&hash)
-                ));
-            }
-            if self.chain.contains_tx(&hash) {
-                return Some(format!(
-                    "transaction #{i} {} is already in the chain",
-                    to_hex(&hash)
-                ));
-            }
-        }
-        None
-    }
-
-    fn on_transaction(&mut self, id: PeerId, addr: SocketAddr, tx: Transaction) -> Outcome {
+    /// Adds a transaction whose signature and basic rules were already checked, and relays
+    /// it.
+    pub fn add_transaction(&mut self, id: PeerId, addr: SocketAddr, tx: Transaction) -> Outcome {
         let hash = tx.hash();
-        let reject = |reason: String| {
-            tracing::warn!(peer = %addr, tx = %to_hex(&hash), reason = %reason, "transaction rejected");
-            Outcome::reply(Message::Error(format!(
-                "transaction {} rejected: {reason}",
-                to_hex(&hash)
-            )))
-        };
-        if let Err(e) = validate_transaction(&tx) {
-            return reject(e.to_string());
-        }
         if self.chain.contains_tx(&hash) {
-            return reject("it is already in the chain".into());
+            return transaction_rejected(addr, &hash, "it is already in the chain");
         }
         match self.mempool.insert(tx) {
             Ok(_) => {
@@ -423,7 +587,7 @@ impl NodeState {
                 Outcome::default()
             }
             Err(MempoolError::Duplicate) => Outcome::default(),
-            Err(e @ MempoolError::Full { .. }) => reject(e.to_string()),
+            Err(e @ MempoolError::Full { .. }) => transaction_rejected(addr, &hash, &e.to_string()),
         }
     }
 
@@ -433,12 +597,13 @@ impl NodeState {
         self.epoch.take_winner()
     }
 
-    /// Appends a winner that is already in the chain file, and announces it.
-    pub fn accept_block(&mut self, winner: Candidate) {
+    /// Appends a winner that is already in the chain file, and announces it. `hashes` are
+    /// its hashes ([`BlockHashes::of`], computed before the lock was taken).
+    pub fn accept_block(&mut self, winner: Candidate, hashes: &BlockHashes) {
         let block = winner.block;
-        let hash = block.hash();
+        let hash = hashes.block;
         let height = block.header.height;
-        let removed = self.mempool.remove_included(&block);
+        let removed = self.mempool.remove_all(&hashes.transactions);
         tracing::info!(
             block = %to_hex(&hash),
             height,
@@ -449,7 +614,7 @@ impl NodeState {
             mempool_removed = removed,
             "block accepted"
         );
-        self.chain.push(block);
+        self.chain.push_hashed(block, hashes);
         self.blocks_accepted += 1;
         self.broadcast(&Message::BlockAccepted { hash, height }, None);
     }
@@ -483,5 +648,170 @@ impl NodeState {
     /// The current tip hash.
     pub fn tip_hash(&self) -> Hash32 {
         self.chain.tip().hash()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use spacetime::consensus::DifficultyAdjustmentConfig;
+    use spacetime::validate::{ProofError, TransactionError};
+    use spacetime::wire::MAX_FRAME_LENGTH;
+
+    use super::*;
+    use crate::devnet::chain::{self, GenesisParams};
+    use crate::devnet::test_support::{signed_tx, TestMiner};
+
+    const ADDR: &str = "127.0.0.1:9";
+
+    /// A node state on a new chain in `dir`, in epoch 1, open for `epoch` from now.
+    fn state(dir: &std::path::Path, epoch: Duration) -> NodeState {
+        let params = GenesisParams {
+            network_id: spacetime::consensus::DEVNET_NETWORK_ID.into(),
+            initial_difficulty: 1,
+            epoch_duration_secs: 1,
+            adjustment: DifficultyAdjustmentConfig::default(),
+        };
+        let (chain, _, _) = chain::open(dir, &params, now_unix_ms() / 1000).unwrap();
+        let e = Epoch::begin(
+            1,
+            &chain.tip().header,
+            chain.next_difficulty(),
+            now_unix_ms(),
+            epoch,
+        );
+        NodeState::new(chain, e, Mempool::new(10), MAX_FRAME_LENGTH)
+    }
+
+    fn admitted(st: &mut NodeState, block: Block) -> PendingBlock {
+        match st.handle(
+            ADDR.parse().unwrap(),
+            Message::NewBlock(block),
+            now_unix_ms(),
+        ) {
+            Step::CheckBlock(p) => *p,
+            other => panic!("block not admitted: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn too_many_transactions_are_refused_before_any_signature_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = state(dir.path(), Duration::from_secs(30));
+        let miner = TestMiner::new(dir.path(), 1);
+        // Unsigned transactions: a signature check would fail on the first one.
+        let tx = signed_tx(5, 1);
+        let txs: Vec<Transaction> = (0..=MAX_BLOCK_TRANSACTIONS as u64)
+            .map(|nonce| Transaction {
+                nonce,
+                signature: [0; 64],
+                ..tx
+            })
+            .collect();
+        let block = miner.block(&st.epoch.announcement(), txs);
+        let p = admitted(&mut st, block);
+        assert_eq!(
+            check_block(p.block, &p.ctx).unwrap_err(),
+            BlockCheckError::TooManyTransactions {
+                count: MAX_BLOCK_TRANSACTIONS + 1,
+                max: MAX_BLOCK_TRANSACTIONS
+            }
+        );
+    }
+
+    #[test]
+    fn the_proof_is_checked_before_transaction_signatures() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = state(dir.path(), Duration::from_secs(30));
+        let miner = TestMiner::new(dir.path(), 2);
+        let mut forged = signed_tx(5, 1);
+        forged.amount = 6;
+        let mut block = miner.block(&st.epoch.announcement(), vec![forged]);
+        // A wrong leaf breaks the proof (and the header signature does not cover it).
+        block.proof.leaf[0] ^= 1;
+        let p = admitted(&mut st, block);
+        let err = check_block(p.block, &p.ctx).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                BlockCheckError::Invalid(BlockError::Proof(ProofError::ScoreMismatch { .. }))
+            ),
+            "{err:?}"
+        );
+        // With the proof intact the forged transaction is what fails.
+        let block = miner.block(&st.epoch.announcement(), vec![forged]);
+        let p = admitted(&mut st, block);
+        assert!(matches!(
+            check_block(p.block, &p.ctx).unwrap_err(),
+            BlockCheckError::Invalid(BlockError::Transaction {
+                index: 0,
+                error: TransactionError::InvalidSignature { .. }
+            })
+        ));
+        // A transaction listed twice is caught too.
+        let tx = signed_tx(5, 1);
+        let block = miner.block(&st.epoch.announcement(), vec![tx, tx]);
+        let p = admitted(&mut st, block);
+        assert!(matches!(
+            check_block(p.block, &p.ctx).unwrap_err(),
+            BlockCheckError::DuplicateTransaction { index: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn a_block_checked_while_its_epoch_ended_is_not_offered() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = state(dir.path(), Duration::from_secs(30));
+        let addr = ADDR.parse().unwrap();
+        let miner = TestMiner::new(dir.path(), 3);
+        let tx = signed_tx(5, 1);
+        let block = miner.block(&st.epoch.announcement(), vec![tx]);
+        let p = admitted(&mut st, block.clone());
+        let checked = check_block(p.block, &p.ctx).unwrap();
+        assert_eq!(checked.tx_hashes, [tx.hash()]);
+        // The next epoch started while the block was checked: it is late, not offered.
+        st.start_epoch(2, now_unix_ms(), Duration::from_secs(30));
+        assert_eq!(
+            st.offer_block(1, addr, checked, now_unix_ms()),
+            Outcome::default()
+        );
+        assert!(st.epoch.leader().is_none());
+        assert_eq!(st.epoch.blocks, 0);
+
+        // Checked and offered in the same open epoch, it leads.
+        let block = miner.block(&st.epoch.announcement(), vec![tx]);
+        let p = admitted(&mut st, block.clone());
+        let checked = check_block(p.block, &p.ctx).unwrap();
+        assert_eq!(
+            st.offer_block(1, addr, checked, now_unix_ms()),
+            Outcome::default()
+        );
+        assert_eq!(st.epoch.leader().map(|c| &c.block), Some(&block));
+
+        // The same epoch, closed at its deadline while a block was checked: late as well.
+        let other = TestMiner::new(dir.path(), 4);
+        let block = other.block(&st.epoch.announcement(), vec![]);
+        let p = admitted(&mut st, block);
+        let checked = check_block(p.block, &p.ctx).unwrap();
+        st.epoch.close();
+        st.offer_block(2, addr, checked, now_unix_ms());
+        assert_eq!(st.epoch.blocks, 1);
+    }
+
+    #[test]
+    fn a_transaction_is_checked_outside_the_lock_then_added_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = state(dir.path(), Duration::from_secs(30));
+        let addr: SocketAddr = ADDR.parse().unwrap();
+        let tx = signed_tx(5, 1);
+        // The locked step does no signature work: it hands the transaction back.
+        assert!(matches!(
+            st.handle(addr, Message::Transaction(tx), now_unix_ms()),
+            Step::CheckTransaction(t) if t == tx
+        ));
+        assert_eq!(st.add_transaction(1, addr, tx), Outcome::default());
+        assert_eq!(st.add_transaction(1, addr, tx), Outcome::default());
+        assert_eq!(st.mempool.len(), 1);
     }
 }

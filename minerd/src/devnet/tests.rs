@@ -331,6 +331,42 @@ async fn invalid_and_misplaced_blocks_are_rejected_with_a_reason() {
 }
 
 #[tokio::test]
+async fn a_block_with_too_many_transactions_is_refused_unchecked() {
+    use spacetime::consensus::MAX_BLOCK_TRANSACTIONS;
+    let dir = tempfile::tempdir().unwrap();
+    let (node, token) = node(test_config(dir.path(), 800)).await;
+    let miner = TestMiner::new(dir.path(), 8);
+    let (mut c, _) = Client::handshaken(node.local_addr(), NET).await;
+    let tx = signed_tx(5, 1);
+    // Unsigned copies: the count, not a signature, must be what is refused.
+    let txs = (0..=MAX_BLOCK_TRANSACTIONS as u64)
+        .map(|nonce| spacetime::block::Transaction {
+            nonce,
+            signature: [0; 64],
+            ..tx
+        })
+        .collect();
+    let e = fresh_epoch(&mut c).await;
+    c.send(&Message::NewBlock(miner.block(&e, txs))).await;
+    let err = c.recv_until(|m| matches!(m, Message::Error(_))).await;
+    assert!(
+        matches!(&err, Message::Error(r) if r.contains(&format!("at most {MAX_BLOCK_TRANSACTIONS}"))),
+        "{err:?}"
+    );
+    // The connection stays, and the node still answers.
+    c.send(&Message::Ping {
+        nonce: 9,
+        timestamp: 0,
+    })
+    .await;
+    c.recv_until(|m| matches!(m, Message::Pong { nonce: 9, .. }))
+        .await;
+    assert_eq!(node.status().blocks_accepted, 0);
+    token.cancel();
+    node.wait().await.unwrap();
+}
+
+#[tokio::test]
 async fn transactions_are_relayed_listed_mined_and_removed() {
     let dir = tempfile::tempdir().unwrap();
     let (node, token) = node(test_config(dir.path(), 600)).await;
@@ -503,6 +539,30 @@ async fn two_nodes_cannot_share_a_data_dir_and_other_networks_are_refused() {
     other.network_id = "another-net".into();
     let err = start(other, CancellationToken::new()).await.unwrap_err();
     assert!(format!("{err:#}").contains("another network"), "{err:#}");
+}
+
+#[tokio::test]
+async fn a_node_that_cannot_store_its_epoch_counter_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory where the counter file belongs: it can be neither read nor replaced.
+    std::fs::create_dir_all(dir.path().join(super::epoch::EPOCH_FILE).join("x")).unwrap();
+    let err = start(test_config(dir.path(), 400), CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("epoch counter"), "{err:#}");
+    // Once the counter can be stored, the node starts on the same data dir (the failed
+    // start released its lock).
+    std::fs::remove_dir_all(dir.path().join(super::epoch::EPOCH_FILE)).unwrap();
+    // Long epochs, so the epoch does not move on while the file is read.
+    let (node, token) = node(test_config(dir.path(), 10_000)).await;
+    let stored: u64 = std::fs::read_to_string(dir.path().join(super::epoch::EPOCH_FILE))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(stored, node.status().epoch);
+    token.cancel();
+    node.wait().await.unwrap();
 }
 
 #[tokio::test]

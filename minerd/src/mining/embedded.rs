@@ -62,10 +62,13 @@ pub async fn run(ctx: MiningContext, shutdown: CancellationToken) {
 
     if ctx.plots.current().is_empty() {
         match ensure_plot(&ctx, &shutdown).await {
-            Ok(Some(path)) => tracing::info!(
-                plot = %path.display(), leaves = DEVNET_PLOT_LEAVES,
-                "created a small plot for the devnet; it is farmed from the next directory scan"
-            ),
+            Ok(Some(path)) => {
+                ctx.plots.request_rescan();
+                tracing::info!(
+                    plot = %path.display(), leaves = DEVNET_PLOT_LEAVES,
+                    "created a small plot for the devnet; it is farmed from the next directory scan"
+                )
+            }
             Ok(None) => {}
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "cannot create a plot for the devnet")

@@ -17,8 +17,14 @@ use crate::stats::MiningStats;
 /// How long before the deadline a message must leave so that it arrives in time.
 pub const SEND_ALLOWANCE: Duration = Duration::from_millis(20);
 /// Time kept free before the deadline for building the proof and sending (at most; a
-/// quarter of the time left when that is shorter).
+/// quarter of the time left when that is shorter), on top of the plots' proof reserve.
 pub const PROOF_MARGIN: Duration = Duration::from_millis(500);
+/// Scan rate assumed before one was measured (leaves per second over all scan threads;
+/// low, so that the first epoch keeps enough time for an uncached plot's proof).
+pub const ASSUMED_SCAN_RATE: f64 = 1_000_000.0;
+/// Hashing per leaf of a proof relative to a scan: a leaf node plus about one internal
+/// node (three compressions) against a score (two).
+const PROOF_COST_PER_LEAF: f64 = 1.5;
 /// Time after the deadline at which an unfinished epoch is settled as missed.
 pub const SETTLE_GRACE: Duration = Duration::from_millis(500);
 
@@ -36,10 +42,24 @@ pub fn lateness(deadline_ms: u64, now_ms: u64) -> Option<Duration> {
     (arrival >= deadline_ms).then(|| Duration::from_millis(arrival - deadline_ms))
 }
 
+/// Estimated time to build a proof that reads `read_leaves` leaves
+/// (`spacetime::prove::proof_read_leaves`) at a scan rate of `leaves_per_sec` (0 or
+/// unusable: [`ASSUMED_SCAN_RATE`]).
+pub fn proof_time(read_leaves: u64, leaves_per_sec: f64) -> Duration {
+    let rate = if leaves_per_sec.is_finite() && leaves_per_sec > 0.0 {
+        leaves_per_sec
+    } else {
+        ASSUMED_SCAN_RATE
+    };
+    Duration::from_secs_f64((read_leaves as f64 * PROOF_COST_PER_LEAF / rate).min(86_400.0))
+}
+
 /// The scan budget for an epoch whose deadline is `left` away: stop early enough to build
-/// and send the proof, and never work longer than `timeout`. `None` when there is no time.
-pub fn scan_budget(left: Duration, timeout: Duration) -> Option<Duration> {
-    let margin = PROOF_MARGIN.min(left / 4);
+/// the slowest plot's proof (`proof_reserve`, at most half the time left: a plot whose
+/// proof does not fit is skipped by the work) and send it, and never work longer than
+/// `timeout`. `None` when there is no time.
+pub fn scan_budget(left: Duration, timeout: Duration, proof_reserve: Duration) -> Option<Duration> {
+    let margin = PROOF_MARGIN.min(left / 4) + proof_reserve.min(left / 2);
     let budget = left.checked_sub(margin)?.min(timeout);
     (!budget.is_zero()).then_some(budget)
 }
@@ -194,14 +214,35 @@ mod tests {
     #[test]
     fn scan_budget_keeps_a_margin_and_honours_the_timeout() {
         let s = Duration::from_secs;
-        assert_eq!(scan_budget(s(10), s(60)), Some(s(10) - PROOF_MARGIN));
-        assert_eq!(scan_budget(s(10), s(3)), Some(s(3)));
+        let none = Duration::ZERO;
+        assert_eq!(scan_budget(s(10), s(60), none), Some(s(10) - PROOF_MARGIN));
+        assert_eq!(scan_budget(s(10), s(3), none), Some(s(3)));
         // Short epochs keep a quarter.
         assert_eq!(
-            scan_budget(Duration::from_millis(800), s(60)),
+            scan_budget(Duration::from_millis(800), s(60), none),
             Some(Duration::from_millis(600))
         );
-        assert_eq!(scan_budget(Duration::ZERO, s(60)), None);
+        assert_eq!(scan_budget(Duration::ZERO, s(60), none), None);
+    }
+
+    #[test]
+    fn the_proof_reserve_is_sized_from_the_plot_and_capped() {
+        let s = Duration::from_secs;
+        // An uncached plot of 2^26 leaves at 2^24 leaves/s: 6 s of proof kept free.
+        let reserve = proof_time(1 << 26, (1u64 << 24) as f64);
+        assert_eq!(reserve, s(6));
+        assert_eq!(
+            scan_budget(s(30), s(60), reserve),
+            Some(s(24) - PROOF_MARGIN)
+        );
+        // Never more than half the time left: the scan still runs.
+        assert_eq!(scan_budget(s(8), s(60), s(100)), Some(s(4) - PROOF_MARGIN));
+        // Unknown rate: the assumed one.
+        assert_eq!(proof_time(1_000_000, 0.0), Duration::from_secs_f64(1.5));
+        assert_eq!(
+            proof_time(1_000_000, f64::NAN),
+            Duration::from_secs_f64(1.5)
+        );
     }
 
     #[test]

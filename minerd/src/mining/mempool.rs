@@ -4,8 +4,9 @@
 //! basic rules and the sender's signature, once each (by tx hash), in block order: fee
 //! descending, then tx hash ascending, the order `consensus::select_transactions` uses.
 //! Bounded: when full, a new transaction must pay more than the cheapest one, which it then
-//! replaces. Transactions leave when a block carrying them is accepted, or when they are older
-//! than the maximum age (the node's pool is the authority; it is asked again on reconnect).
+//! replaces. Transactions leave when a block carrying them is accepted, when the node refuses
+//! them (an Error naming them, e.g. for our rejected block), or when they are older than the
+//! maximum age (the node's pool is the authority; it is asked again on reconnect).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};

@@ -1,18 +1,25 @@
 //! The mining loop: one task that owns the mining state and reacts to the node link, the
 //! operator's switch, plot changes, finished work and epoch deadlines.
 //!
-//! Per epoch (decisions D5): record it and emit ChallengeReceived; abandon work for an older
-//! epoch; if mining is enabled, connected and there are plots, run [`work::run`] on a
-//! blocking thread with a deadline that leaves time to send; send ProofSubmission, then
-//! NewBlock when the proof wins, unless it would arrive after the deadline (counted late).
+//! Per epoch (decisions D5): record it and emit ChallengeReceived; abandon (cancel) work for
+//! an older epoch; if mining is enabled, connected and there are plots, run [`work::run`] on
+//! a blocking thread with a deadline that leaves time to prove and send; send
+//! ProofSubmission, then, when the proof wins, the block built at that moment from the
+//! current mempool (NewBlock), unless it would arrive after the deadline (counted late).
 //! Epochs end through [`EpochRecord::settle`] (missed when no proof was computed).
+//!
+//! The mempool loses the transactions of every accepted block as soon as the block is known
+//! (ours at BlockAccepted, others' when the node answers GetBlock). When the node rejects our
+//! block with an Error naming it, the transactions the Error names are dropped and the block
+//! is rebuilt empty and sent again if the deadline allows. After a reconnect the first
+//! NewEpoch is taken whatever its number (the node may have restarted with another chain).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use spacetime::block::Block;
+use spacetime::block::{Block, BlockProof, Transaction};
 use spacetime::consensus::{epoch_challenge, MAX_BLOCK_TRANSACTIONS};
 use spacetime::hash::Hash32;
 use spacetime::wire::{Message, NewEpoch};
@@ -20,7 +27,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::epoch::{lateness, scan_budget, unix_millis, EpochRecord, SETTLE_GRACE};
+use super::epoch::{
+    lateness, proof_time, scan_budget, unix_millis, EpochRecord, SEND_ALLOWANCE, SETTLE_GRACE,
+};
 use super::mempool::{Admission, Mempool};
 use super::work::{self, Found, WorkInput, WorkOutcome};
 use crate::daemon::MiningContext;
@@ -48,14 +57,32 @@ enum Step {
     Deadline,
 }
 
+/// Our last block sent, kept to rebuild it when the node rejects it.
+struct SentBlock {
+    epoch: u64,
+    hash: Hash32,
+    plot_root: Hash32,
+    proof: BlockProof,
+    transactions: Vec<Transaction>,
+}
+
 /// The mining state.
 struct Miner {
     ctx: MiningContext,
     outbound: mpsc::Sender<Outbound>,
     strategy: spacetime::scan::ScanStrategy,
+    /// One scan thread per core.
     pool: Option<Arc<rayon::ThreadPool>>,
+    /// Plots scanned at once (`maxConcurrentProofs`).
+    plots_at_once: usize,
+    /// The last measured scan rate (leaves/s as `f64` bits; 0 = none yet).
+    scan_rate: Arc<AtomicU64>,
     /// `Some(generation)` while connected.
     connection: Option<u64>,
+    /// No NewEpoch seen yet on this connection: the next one is taken whatever its number.
+    fresh_connection: bool,
+    /// Our last block sent, until accepted or rebuilt.
+    sent_block: Option<SentBlock>,
     enabled: bool,
     mempool: Mempool,
     current: Option<EpochRecord>,
@@ -71,6 +98,25 @@ pub fn core_strategy(s: crate::config::ScanStrategy) -> spacetime::scan::ScanStr
         C::Full => S::Full,
         C::Sampling { samples } => S::Sampling { samples },
         C::CacheFriendly { block, per_block } => S::CacheFriendly { block, per_block },
+        C::Deadline => S::Deadline,
+    }
+}
+
+/// The scan threads: one per core (scanning is CPU-bound). `maxConcurrentProofs` bounds
+/// how many plots are scanned (and proved) at once, not the threads. `None` (the shared
+/// pool) when the threads cannot be started.
+pub fn scan_pool() -> Option<Arc<rayon::ThreadPool>> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("scan-{i}"))
+        .build()
+    {
+        Ok(p) => Some(Arc::new(p)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the scan threads; using the shared pool");
+            None
+        }
     }
 }
 
@@ -81,27 +127,20 @@ pub async fn run(
     outbound: mpsc::Sender<Outbound>,
     shutdown: CancellationToken,
 ) {
-    let threads = (ctx.config.max_concurrent_proofs as usize).max(1);
-    let pool = match rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("scan-{i}"))
-        .build()
-    {
-        Ok(p) => Some(Arc::new(p)),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot start the scan threads; using the shared pool");
-            None
-        }
-    };
+    let pool = scan_pool();
     let mut enabled_rx = ctx.mining_enabled.clone();
     let mut plots = ctx.plots.clone();
     let mut miner = Miner {
         strategy: core_strategy(ctx.config.scan_strategy),
         enabled: *enabled_rx.borrow_and_update(),
+        plots_at_once: (ctx.config.max_concurrent_proofs as usize).max(1),
         ctx,
         outbound,
         pool,
+        scan_rate: Arc::new(AtomicU64::new(0)),
         connection: None,
+        fresh_connection: false,
+        sent_block: None,
         mempool: Mempool::default(),
         current: None,
         own_blocks: VecDeque::new(),
@@ -204,6 +243,7 @@ impl Miner {
         match ev {
             LinkEvent::Connected { generation, .. } => {
                 self.connection = Some(generation);
+                self.fresh_connection = true;
                 // The node's pool is the authority: start over from its answer.
                 self.mempool.clear();
                 let max = i32::try_from(self.mempool.capacity()).unwrap_or(i32::MAX);
@@ -249,6 +289,7 @@ impl Miner {
                 let pruned = self.mempool.prune(&block.transactions);
                 tracing::debug!(height = block.header.height, pruned, "block received");
             }
+            Message::Error(reason) => self.on_node_error(&reason),
             other => {
                 tracing::debug!(kind = ?other.message_type(), "ignoring a message from the node")
             }
@@ -262,13 +303,15 @@ impl Miner {
             );
             return;
         }
+        // After a reconnect the node's numbering is the authority, even if it went back.
+        let fresh = std::mem::take(&mut self.fresh_connection);
         if let Some(cur) = self.current.as_ref() {
             if cur.same_epoch(&e) {
                 // Announced again (after a reconnect): resume it if nothing was sent.
                 self.maybe_start(running);
                 return;
             }
-            if e.epoch < cur.info.epoch {
+            if e.epoch < cur.info.epoch && !fresh {
                 tracing::debug!(
                     epoch = e.epoch,
                     current = cur.info.epoch,
@@ -309,6 +352,9 @@ impl Miner {
     }
 
     fn on_block_accepted(&mut self, hash: Hash32, height: u64) {
+        if self.sent_block.as_ref().is_some_and(|b| b.hash == hash) {
+            self.sent_block = None;
+        }
         if let Some(pos) = self.own_blocks.iter().position(|(h, _)| *h == hash) {
             if let Some((_, block)) = self.own_blocks.remove(pos) {
                 self.mempool.prune(&block.transactions);
@@ -377,26 +423,41 @@ impl Miner {
         let now_ms = unix_millis();
         let left = Duration::from_millis(record.info.deadline_unix_ms.saturating_sub(now_ms));
         let timeout = Duration::from_secs(self.ctx.config.proof_generation_timeout_seconds);
-        let Some(budget) = scan_budget(left, timeout) else {
+        // Keep time for the slowest plot's proof (an uncached plot is read whole).
+        let rate = f64::from_bits(self.scan_rate.load(Ordering::Relaxed));
+        let reserve = plots
+            .iter()
+            .map(|p| {
+                let reads =
+                    spacetime::prove::proof_read_leaves(p.file.leaf_count(), p.cache.as_deref());
+                proof_time(reads, rate)
+            })
+            .max()
+            .unwrap_or_default();
+        let Some(budget) = scan_budget(left, timeout, reserve) else {
             record.miss_reason = Some("no time left before the deadline".into());
             return;
         };
         let cancel = Arc::new(AtomicBool::new(false));
+        let now = Instant::now();
         let input = WorkInput {
             epoch: record.info,
             epoch_start_unix: record.epoch_start_unix(),
             plots,
             strategy: self.strategy.clone(),
-            scan_deadline: Instant::now() + budget,
+            scan_deadline: now + budget,
+            proof_deadline: now + left.saturating_sub(SEND_ALLOWANCE),
             cancel: cancel.clone(),
             key: self.ctx.key.clone(),
-            transactions: self.mempool.select(MAX_BLOCK_TRANSACTIONS),
             monitor: self.ctx.config.enable_performance_monitoring,
+            plots_at_once: self.plots_at_once,
+            scan_rate: self.scan_rate.clone(),
             pool: self.pool.clone(),
         };
         record.abandoned = false;
         let epoch = record.info.epoch;
-        let handle = tokio::task::spawn_blocking(move || work::run(input));
+        let stats = self.ctx.stats.clone();
+        let handle = tokio::task::spawn_blocking(move || work::run_proving(input, &stats));
         *running = Some(Running {
             epoch,
             cancel,
@@ -457,7 +518,7 @@ impl Miner {
         }
         if let Some(late_by) = lateness(epoch.deadline_unix_ms, unix_millis()) {
             record.count_late(LateWhat::Proof, late_by, stats, events);
-            if found.block.as_ref().is_some_and(Result::is_ok) {
+            if found.wins {
                 record.count_late(LateWhat::Block, late_by, stats, events);
             }
             return;
@@ -470,7 +531,7 @@ impl Miner {
         let proof_msg = Message::ProofSubmission {
             block_height,
             miner_id,
-            proof: found.proof,
+            proof: found.proof.clone(),
         };
         if self
             .outbound
@@ -499,53 +560,152 @@ impl Miner {
             epoch = epoch.epoch, score = %hex::encode(found.score), ?latency,
             leaves = found.leaves_scanned, plot = %found.plot_path.display(), "proof submitted"
         );
-        match found.block {
-            None => {}
-            Some(Err(e)) => {
+        if !found.wins {
+            return;
+        }
+        // The transactions are chosen now, from the mempool as it is after the scan: the
+        // blocks accepted meanwhile have been pruned from it.
+        let transactions = self.mempool.select(MAX_BLOCK_TRANSACTIONS);
+        let block = match work::build_block(
+            &epoch,
+            record.epoch_start_unix(),
+            found.plot_root,
+            &found.proof,
+            &transactions,
+            &self.ctx.key,
+        ) {
+            Ok(b) => b,
+            Err(e) => {
                 tracing::error!(epoch = epoch.epoch, error = %e, "own winning block is invalid; not sent");
+                return;
             }
-            Some(Ok(block)) => {
-                if let Some(late_by) = lateness(epoch.deadline_unix_ms, unix_millis()) {
-                    record.count_late(LateWhat::Block, late_by, stats, events);
-                    return;
-                }
-                let hash = block.hash();
-                let height = block.header.height;
-                let transactions = u32::try_from(block.transactions.len()).unwrap_or(u32::MAX);
-                if self
-                    .outbound
-                    .try_send(Outbound {
-                        generation,
-                        message: Message::NewBlock(block.clone()),
-                    })
-                    .is_err()
-                {
-                    tracing::warn!(
-                        epoch = epoch.epoch,
-                        "the node link's queue is full; block not sent"
-                    );
-                    return;
-                }
-                stats.update(|s| s.counters.blocks_won += 1);
-                events.emit(Event::BlockWon {
-                    epoch: epoch.epoch,
-                    height,
-                    block_hash: hash,
-                    transactions,
-                });
-                tracing::info!(
-                    epoch = epoch.epoch,
-                    transactions,
-                    "block won: height {height} hash {}",
-                    hex::encode(hash)
-                );
-                if self.own_blocks.len() >= OWN_BLOCKS {
-                    self.own_blocks.pop_front();
-                }
-                self.own_blocks.push_back((hash, block));
+        };
+        if let Some(late_by) = lateness(epoch.deadline_unix_ms, unix_millis()) {
+            record.count_late(LateWhat::Block, late_by, stats, events);
+            return;
+        }
+        let hash = block.hash();
+        let height = block.header.height;
+        let count = u32::try_from(block.transactions.len()).unwrap_or(u32::MAX);
+        self.sent_block = Some(SentBlock {
+            epoch: epoch.epoch,
+            hash,
+            plot_root: found.plot_root,
+            proof: found.proof,
+            transactions: block.transactions.clone(),
+        });
+        if !self.send_block(block) {
+            self.sent_block = None;
+            return;
+        }
+        let stats = &self.ctx.stats;
+        stats.update(|s| s.counters.blocks_won += 1);
+        self.ctx.events.emit(Event::BlockWon {
+            epoch: epoch.epoch,
+            height,
+            block_hash: hash,
+            transactions: count,
+        });
+        tracing::info!(
+            epoch = epoch.epoch,
+            transactions = count,
+            "block won: height {height} hash {}",
+            hex::encode(hash)
+        );
+    }
+
+    /// Queues NewBlock and remembers the block to recognise its BlockAccepted.
+    fn send_block(&mut self, block: Block) -> bool {
+        let hash = block.hash();
+        let epoch = block.header.epoch;
+        if !self.send(Message::NewBlock(block.clone())) {
+            tracing::warn!(epoch, "the node link's queue is full; block not sent");
+            return false;
+        }
+        if self.own_blocks.len() >= OWN_BLOCKS {
+            self.own_blocks.pop_front();
+        }
+        self.own_blocks.push_back((hash, block));
+        true
+    }
+
+    /// An Error from the node. The transactions it names leave the mempool (the node refuses
+    /// them: already in the chain, invalid). When it names our last block, that block was
+    /// rejected: rebuilt without transactions and sent again while its epoch is open.
+    fn on_node_error(&mut self, reason: &str) {
+        let named = hashes_in(reason);
+        let pruned = named.iter().filter(|h| self.mempool.remove(h)).count();
+        let ours = self
+            .sent_block
+            .as_ref()
+            .is_some_and(|b| named.contains(&b.hash));
+        if !ours {
+            tracing::debug!(reason, pruned, "error from the node");
+            return;
+        }
+        let Some(sent) = self.sent_block.take() else {
+            return;
+        };
+        tracing::warn!(
+            epoch = sent.epoch, block = %hex::encode(sent.hash), reason, pruned,
+            "the node rejected our block"
+        );
+        let Some(record) = self
+            .current
+            .as_ref()
+            .filter(|r| r.info.epoch == sent.epoch && !r.settled)
+        else {
+            return;
+        };
+        if sent.transactions.is_empty() {
+            return; // nothing to leave out: the rejection is final
+        }
+        if lateness(record.info.deadline_unix_ms, unix_millis()).is_some() {
+            tracing::warn!(
+                epoch = sent.epoch,
+                "no time left to resend the block without its transactions"
+            );
+            return;
+        }
+        let block = match work::build_block(
+            &record.info,
+            record.epoch_start_unix(),
+            sent.plot_root,
+            &sent.proof,
+            &[],
+            &self.ctx.key,
+        ) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(epoch = sent.epoch, error = %e, "cannot rebuild our block empty");
+                return;
             }
+        };
+        let hash = block.hash();
+        self.sent_block = Some(SentBlock {
+            epoch: sent.epoch,
+            hash,
+            plot_root: sent.plot_root,
+            proof: sent.proof,
+            transactions: Vec::new(),
+        });
+        if self.send_block(block) {
+            tracing::info!(epoch = sent.epoch, block = %hex::encode(hash), "resent our block without transactions");
+        } else {
+            self.sent_block = None;
         }
     }
+}
+
+/// The 32-byte hashes written in hex (64 hex digits between non-hex characters) in `text`.
+fn hashes_in(text: &str) -> Vec<Hash32> {
+    text.split(|c: char| !c.is_ascii_hexdigit())
+        .filter(|w| w.len() == 64)
+        .filter_map(|w| {
+            let mut h = [0u8; 32];
+            hex::decode_to_slice(w, &mut h).ok().map(|()| h)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,12 +1,20 @@
 //! The work of one epoch, run on a blocking thread (decisions D5 steps 1 and 3): scan every
-//! farmed plot for the best score before the scan deadline, build the Merkle proof of the
-//! best leaf (with the plot's cache), verify it with the node's own strict rules (D2), and,
-//! when the score is below the target, build, sign and validate the block.
+//! farmed plot for the best score before the scan deadline (at most `maxConcurrentProofs`
+//! plots at a time, each on every scan thread), build the Merkle proof of the best leaf
+//! (with the plot's cache), verify it with the node's own strict rules (D2), and say whether
+//! the score is below the target. The block itself is built by the mining loop when it is
+//! sent ([`build_block`]), from the mempool of that moment.
+//!
+//! When the best leaf's proof fails (a plot made for another key, a corrupt plot or cache),
+//! the next plot's best leaf is tried, so one bad plot does not cost the epoch. A plot whose
+//! proof cannot finish before the deadline (an uncached plot is read whole; the time is
+//! estimated from the measured scan rate) is skipped with a warning, and the proof is
+//! cancelled with the epoch.
 //!
 //! Synchronous and free of I/O other than reading the plots, so it is tested directly.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -14,13 +22,14 @@ use spacetime::block::{Block, BlockProof, Transaction};
 use spacetime::consensus::{difficulty_to_target, is_below_target, BlockTemplate};
 use spacetime::hash::Hash32;
 use spacetime::keys::MinerKey;
-use spacetime::prove::build_proof;
-use spacetime::scan::{scan_plots, ScanOutcome, ScanStrategy};
+use spacetime::prove::{build_proof_cancellable, proof_read_leaves, ProveError};
+use spacetime::scan::{scan_plots, Candidate, PlotScanStats, ScanOutcome, ScanStrategy};
 use spacetime::validate::{validate_block, verify_block_proof, BlockError, ChainContext};
 use spacetime::wire::NewEpoch;
 use uuid::Uuid;
 
-use crate::plots::FarmedSet;
+use super::epoch::proof_time;
+use crate::plots::{FarmedPlot, FarmedSet};
 
 /// A proof build slower than this is reported with the plot's path.
 pub const SLOW_PROOF: Duration = Duration::from_secs(1);
@@ -38,15 +47,21 @@ pub struct WorkInput {
     pub strategy: ScanStrategy,
     /// Stop scanning at this instant (keeps time for the proof and sending).
     pub scan_deadline: Instant,
-    /// Set when the epoch is abandoned.
+    /// The proof must be ready by this instant to be sent in time: a plot whose proof is
+    /// estimated to take longer is skipped.
+    pub proof_deadline: Instant,
+    /// Set when the epoch is abandoned (stops the scan and the proof).
     pub cancel: Arc<AtomicBool>,
-    /// Signs the block.
+    /// The miner's key (its id is bound into the proof).
     pub key: Arc<MinerKey>,
-    /// Candidate transactions (already in block order).
-    pub transactions: Vec<Transaction>,
     /// Report per-plot scan rates and slow plots.
     pub monitor: bool,
-    /// Rayon pool sized by `maxConcurrentProofs` (`None`: the global pool).
+    /// Plots scanned at once (`maxConcurrentProofs`, ≥ 1).
+    pub plots_at_once: usize,
+    /// Scan rate (leaves per second, as `f64` bits; 0 = not measured yet): read to estimate
+    /// proof times, updated with this scan's rate.
+    pub scan_rate: Arc<AtomicU64>,
+    /// Rayon pool of one thread per core (`None`: the global pool).
     pub pool: Option<Arc<rayon::ThreadPool>>,
 }
 
@@ -61,15 +76,16 @@ pub struct Found {
     pub leaf_index: u64,
     /// Its score.
     pub score: Hash32,
+    /// The plot's Merkle root (the block's plot root).
+    pub plot_root: Hash32,
     /// The proof, verified against the epoch challenge.
     pub proof: BlockProof,
     /// When the proof was ready.
     pub ready_at: Instant,
     /// Leaves scored.
     pub leaves_scanned: u64,
-    /// `Some` when the score is below the target: the validated block, or why building it
-    /// failed.
-    pub block: Option<Result<Block, BlockError>>,
+    /// The score is below the epoch's target: a block is due.
+    pub wins: bool,
 }
 
 /// How the work ended.
@@ -96,6 +112,14 @@ pub fn unix_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Runs the epoch's work (blocking) as a proof in progress: `stats` marks it from start to
+/// end (scan, Merkle proof, block), so plot jobs pause meanwhile and plotting never delays
+/// a proof (issue 4 §5). What the mining loop runs.
+pub fn run_proving(input: WorkInput, stats: &crate::stats::MiningStats) -> WorkOutcome {
+    let _proving = stats.begin_proving();
+    run(input)
+}
+
 /// Runs the epoch's work (blocking).
 pub fn run(input: WorkInput) -> WorkOutcome {
     match input.pool.clone() {
@@ -111,17 +135,15 @@ fn run_inner(input: &WorkInput) -> WorkOutcome {
             reason: "no valid plots".into(),
         };
     }
-    let files: Vec<&spacetime::plot::PlotFile> = input.plots.iter().map(|p| &*p.file).collect();
     let started = Instant::now();
-    let outcome = scan_plots(
-        &files,
-        &epoch.challenge,
-        &input.strategy,
-        Some(input.scan_deadline),
-        &input.cancel,
-    );
-    report_scan(input, &outcome, started.elapsed());
-    let Some(best) = outcome.best else {
+    let outcome = scan_in_groups(input);
+    let elapsed = started.elapsed();
+    if outcome.leaves_scanned > 0 && !elapsed.is_zero() {
+        let rate = outcome.leaves_scanned as f64 / elapsed.as_secs_f64();
+        input.scan_rate.store(rate.to_bits(), Ordering::Relaxed);
+    }
+    report_scan(input, &outcome, elapsed);
+    if outcome.best.is_none() {
         let reason = if outcome.cancelled {
             "abandoned"
         } else if outcome.timed_out {
@@ -132,26 +154,92 @@ fn run_inner(input: &WorkInput) -> WorkOutcome {
         return WorkOutcome::NoLeaf {
             reason: reason.into(),
         };
-    };
-    let Some(plot) = input.plots.get(best.plot) else {
-        return WorkOutcome::Failed {
-            reason: format!("scan returned plot #{} of {}", best.plot, input.plots.len()),
+    }
+    // Each plot's best, best first: the next one stands in when a proof fails.
+    let mut candidates: Vec<Candidate> = outcome.per_plot.iter().filter_map(|s| s.best).collect();
+    candidates.sort_by_key(|c| rank(c, &input.plots));
+    let rate = f64::from_bits(input.scan_rate.load(Ordering::Relaxed));
+    let mut failures: Vec<String> = Vec::new();
+    for best in candidates {
+        let Some(plot) = input.plots.get(best.plot) else {
+            failures.push(format!(
+                "scan returned plot #{} of {}",
+                best.plot,
+                input.plots.len()
+            ));
+            continue;
         };
-    };
-    let path = plot.file.path().to_path_buf();
-    let proof_started = Instant::now();
-    let merkle = match build_proof(&plot.file, plot.cache.as_deref(), best.index) {
-        Ok(p) => p,
-        Err(e) => {
-            return WorkOutcome::Failed {
-                reason: format!("proof from plot {}: {e}", path.display()),
+        match prove(input, plot, &best, rate) {
+            Ok((proof, ready_at)) => {
+                let wins = difficulty_to_target(epoch.difficulty)
+                    .map(|target| is_below_target(&best.score, &target))
+                    .unwrap_or(false);
+                return WorkOutcome::Found(Box::new(Found {
+                    plot_id: plot.id,
+                    plot_path: plot.file.path().to_path_buf(),
+                    leaf_index: best.index,
+                    score: best.score,
+                    plot_root: plot.file.header().merkle_root,
+                    proof,
+                    ready_at,
+                    leaves_scanned: outcome.leaves_scanned,
+                    wins,
+                }));
+            }
+            Err(Attempt::Cancelled) => {
+                return WorkOutcome::NoLeaf {
+                    reason: "abandoned".into(),
+                }
+            }
+            Err(Attempt::Failed(reason)) => {
+                tracing::warn!(epoch = epoch.epoch, error = %reason, "no proof from this plot; trying the next plot's best leaf");
+                failures.push(reason);
             }
         }
-    };
+    }
+    WorkOutcome::Failed {
+        reason: failures.join("; "),
+    }
+}
+
+/// Why one candidate gave no proof.
+enum Attempt {
+    /// The epoch was abandoned.
+    Cancelled,
+    /// This plot cannot give a proof in time (the reason names the plot).
+    Failed(String),
+}
+
+/// Builds and checks (D2) the proof of `best`, unless it cannot be ready by the proof
+/// deadline at the scan `rate` (leaves per second; 0 = unknown).
+fn prove(
+    input: &WorkInput,
+    plot: &FarmedPlot,
+    best: &Candidate,
+    rate: f64,
+) -> Result<(BlockProof, Instant), Attempt> {
+    let epoch = &input.epoch;
+    let path = plot.file.path().display();
+    let reads = proof_read_leaves(plot.file.leaf_count(), plot.cache.as_deref());
+    let estimate = proof_time(reads, rate);
+    let proof_started = Instant::now();
+    if proof_started + estimate > input.proof_deadline {
+        return Err(Attempt::Failed(format!(
+            "proof from plot {path} skipped: it reads {reads} leaves (cached: {}), about {estimate:?}, more than the time left",
+            plot.cache.is_some()
+        )));
+    }
+    let merkle =
+        match build_proof_cancellable(&plot.file, plot.cache.as_deref(), best.index, &input.cancel)
+        {
+            Ok(p) => p,
+            Err(ProveError::Cancelled { .. }) => return Err(Attempt::Cancelled),
+            Err(e) => return Err(Attempt::Failed(format!("proof from plot {path}: {e}"))),
+        };
     let proof_time = proof_started.elapsed();
     if proof_time > SLOW_PROOF {
         tracing::warn!(
-            plot = %path.display(), elapsed = ?proof_time, cached = plot.cache.is_some(),
+            plot = %path, elapsed = ?proof_time, cached = plot.cache.is_some(),
             "slow proof: building the Merkle path took longer than {SLOW_PROOF:?}"
         );
     }
@@ -166,37 +254,89 @@ fn run_inner(input: &WorkInput) -> WorkOutcome {
         None,
         &miner_id,
     ) {
-        return WorkOutcome::Failed {
-            reason: format!(
-                "own proof from plot {} fails verification: {e}",
-                path.display()
-            ),
-        };
+        return Err(Attempt::Failed(format!(
+            "own proof from plot {path} fails verification: {e}"
+        )));
     }
-    let ready_at = Instant::now();
-    let wins = difficulty_to_target(epoch.difficulty)
-        .map(|target| is_below_target(&best.score, &target))
-        .unwrap_or(false);
-    let block = wins.then(|| {
-        build_block(
-            epoch,
-            input.epoch_start_unix,
-            header.merkle_root,
-            &proof,
-            &input.transactions,
-            &input.key,
-        )
-    });
-    WorkOutcome::Found(Box::new(Found {
-        plot_id: plot.id,
-        plot_path: path,
-        leaf_index: best.index,
-        score: best.score,
-        proof,
-        ready_at,
-        leaves_scanned: outcome.leaves_scanned,
-        block,
-    }))
+    Ok((proof, Instant::now()))
+}
+
+/// The scan's order of candidates: lower score, then lower plot id (seed), then plot, then
+/// leaf index (as `scan_plots` breaks ties).
+fn rank(c: &Candidate, plots: &FarmedSet) -> (Hash32, [u8; 32], usize, u64) {
+    let seed = plots
+        .get(c.plot)
+        .map_or([0xFF; 32], |p| p.file.header().seed);
+    (c.score, seed, c.plot, c.index)
+}
+
+/// Scans the plots `plots_at_once` at a time (each group on every thread of the pool), in
+/// order, until the deadline or cancellation; the figures of all groups in `plots` order.
+fn scan_in_groups(input: &WorkInput) -> ScanOutcome {
+    let files: Vec<&spacetime::plot::PlotFile> = input.plots.iter().map(|p| &*p.file).collect();
+    let group = input.plots_at_once.max(1);
+    let scan_started = Instant::now();
+    let mut merged = ScanOutcome {
+        best: None,
+        leaves_scanned: 0,
+        timed_out: false,
+        cancelled: false,
+        per_plot: Vec::with_capacity(files.len()),
+    };
+    for (g, chunk) in files.chunks(group).enumerate() {
+        let offset = g * group;
+        if merged.timed_out || merged.cancelled {
+            // Plots never reached: nothing scanned.
+            merged
+                .per_plot
+                .extend((offset..offset + chunk.len()).map(|plot| PlotScanStats {
+                    plot,
+                    leaves_scanned: 0,
+                    elapsed: Duration::ZERO,
+                    best: None,
+                }));
+            continue;
+        }
+        let group_offset = scan_started.elapsed();
+        let before = merged.per_plot.len();
+        let part = scan_plots(
+            chunk,
+            &input.epoch.challenge,
+            &input.strategy,
+            Some(input.scan_deadline),
+            &input.cancel,
+        );
+        let shift = |c: Candidate| Candidate {
+            plot: c.plot + offset,
+            ..c
+        };
+        merged.leaves_scanned += part.leaves_scanned;
+        merged.timed_out |= part.timed_out;
+        merged.cancelled |= part.cancelled;
+        merged
+            .per_plot
+            .extend(part.per_plot.into_iter().map(|s| PlotScanStats {
+                plot: s.plot + offset,
+                // Elapsed from the start of the whole scan, as for one call.
+                elapsed: if s.leaves_scanned > 0 {
+                    group_offset + s.elapsed
+                } else {
+                    Duration::ZERO
+                },
+                best: s.best.map(shift),
+                leaves_scanned: s.leaves_scanned,
+            }));
+        debug_assert_eq!(merged.per_plot.len(), before + chunk.len());
+        if let Some(c) = part.best.map(shift) {
+            if merged
+                .best
+                .is_none_or(|b| rank(&c, &input.plots) < rank(&b, &input.plots))
+            {
+                merged.best = Some(c);
+            }
+        }
+    }
+    merged
 }
 
 /// Builds, signs and validates the block (D5 step 3). When it fails validation with the

@@ -19,6 +19,9 @@ use super::{LinkConfig, LinkError, LinkEvent, LinkTimings, Outbound};
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 64 * 1024;
+/// A close that follows the node's Error within this time is explained by that Error; a
+/// later one is not (the Error refused one request and the connection went on).
+pub const ERROR_CLOSE_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A connected, handshaken link to the node.
 #[derive(Debug)]
@@ -151,8 +154,9 @@ impl Session {
     }
 
     /// Serves the connection until it fails (`Err`) or `shutdown` (`Ok`): forwards the
-    /// node's messages, writes `outbound` messages of this `generation`, answers Ping and
-    /// keeps the connection alive.
+    /// node's messages (Error included), writes `outbound` messages of this `generation`,
+    /// answers Ping and keeps the connection alive. A close is reported as the node's Error
+    /// only when it follows that Error within [`ERROR_CLOSE_WINDOW`] with nothing between.
     pub async fn serve(
         &mut self,
         generation: u64,
@@ -178,7 +182,8 @@ impl Session {
     ) -> Result<(), LinkError> {
         let mut last_heard = Instant::now();
         let mut pinged = false;
-        let mut node_error: Option<String> = None;
+        // The node's last Error and when it came, until another message arrives.
+        let mut node_error: Option<(String, Instant)> = None;
         loop {
             let wake = if pinged {
                 last_heard + self.timings.close_after
@@ -191,26 +196,40 @@ impl Session {
                 msg = self.read_message() => {
                     let msg = match msg {
                         Ok(m) => m,
-                        // The node said why before it closed: that is the reason.
-                        Err(LinkError::Closed | LinkError::Io(_)) if node_error.is_some() => {
+                        // The node said why just before it closed: that is the reason.
+                        Err(LinkError::Closed | LinkError::Io(_))
+                            if node_error
+                                .as_ref()
+                                .is_some_and(|(_, at)| at.elapsed() <= ERROR_CLOSE_WINDOW) =>
+                        {
                             return Err(LinkError::Refused {
-                                reason: node_error.take().unwrap_or_default(),
+                                reason: node_error.take().map(|(r, _)| r).unwrap_or_default(),
                             })
                         }
                         Err(e) => return Err(e),
                     };
                     last_heard = Instant::now();
                     pinged = false;
+                    // Anything after an Error shows the connection went on past it.
+                    node_error = None;
                     match msg {
                         Message::Ping { nonce, .. } => {
                             self.send(&Message::Pong { nonce, timestamp: unix_millis() }).await?;
                         }
                         Message::Pong { .. } | Message::Heartbeat => {}
                         // Error precedes a close (D3), but nodes also use it to refuse
-                        // one request (an unknown block): keep reading until it closes.
+                        // one request (an unknown block, our block): keep reading until it
+                        // closes, and let the mining loop see it.
                         Message::Error(reason) => {
                             tracing::warn!(reason = %reason, "the node reports an error");
-                            node_error = Some(reason);
+                            node_error = Some((reason.clone(), last_heard));
+                            let event = LinkEvent::Message {
+                                generation,
+                                message: Box::new(Message::Error(reason)),
+                            };
+                            if to_miner.send(event).await.is_err() {
+                                return Ok(()); // the mining loop is gone
+                            }
                         }
                         Message::Handshake(_) | Message::HandshakeAck => {
                             return Err(LinkError::Protocol(

@@ -393,7 +393,7 @@ async fn an_error_reply_keeps_the_link_until_the_node_closes() {
     let mut peer = Peer::accept(&listener).await;
     peer.handshake().await;
     assert!(matches!(h.next_event().await, LinkEvent::Connected { .. }));
-    // A refused request: the connection stays up.
+    // A refused request: the connection stays up, and the mining loop sees the Error.
     peer.send(&Message::Error("GetBlock: unknown block 00".into()))
         .await;
     peer.send(&Message::Ping {
@@ -405,13 +405,51 @@ async fn an_error_reply_keeps_the_link_until_the_node_closes() {
         peer.read().await,
         Some(Message::Pong { nonce: 1, .. })
     ));
+    let LinkEvent::Message { message, .. } = h.next_event().await else {
+        panic!("expected the Error to be forwarded");
+    };
+    assert_eq!(
+        *message,
+        Message::Error("GetBlock: unknown block 00".into())
+    );
     // An Error followed by a close: that Error is the reason.
     peer.send(&Message::Error("too many peers".into())).await;
     drop(peer);
+    assert!(matches!(h.next_event().await, LinkEvent::Message { .. }));
     let LinkEvent::Disconnected { reason, .. } = h.next_event().await else {
         panic!("expected Disconnected");
     };
     assert_eq!(reason, "node closed the connection: too many peers");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_old_error_is_not_the_reason_of_a_later_close() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut h = Harness::start(config(listener.local_addr().unwrap().port()));
+    let mut peer = Peer::accept(&listener).await;
+    peer.handshake().await;
+    assert!(matches!(h.next_event().await, LinkEvent::Connected { .. }));
+    peer.send(&Message::Error("block 00 rejected: bad".into()))
+        .await;
+    // The connection goes on past the Error...
+    peer.send(&Message::Heartbeat).await;
+    peer.send(&Message::Ping {
+        nonce: 2,
+        timestamp: 0,
+    })
+    .await;
+    assert!(matches!(
+        peer.read().await,
+        Some(Message::Pong { nonce: 2, .. })
+    ));
+    assert!(matches!(h.next_event().await, LinkEvent::Message { .. }));
+    // ...so a later close is not explained by it.
+    drop(peer);
+    let LinkEvent::Disconnected { reason, .. } = h.next_event().await else {
+        panic!("expected Disconnected");
+    };
+    assert_eq!(reason, "node closed the connection");
     h.stop().await;
 }
 

@@ -7,8 +7,11 @@
 //!   the [`FarmedPlots`] watch that the mining loop reads without ever taking the lock.
 //! * [`jobs`]: plot creation jobs with bounded concurrency on blocking threads.
 //!
-//! A plot that disappears or fails to load is reported (event + state) and excluded, never
-//! fatal. Plots with the same seed are farmed once; the others show as duplicates.
+//! A plot that disappears, fails to load or was made for another miner key is reported
+//! (event + state + warning) and excluded, never fatal. Plots with the same seed are farmed
+//! once; the others show as duplicates. Whoever adds a plot file outside the job manager
+//! (the embedded devnet) can ask for a directory scan now with
+//! [`FarmedPlots::request_rescan`] instead of waiting for the next periodic one.
 
 pub mod jobs;
 pub mod registry;
@@ -20,7 +23,7 @@ use std::time::Duration;
 
 use spacetime::cache::MerkleCache;
 use spacetime::plot::{check_plot, CheckMode, CheckProgress, CheckReport, PlotFile};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
 use crate::error::DaemonError;
@@ -46,6 +49,7 @@ pub type FarmedSet = Arc<Vec<FarmedPlot>>;
 #[derive(Debug, Clone)]
 pub struct FarmedPlots {
     rx: watch::Receiver<FarmedSet>,
+    rescan: Arc<Notify>,
 }
 
 impl FarmedPlots {
@@ -58,6 +62,13 @@ impl FarmedPlots {
     /// `false` when the plot manager is gone.
     pub async fn changed(&mut self) -> bool {
         self.rx.changed().await.is_ok()
+    }
+
+    /// Asks [`watch_directory`] to scan the plot directory now rather than at its next tick
+    /// (e.g. right after writing a plot file there). Requests made while a scan runs cause
+    /// one more scan; never blocks.
+    pub fn request_rescan(&self) {
+        self.rescan.notify_one();
     }
 }
 
@@ -90,18 +101,21 @@ struct Inner {
     farmed_tx: watch::Sender<FarmedSet>,
     events: EventBus,
     miner_pk: [u8; 32],
+    /// Wakes the directory watcher for an immediate scan.
+    rescan: Arc<Notify>,
 }
 
 impl PlotManager {
     /// Loads the metadata (a corrupt file is renamed aside and rebuilt) and registers every
-    /// `*.plot` file of the plot directory. Blocking: call from a blocking context at start.
+    /// `*.plot` file of the plot directory; plots not made for `miner_pk` are flagged
+    /// [`PlotState::WrongKey`]. Blocking: call from a blocking context at start.
     pub fn load(
         metadata_path: &Path,
         plot_dir: &Path,
         miner_pk: [u8; 32],
         events: EventBus,
     ) -> Result<Self, DaemonError> {
-        let (mut registry, mut changes) = Registry::load(metadata_path, plot_dir)?;
+        let (mut registry, mut changes) = Registry::load(metadata_path, plot_dir, miner_pk)?;
         changes.extend(registry.reconcile_directory(&[]));
         registry.save_if_dirty()?;
         let (farmed_tx, _) = watch::channel(Arc::new(registry.farmed()));
@@ -114,6 +128,7 @@ impl PlotManager {
                 farmed_tx,
                 events,
                 miner_pk,
+                rescan: Arc::new(Notify::new()),
             }),
         };
         Ok(mgr)
@@ -166,6 +181,7 @@ impl PlotManager {
     pub fn farmed(&self) -> FarmedPlots {
         FarmedPlots {
             rx: self.inner.farmed_tx.subscribe(),
+            rescan: self.inner.rescan.clone(),
         }
     }
 
@@ -225,13 +241,13 @@ impl PlotManager {
         progress: &mut dyn FnMut(CheckProgress),
         cancel: &AtomicBool,
     ) -> Result<(PlotInfo, CheckReport), DaemonError> {
-        let (id, path, cache_path) = {
+        let (id, path, cache_path, state) = {
             let reg = self.registry();
             let id = reg.resolve(id)?;
             let info = reg
                 .info(&id)
                 .ok_or_else(|| DaemonError::PlotNotFound { id: id.to_string() })?;
-            (id, info.path, info.cache_path)
+            (id, info.path, info.cache_path, info.state)
         };
         // Open our own handle so the check never holds the registry lock.
         let file = match PlotFile::open(&path) {
@@ -267,7 +283,8 @@ impl PlotManager {
                 spacetime::plot::PlotError::Cancelled => DaemonError::Cancelled,
                 other => DaemonError::internal(format!("checking plot {id}"), other),
             })?;
-        if !report.passed() {
+        // A wrong-key plot fails every leaf check; it stays reported as what it is.
+        if !report.passed() && state != PlotState::WrongKey {
             let reason = registry::describe_failure(&report);
             self.mutate(|reg| Ok(((), reg.mark_corrupted(&id, &reason, true))))?;
         }
@@ -286,7 +303,8 @@ impl PlotManager {
     }
 }
 
-/// Runs the periodic directory scan until `shutdown`; scans on a blocking thread so file
+/// Runs the periodic directory scan until `shutdown`, and a scan at once whenever one is
+/// requested through [`FarmedPlots::request_rescan`]; scans on a blocking thread so file
 /// opens never stall the runtime.
 pub async fn watch_directory(
     plots: PlotManager,
@@ -297,10 +315,15 @@ pub async fn watch_directory(
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick fires at once; the manager has just loaded
+    let rescan = plots.inner.rescan.clone();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
+            () = rescan.notified() => {
+                tracing::debug!("plot directory scan requested");
+                tick.reset();
+            }
         }
         let plots = plots.clone();
         let skip = jobs.reserved_paths();
@@ -314,6 +337,10 @@ pub async fn watch_directory(
 
 fn log_event(e: &Event) {
     match e {
+        Event::PlotAdded(p) if p.state == PlotState::WrongKey => tracing::warn!(
+            plot_id = %p.id, path = %p.path.display(), problem = p.problem.as_deref().unwrap_or(""),
+            "plot {} was made for another miner key: not farmed", p.path.display()
+        ),
         Event::PlotAdded(p) => tracing::info!(
             plot_id = %p.id, path = %p.path.display(), state = p.state.as_str(),
             problem = p.problem.as_deref().unwrap_or(""), "plot registered"
@@ -336,5 +363,72 @@ fn log_event(e: &Event) {
             reason = %reason, "plot state changed"
         ),
         other => tracing::debug!(event = ?other, "event"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::ProvingGate;
+    use spacetime::plot::{create_plot, CacheLevels, CreatePlot};
+
+    const PK: [u8; 32] = [4; 32];
+
+    #[tokio::test]
+    async fn a_requested_rescan_registers_a_new_plot_without_waiting_for_the_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let plot_dir = dir.path().join("plots");
+        std::fs::create_dir_all(&plot_dir).unwrap();
+        let events = EventBus::new();
+        let plots = PlotManager::load(
+            &dir.path().join("plots_metadata.json"),
+            &plot_dir,
+            PK,
+            events.clone(),
+        )
+        .unwrap();
+        let jobs = JobManager::new(
+            plots.clone(),
+            events,
+            &plot_dir,
+            PK,
+            1,
+            1,
+            ProvingGate::default(),
+        );
+        let token = tokio_util::sync::CancellationToken::new();
+        // An interval no test waits for: only the request can trigger the scan.
+        let watcher = tokio::spawn(watch_directory(
+            plots.clone(),
+            jobs,
+            Duration::from_secs(3600),
+            token.clone(),
+        ));
+        let mut farmed = plots.farmed();
+        assert!(farmed.current().is_empty());
+        create_plot(
+            &CreatePlot {
+                path: plot_dir.join("new.plot"),
+                miner_pk: PK,
+                seed: [1; 32],
+                leaf_count: 64,
+                cache: CacheLevels::Disabled,
+                threads: Some(1),
+            },
+            &mut |_| {},
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        farmed.request_rescan();
+        tokio::time::timeout(Duration::from_secs(5), farmed.changed())
+            .await
+            .expect("the requested scan registers the plot at once");
+        assert_eq!(farmed.current().len(), 1);
+        token.cancel();
+        tokio::time::timeout(Duration::from_secs(5), watcher)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(plots.summary().valid, 1);
     }
 }

@@ -6,7 +6,14 @@
 //! | `Valid`     | opens, header and size check out          | `Valid`     | yes    |
 //! | `Duplicate` | valid, but another farmed plot has its seed | `Valid`   | no     |
 //! | `Corrupted` | fails to open, or failed a check          | `Corrupted` | no     |
+//! | `WrongKey`  | made for another miner key                | `Corrupted` | no     |
 //! | `Missing`   | the file is gone                          | `Missing`   | no     |
+//!
+//! Whenever a plot is (re)opened, its first and last leaves are regenerated from the miner
+//! key and the header's seed and compared with the file (two leaf reads): when neither
+//! matches, the plot was made for another key and could only give proofs that fail
+//! verification, so it is `WrongKey`; when only one differs, the file is damaged
+//! (`Corrupted`).
 //!
 //! Reconciliation with the plot directory is a cheap `readdir` + `stat`: a file is only
 //! re-opened when its length or modification time changed. A plot corrupted by a failed check
@@ -20,7 +27,7 @@ use std::time::SystemTime;
 
 use spacetime::cache::MerkleCache;
 use spacetime::metadata::{PlotMetadataEntry, PlotStatus};
-use spacetime::plot::{CheckReport, PlotFile, PlotHeader};
+use spacetime::plot::{CheckReport, LeafGenerator, PlotFile, PlotHeader};
 use uuid::Uuid;
 
 use super::{FarmedPlot, JobProgress};
@@ -41,6 +48,8 @@ pub enum PlotState {
     Creating,
     /// Same seed as another farmed plot.
     Duplicate,
+    /// Made for another miner key: its leaves are not this miner's.
+    WrongKey,
 }
 
 impl PlotState {
@@ -52,6 +61,16 @@ impl PlotState {
             PlotState::Missing => "missing",
             PlotState::Creating => "creating",
             PlotState::Duplicate => "duplicate",
+            PlotState::WrongKey => "wrong-key",
+        }
+    }
+
+    /// The status written to `plots_metadata.json` (the reference knows three).
+    pub fn metadata_status(self) -> PlotStatus {
+        match self {
+            PlotState::Valid | PlotState::Duplicate | PlotState::Creating => PlotStatus::Valid,
+            PlotState::Corrupted | PlotState::WrongKey => PlotStatus::Corrupted,
+            PlotState::Missing => PlotStatus::Missing,
         }
     }
 }
@@ -95,7 +114,7 @@ pub struct Summary {
     pub total: u32,
     /// Valid (farmed).
     pub valid: u32,
-    /// Corrupted.
+    /// Corrupted, or made for another miner key.
     pub corrupted: u32,
     /// Missing.
     pub missing: u32,
@@ -145,8 +164,9 @@ impl Entry {
         }
     }
 
-    /// Opens the file and its cache and sets state, header, handles and fingerprint.
-    fn load(&mut self) {
+    /// Opens the file and its cache and sets state, header, handles and fingerprint. A plot
+    /// whose leaves are not `miner_pk`'s is not kept open (see [`key_check`]).
+    fn load(&mut self, miner_pk: &[u8; 32]) {
         self.duplicate_of = None;
         self.file = None;
         self.cache = None;
@@ -175,6 +195,16 @@ impl Entry {
                 let header = *file.header();
                 self.header = Some(header);
                 self.merkle_root = Some(header.merkle_root);
+                if let Some((state, problem)) = key_check(&file, miner_pk) {
+                    self.state = state;
+                    self.problem = Some(problem);
+                    self.cache_path = self
+                        .cache_path
+                        .take()
+                        .or_else(|| Some(MerkleCache::path_for(&self.path)))
+                        .filter(|p| p.exists());
+                    return;
+                }
                 self.state = PlotState::Valid;
                 self.problem = None;
                 let cache_path = self
@@ -203,6 +233,42 @@ impl Entry {
                 self.problem = Some(e.to_string());
             }
         }
+    }
+}
+
+/// Compares the first and last leaves of `file` with the leaves `miner_pk` gives for its
+/// seed. `None` when they match; else the state and the problem to report: `WrongKey` when
+/// no compared leaf matches, `Corrupted` when some do and some do not.
+fn key_check(file: &PlotFile, miner_pk: &[u8; 32]) -> Option<(PlotState, String)> {
+    let header = file.header();
+    let generator = LeafGenerator::new(miner_pk, &header.seed);
+    let last = header.leaf_count.saturating_sub(1);
+    let indices: &[u64] = if last == 0 { &[0] } else { &[0, last] };
+    let differ: Vec<u64> = indices
+        .iter()
+        .copied()
+        .filter(|&i| file.leaf(i) != Some(generator.leaf(i)))
+        .collect();
+    if differ.is_empty() {
+        None
+    } else if differ.len() == indices.len() {
+        Some((
+            PlotState::WrongKey,
+            format!(
+                "made for another miner key: its leaves are not those of public key {}; \
+                 not farmed (re-plot with this miner's key, or farm it with its own key)",
+                hex::encode(miner_pk)
+            ),
+        ))
+    } else {
+        Some((
+            PlotState::Corrupted,
+            format!(
+                "leaf {} differs from the one the miner key gives (the file is damaged; \
+                 run check-plot)",
+                differ[0]
+            ),
+        ))
     }
 }
 
@@ -249,6 +315,8 @@ pub fn describe_failure(r: &CheckReport) -> String {
 #[derive(Debug)]
 pub struct Registry {
     metadata_path: PathBuf,
+    /// The miner's public key: plots must be made for it.
+    miner_pk: [u8; 32],
     plot_dir: PathBuf,
     entries: BTreeMap<Uuid, Entry>,
     next_seq: u64,
@@ -259,10 +327,16 @@ pub struct Registry {
 
 impl Registry {
     /// Loads `metadata_path` (missing = empty; corrupt = renamed aside, empty) and opens every
-    /// entry. Returns the registry and what changed (for logging).
-    pub fn load(metadata_path: &Path, plot_dir: &Path) -> Result<(Self, Vec<Event>), DaemonError> {
+    /// entry, checking that plots are made for `miner_pk`. Returns the registry and what
+    /// changed (for logging).
+    pub fn load(
+        metadata_path: &Path,
+        plot_dir: &Path,
+        miner_pk: [u8; 32],
+    ) -> Result<(Self, Vec<Event>), DaemonError> {
         let mut reg = Registry {
             metadata_path: metadata_path.to_owned(),
+            miner_pk,
             plot_dir: plot_dir.to_owned(),
             entries: BTreeMap::new(),
             next_seq: 0,
@@ -336,7 +410,7 @@ impl Registry {
                 merkle_root: m.merkle_root,
                 duplicate_of: None,
             };
-            e.load();
+            e.load(&miner_pk);
             // A plot recorded as corrupted stays so until its file changes.
             if m.status == PlotStatus::Corrupted && e.state == PlotState::Valid {
                 e.file = None;
@@ -350,8 +424,11 @@ impl Registry {
                 PlotStatus::Corrupted => PlotState::Corrupted,
                 PlotStatus::Missing => PlotState::Missing,
             };
-            if recorded != e.state {
+            if e.state.metadata_status() != m.status {
                 reg.dirty = true;
+            }
+            // A wrong-key plot is recorded as corrupted: report it again as what it is.
+            if recorded != e.state {
                 changes.push(Event::PlotStateChanged {
                     plot_id: e.id,
                     path: e.path.clone(),
@@ -426,7 +503,7 @@ impl Registry {
                     s.valid += 1;
                     s.farmed_bytes += e.size;
                 }
-                PlotState::Corrupted => s.corrupted += 1,
+                PlotState::Corrupted | PlotState::WrongKey => s.corrupted += 1,
                 PlotState::Missing => s.missing += 1,
                 PlotState::Duplicate => s.duplicate += 1,
                 PlotState::Creating => {}
@@ -471,7 +548,7 @@ impl Registry {
             merkle_root: None,
             duplicate_of: None,
         };
-        e.load();
+        e.load(&self.miner_pk);
         self.entries.insert(id, e);
         self.dirty = true;
         let mut events = self.update_duplicates();
@@ -578,7 +655,7 @@ impl Registry {
             }
             let old = e.state;
             let old_problem = e.problem.clone();
-            e.load();
+            e.load(&self.miner_pk);
             if e.state != old || (e.state == PlotState::Corrupted && e.problem != old_problem) {
                 self.dirty = true;
                 events.push(Event::PlotStateChanged {
@@ -694,13 +771,7 @@ impl Registry {
                 },
                 merkle_root: e.header.map(|h| h.merkle_root).or(e.merkle_root),
                 created_at_utc: e.created_at_utc.clone(),
-                status: match e.state {
-                    PlotState::Valid | PlotState::Duplicate | PlotState::Creating => {
-                        PlotStatus::Valid
-                    }
-                    PlotState::Corrupted => PlotStatus::Corrupted,
-                    PlotState::Missing => PlotStatus::Missing,
-                },
+                status: e.state.metadata_status(),
             })
             .collect()
     }
@@ -785,10 +856,14 @@ mod tests {
     const PK: [u8; 32] = [7; 32];
 
     fn make_plot(path: &Path, seed: u8, leaves: u64) {
+        make_plot_for(path, PK, seed, leaves);
+    }
+
+    fn make_plot_for(path: &Path, miner_pk: [u8; 32], seed: u8, leaves: u64) {
         create_plot(
             &CreatePlot {
                 path: path.to_owned(),
-                miner_pk: PK,
+                miner_pk,
                 seed: [seed; 32],
                 leaf_count: leaves,
                 cache: CacheLevels::Disabled,
@@ -823,7 +898,7 @@ mod tests {
         make_plot(&f.plots.join("a.plot"), 1, 64);
         make_plot(&f.plots.join("b.plot"), 2, 64);
         std::fs::write(f.plots.join("notes.txt"), "x").unwrap();
-        let (mut reg, _) = Registry::load(&f.meta, &f.plots).unwrap();
+        let (mut reg, _) = Registry::load(&f.meta, &f.plots, PK).unwrap();
         let ev = reg.reconcile_directory(&[]);
         assert_eq!(
             ev.iter()
@@ -836,7 +911,7 @@ mod tests {
         assert_eq!(reg.farmed().len(), 2);
         assert_eq!(reg.summary().valid, 2);
 
-        let (mut again, _) = Registry::load(&f.meta, &f.plots).unwrap();
+        let (mut again, _) = Registry::load(&f.meta, &f.plots, PK).unwrap();
         assert!(again.reconcile_directory(&[]).is_empty());
         assert_eq!(again.list().iter().map(|p| p.id).collect::<Vec<_>>(), ids);
         assert_eq!(again.list()[0].state, PlotState::Valid);
@@ -847,7 +922,7 @@ mod tests {
         let f = fixture();
         let a = f.plots.join("a.plot");
         make_plot(&a, 1, 64);
-        let (mut reg, _) = Registry::load(&f.meta, &f.plots).unwrap();
+        let (mut reg, _) = Registry::load(&f.meta, &f.plots, PK).unwrap();
         reg.reconcile_directory(&[]);
         let id = reg.find_path(&a).unwrap();
         let moved = f.plots.join("a.bak");
@@ -883,7 +958,7 @@ mod tests {
         let f = fixture();
         make_plot(&f.plots.join("a.plot"), 9, 64);
         std::fs::copy(f.plots.join("a.plot"), f.plots.join("b.plot")).unwrap();
-        let (mut reg, _) = Registry::load(&f.meta, &f.plots).unwrap();
+        let (mut reg, _) = Registry::load(&f.meta, &f.plots, PK).unwrap();
         reg.reconcile_directory(&[]);
         let list = reg.list();
         assert_eq!(list[0].state, PlotState::Valid);
@@ -900,7 +975,7 @@ mod tests {
         let f = fixture();
         make_plot(&f.plots.join("a.plot"), 1, 64);
         std::fs::write(&f.meta, "[{ not json").unwrap();
-        let (mut reg, _) = Registry::load(&f.meta, &f.plots).unwrap();
+        let (mut reg, _) = Registry::load(&f.meta, &f.plots, PK).unwrap();
         reg.reconcile_directory(&[]);
         reg.save_if_dirty().unwrap();
         let aside: Vec<_> = std::fs::read_dir(f.meta.parent().unwrap())
@@ -930,7 +1005,7 @@ mod tests {
         let b = f.plots.join("b.plot");
         make_plot(&a, 1, 64);
         make_plot(&b, 2, 64);
-        let (mut reg, _) = Registry::load(&f.meta, &f.plots).unwrap();
+        let (mut reg, _) = Registry::load(&f.meta, &f.plots, PK).unwrap();
         reg.reconcile_directory(&[]);
         let ia = reg.find_path(&a).unwrap();
         let ib = reg.find_path(&b).unwrap();
@@ -953,15 +1028,83 @@ mod tests {
         let f = fixture();
         let a = f.plots.join("a.plot");
         make_plot(&a, 1, 64);
-        let (mut reg, _) = Registry::load(&f.meta, &f.plots).unwrap();
+        let (mut reg, _) = Registry::load(&f.meta, &f.plots, PK).unwrap();
         reg.reconcile_directory(&[]);
         let id = reg.find_path(&a).unwrap();
         reg.mark_corrupted(&id, "check failed", true);
         reg.reconcile_directory(&[]);
         assert_eq!(reg.info(&id).unwrap().state, PlotState::Corrupted);
         reg.save().unwrap();
-        let (reg2, _) = Registry::load(&f.meta, &f.plots).unwrap();
+        let (reg2, _) = Registry::load(&f.meta, &f.plots, PK).unwrap();
         assert_eq!(reg2.info(&id).unwrap().state, PlotState::Corrupted);
+    }
+
+    #[test]
+    fn plots_for_another_key_are_flagged_not_farmed_and_recorded_as_corrupted() {
+        let f = fixture();
+        let foreign = f.plots.join("foreign.plot");
+        let own = f.plots.join("own.plot");
+        make_plot_for(&foreign, [8; 32], 1, 64);
+        make_plot(&own, 2, 64);
+        let (mut reg, _) = Registry::load(&f.meta, &f.plots, PK).unwrap();
+        let ev = reg.reconcile_directory(&[]);
+        let id = reg.find_path(&foreign).unwrap();
+        let added = ev
+            .iter()
+            .find_map(|e| match e {
+                Event::PlotAdded(p) if p.id == id => Some(p.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(added.state, PlotState::WrongKey);
+        let info = reg.info(&id).unwrap();
+        assert_eq!(info.state, PlotState::WrongKey);
+        let problem = info.problem.unwrap();
+        assert!(problem.contains("another miner key"), "{problem}");
+        assert!(problem.contains(&hex::encode(PK)), "{problem}");
+        assert!(info.header.is_some(), "the header is still shown");
+        let farmed = reg.farmed();
+        assert_eq!(farmed.len(), 1);
+        assert_eq!(farmed[0].file.path(), own);
+        let s = reg.summary();
+        assert_eq!((s.total, s.valid, s.corrupted), (2, 1, 1));
+        // The metadata keeps the reference's three statuses.
+        reg.save_if_dirty().unwrap();
+        let meta = spacetime::metadata::parse_metadata(&std::fs::read_to_string(&f.meta).unwrap())
+            .unwrap();
+        let rec = meta.iter().find(|m| m.plot_id == id).unwrap();
+        assert_eq!(rec.status, PlotStatus::Corrupted);
+        // Reloaded: wrong-key again, nothing to rewrite, a rescan changes nothing.
+        let (mut again, _) = Registry::load(&f.meta, &f.plots, PK).unwrap();
+        assert_eq!(again.info(&id).unwrap().state, PlotState::WrongKey);
+        assert!(!again.dirty);
+        assert!(again.reconcile_directory(&[]).is_empty());
+        // The key it was made for farms it (a registry of its own: this one recorded it as
+        // corrupted, which sticks until the file changes).
+        let (mut theirs, _) =
+            Registry::load(&f.plots.join("theirs.json"), &f.plots, [8; 32]).unwrap();
+        theirs.reconcile_directory(&[]);
+        let id = theirs.find_path(&foreign).unwrap();
+        assert_eq!(theirs.info(&id).unwrap().state, PlotState::Valid);
+    }
+
+    #[test]
+    fn a_damaged_last_leaf_is_corruption_not_a_wrong_key() {
+        use std::io::{Seek, SeekFrom, Write};
+        let f = fixture();
+        let a = f.plots.join("a.plot");
+        make_plot(&a, 3, 64);
+        let mut file = std::fs::OpenOptions::new().write(true).open(&a).unwrap();
+        let at = spacetime::plot::leaf_offset(63).unwrap();
+        file.seek(SeekFrom::Start(at)).unwrap();
+        file.write_all(&[0xAB; 32]).unwrap();
+        drop(file);
+        let (mut reg, _) = Registry::load(&f.meta, &f.plots, PK).unwrap();
+        reg.reconcile_directory(&[]);
+        let info = reg.info(&reg.find_path(&a).unwrap()).unwrap();
+        assert_eq!(info.state, PlotState::Corrupted);
+        assert!(info.problem.unwrap().contains("leaf 63"));
+        assert!(reg.farmed().is_empty());
     }
 
     #[test]

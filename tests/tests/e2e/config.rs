@@ -113,3 +113,56 @@ fn config_command_prints_values_and_their_sources() {
     );
     assert!(line("plotDirectory").contains(&home.plot_dir().to_string_lossy().into_owned()));
 }
+
+#[test]
+fn devnet_shows_the_devnet_network_id_with_its_source() {
+    let home = with_yaml("networkId: spacetime-testnet-v1\n");
+    for args in [&["config", "--devnet"][..], &["--devnet", "config"]] {
+        let out = home.minerd_output(args, &[]);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("networkId:"))
+            .unwrap_or_else(|| panic!("networkId missing in {text}"));
+        assert!(line.contains("spacetime-devnet-local"), "{line}");
+        assert!(
+            line.contains("devnet.enabled") && line.contains("spacetime-testnet-v1"),
+            "{line}"
+        );
+    }
+    // Without --devnet the file's id stands.
+    let out = home.minerd_output(&["config"], &[]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("networkId: spacetime-testnet-v1"), "{text}");
+}
+
+#[test]
+fn configuration_flags_are_not_offered_where_they_mean_nothing() {
+    let home = Home::new().unwrap();
+    for cmd in ["bench", "devnet-node"] {
+        let out = home.minerd_output(&[cmd, "--help"], &[]);
+        assert!(out.status.success(), "{out:?}");
+        let help = String::from_utf8(out.stdout).unwrap();
+        for flag in ["--plot-dir", "--config", "--devnet", "--set"] {
+            assert!(!help.contains(flag), "{cmd} --help offers {flag}:\n{help}");
+        }
+    }
+    for cmd in [&["--help"][..], &["run", "--help"], &["config", "--help"]] {
+        let out = home.minerd_output(cmd, &[]);
+        let help = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            help.contains("--plot-dir") && help.contains("--devnet"),
+            "{help}"
+        );
+    }
+    // Given anyway, they are refused rather than ignored.
+    fails_with_64(
+        &home,
+        &["--plot-dir", "/tmp/x", "bench"],
+        &[],
+        &["--plot-dir", "minerd bench"],
+    );
+    let out = home.minerd_output(&["devnet-node", "--devnet"], &[]);
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+}

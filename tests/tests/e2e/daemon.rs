@@ -281,3 +281,35 @@ fn minerctl_events_follows_the_feed() {
     assert_eq!(line["type"], "miningToggled");
     assert!(line["sequence"].as_u64().unwrap() >= 1);
 }
+
+#[test]
+fn devnet_mode_reports_the_devnet_network_and_farms_its_plot_at_once() {
+    // A configured network id that the embedded devnet does not use, and a directory scan
+    // interval no test waits for: the devnet plot must be farmed through the rescan request.
+    let d = Minerd::start_with(MinerdOptions {
+        args: vec![
+            "run".into(),
+            "--devnet".into(),
+            "--set".into(),
+            "devnet.listenPort=0".into(),
+            "--set".into(),
+            "plotScanIntervalSeconds=3600".into(),
+        ],
+        config_yaml: Some("networkId: spacetime-testnet-v1\n".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    let farmed = wait_until(Duration::from_secs(30), || {
+        d.minerctl_json(&["status", "--json"])
+            .is_ok_and(|s| s["plots"]["valid"] == 1)
+    });
+    assert!(farmed, "the devnet plot was not farmed:\n{}", d.log());
+    let s = d.minerctl_json(&["status", "--json"]).unwrap();
+    assert_eq!(s["networkId"], "spacetime-devnet-local", "{s}");
+    let log = d.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains("spacetime-testnet-v1")),
+        "no warning about the replaced network id:\n{log}"
+    );
+}

@@ -399,3 +399,78 @@ async fn a_check_that_finds_bad_leaves_marks_the_plot_corrupted() {
     let meta = std::fs::read_to_string(d.home.data_dir().join("plots_metadata.json")).unwrap();
     assert!(meta.contains("\"Corrupted\""), "{meta}");
 }
+
+#[tokio::test]
+async fn a_plot_made_for_another_key_is_flagged_reported_and_not_farmed() {
+    let d = Minerd::start_with(MinerdOptions {
+        args: vec!["--set".into(), "plotScanIntervalSeconds=1".into()],
+        ..Default::default()
+    })
+    .unwrap();
+    let mut c = d.client().await.unwrap();
+    let mut events = c
+        .watch_events(pb::WatchEventsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    // Another miner's plot, copied into the plot directory.
+    let path = d.home.plot_dir().join("theirs.plot");
+    spacetime::plot::create_plot(
+        &spacetime::plot::CreatePlot {
+            path: path.clone(),
+            miner_pk: [0x5a; 32],
+            seed: [1; 32],
+            leaf_count: 256,
+            cache: spacetime::plot::CacheLevels::Disabled,
+            threads: Some(1),
+        },
+        &mut |_| {},
+        &std::sync::atomic::AtomicBool::new(false),
+    )
+    .unwrap();
+    let added = loop {
+        let ev = tokio::time::timeout(Duration::from_secs(10), events.message())
+            .await
+            .expect("the plot is picked up")
+            .unwrap()
+            .unwrap();
+        if let Some(E::PlotAdded(a)) = ev.event {
+            break a.plot.unwrap();
+        }
+    };
+    assert_eq!(state(&added), pb::PlotState::WrongKey);
+    assert!(
+        added.problem.contains("another miner key"),
+        "{}",
+        added.problem
+    );
+    let listed = c
+        .get_plot(pb::GetPlotRequest {
+            plot_id: added.plot_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .plot
+        .unwrap();
+    assert_eq!(state(&listed), pb::PlotState::WrongKey);
+    let status = d.minerctl_json(&["status", "--json"]).unwrap();
+    assert_eq!(status["plots"]["valid"], 0, "{status}");
+    assert_eq!(status["plots"]["corrupted"], 1, "{status}");
+    let list = d.minerctl_ok(&["list-plots"]).unwrap();
+    assert!(list.contains("wrong-key"), "{list}");
+    // The metadata keeps the reference's statuses; the log names the file.
+    let meta = std::fs::read_to_string(d.home.data_dir().join("plots_metadata.json")).unwrap();
+    let entries = spacetime::metadata::parse_metadata(&meta).unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        entries[0].status,
+        spacetime::metadata::PlotStatus::Corrupted
+    );
+    let logged = wait_until(Duration::from_secs(5), || {
+        d.log().lines().any(|l| {
+            l.contains("WARN") && l.contains("another miner key") && l.contains("theirs.plot")
+        })
+    });
+    assert!(logged, "no warning naming the plot:\n{}", d.log());
+}

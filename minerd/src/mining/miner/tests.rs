@@ -51,10 +51,14 @@ impl Rig {
         }
         let bus = EventBus::new();
         let events = bus.subscribe();
+        // The plot manager flags plots made for another key (wrong-key, not farmed); to
+        // drive the loop's own proof check with such a plot, the manager is given the
+        // plot's key.
+        let manager_pk = plot_key.as_ref().unwrap_or(&key).public_key();
         let plots = PlotManager::load(
             &config.plot_metadata_path,
             &config.plot_directory,
-            key.public_key(),
+            manager_pk,
             bus.clone(),
         )
         .unwrap();
@@ -408,4 +412,182 @@ async fn a_plot_that_gives_bad_proofs_is_tried_once_and_the_epoch_missed() {
         .unwrap();
     assert!(reason.contains("fails verification"), "{reason}");
     rig.stop().await;
+}
+
+/// A valid block of another miner for `e`, carrying `txs`.
+fn foreign_block(e: &NewEpoch, txs: &[Transaction]) -> spacetime::block::Block {
+    let dir = tempfile::tempdir().unwrap();
+    let other = Arc::new(MinerKey::from_secret_bytes(&[7; 32]));
+    let plot = crate::mining::work::tests::tiny_plot(dir.path(), &other, 9);
+    let now = std::time::Instant::now();
+    let input = work::WorkInput {
+        epoch: *e,
+        epoch_start_unix: work::unix_secs(),
+        plots: Arc::new(vec![plot]),
+        strategy: spacetime::scan::ScanStrategy::Full,
+        scan_deadline: now + LIMIT,
+        proof_deadline: now + LIMIT,
+        cancel: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        key: other.clone(),
+        monitor: false,
+        plots_at_once: 1,
+        scan_rate: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        pool: None,
+    };
+    let WorkOutcome::Found(found) = work::run(input) else {
+        panic!("the other miner finds a proof");
+    };
+    let start = work::unix_secs();
+    work::build_block(e, start, found.plot_root, &found.proof, txs, &other).unwrap()
+}
+
+#[tokio::test]
+async fn a_block_accepted_just_before_the_epoch_leaves_the_next_block() {
+    let mut rig = Rig::start(true).await;
+    rig.next_out().await; // TxPoolRequest
+    let tx = signed_tx(1, 4);
+    rig.node_says(Message::Transaction(tx)).await;
+    let theirs = foreign_block(&epoch(5, 1, 5_000), &[tx]);
+    // The node announces another miner's block and the next epoch back to back; the block
+    // itself arrives (answering GetBlock) while the epoch is being scanned.
+    rig.node_says(Message::BlockAccepted {
+        hash: theirs.hash(),
+        height: 5,
+    })
+    .await;
+    rig.node_says(Message::NewEpoch(epoch(6, 1, 5_000))).await;
+    rig.node_says(Message::Block(theirs.clone())).await;
+    assert_eq!(
+        rig.next_out().await,
+        Message::GetBlock {
+            hash: theirs.hash()
+        }
+    );
+    assert!(matches!(
+        rig.next_out().await,
+        Message::ProofSubmission { .. }
+    ));
+    let Message::NewBlock(ours) = rig.next_out().await else {
+        panic!("expected our block");
+    };
+    assert!(
+        ours.transactions.is_empty(),
+        "a transaction already in the chain was put in the block"
+    );
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_rejected_block_is_resent_without_transactions_and_they_are_dropped() {
+    let mut rig = Rig::start(true).await;
+    rig.next_out().await; // TxPoolRequest
+    let tx = signed_tx(3, 2);
+    rig.node_says(Message::Transaction(tx)).await;
+    let e = epoch(4, 1, 5_000);
+    rig.node_says(Message::NewEpoch(e)).await;
+    let Message::ProofSubmission { proof, .. } = rig.next_out().await else {
+        panic!("expected the proof");
+    };
+    let Message::NewBlock(first) = rig.next_out().await else {
+        panic!("expected the block");
+    };
+    assert_eq!(first.transactions, vec![tx]);
+    // An unrelated refusal changes nothing.
+    rig.node_says(Message::Error("GetBlock: unknown block 00".into()))
+        .await;
+    rig.node_says(Message::Error(format!(
+        "block {} rejected: transaction #0 {} is already in the chain",
+        hex::encode(first.hash()),
+        hex::encode(tx.hash())
+    )))
+    .await;
+    let Message::NewBlock(second) = rig.next_out().await else {
+        panic!("expected the block again");
+    };
+    assert!(second.transactions.is_empty());
+    assert_eq!(second.proof, proof);
+    let now = work::unix_secs();
+    validate_block(&second, &ChainContext::for_epoch(&e, now, now)).unwrap();
+    rig.node_says(Message::BlockAccepted {
+        hash: second.hash(),
+        height: 4,
+    })
+    .await;
+    let c = rig.counters_reach(|c| c.blocks_accepted == 1).await;
+    assert_eq!(c.blocks_won, 1, "one block won, sent twice");
+    // The refused transaction is gone from the mempool.
+    rig.node_says(Message::NewEpoch(epoch(5, 1, 5_000))).await;
+    assert!(matches!(
+        rig.next_out().await,
+        Message::ProofSubmission { .. }
+    ));
+    let Message::NewBlock(next) = rig.next_out().await else {
+        panic!("expected a block");
+    };
+    assert!(next.transactions.is_empty());
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn after_a_reconnect_a_lower_epoch_is_mined() {
+    let mut rig = Rig::start(true).await;
+    rig.next_out().await; // TxPoolRequest
+    rig.node_says(Message::NewEpoch(epoch(9, u64::MAX / 2, 5_000)))
+        .await;
+    assert!(matches!(
+        rig.next_out().await,
+        Message::ProofSubmission { .. }
+    ));
+    for event in [
+        LinkEvent::Disconnected {
+            generation: 1,
+            reason: "node restarted".into(),
+        },
+        LinkEvent::Connected {
+            generation: 2,
+            user_agent: "node".into(),
+        },
+    ] {
+        rig.to_miner.send(event).await.unwrap();
+    }
+    let say = |n: u64| LinkEvent::Message {
+        generation: 2,
+        message: Box::new(Message::NewEpoch(epoch(n, u64::MAX / 2, 5_000))),
+    };
+    let out = rig.from_miner.recv().await.unwrap();
+    assert!(matches!(out.message, Message::TxPoolRequest { .. }));
+    // The restarted node counts from 3: that epoch is mined.
+    rig.to_miner.send(say(3)).await.unwrap();
+    let out = tokio::time::timeout(LIMIT, rig.from_miner.recv())
+        .await
+        .expect("the lower epoch after a reconnect is mined")
+        .unwrap();
+    assert_eq!(out.generation, 2);
+    assert!(matches!(
+        out.message,
+        Message::ProofSubmission {
+            block_height: 3,
+            ..
+        }
+    ));
+    // On the same connection an older epoch is still ignored.
+    rig.to_miner.send(say(2)).await.unwrap();
+    rig.nothing_sent_for(Duration::from_millis(300)).await;
+    assert_eq!(rig.stats.snapshot().counters.challenges_received, 2);
+    rig.stop().await;
+}
+
+#[test]
+fn the_scan_pool_has_a_thread_per_core_whatever_max_concurrent_proofs() {
+    let home = tempfile::tempdir().unwrap();
+    let mut config = Config::defaults_for_home(home.path()).unwrap();
+    config.max_concurrent_proofs = 1;
+    let pool = scan_pool().expect("a scan pool");
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    assert_eq!(pool.current_num_threads(), cores);
+    assert_eq!(
+        core_strategy(ScanStrategy::Deadline),
+        spacetime::scan::ScanStrategy::Deadline
+    );
+    assert_eq!(config.scan_strategy, ScanStrategy::Deadline, "the default");
 }

@@ -62,10 +62,12 @@ fn input(plots: Vec<FarmedPlot>, key: &Arc<MinerKey>, e: NewEpoch) -> WorkInput 
         plots: Arc::new(plots),
         strategy: ScanStrategy::Full,
         scan_deadline: Instant::now() + Duration::from_secs(10),
+        proof_deadline: Instant::now() + Duration::from_secs(10),
         cancel: Arc::new(AtomicBool::new(false)),
         key: key.clone(),
-        transactions: Vec::new(),
         monitor: true,
+        plots_at_once: 2,
+        scan_rate: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         pool: None,
     }
 }
@@ -94,13 +96,17 @@ fn a_winning_proof_gives_a_block_that_passes_the_node_rules() {
         tiny_plot(dir.path(), &key, 2),
     ];
     let e = epoch(1);
-    let mut inp = input(plots, &key, e);
-    inp.transactions = vec![signed_tx(3), signed_tx(1)];
+    let inp = input(plots, &key, e);
+    let start = inp.epoch_start_unix;
+    let rate = inp.scan_rate.clone();
     let WorkOutcome::Found(found) = run(inp) else {
         panic!("expected a proof");
     };
     assert_eq!(found.leaves_scanned, 2 << 10);
-    let block = found.block.expect("difficulty 1 always wins").unwrap();
+    assert!(found.wins, "difficulty 1 always wins");
+    assert!(f64::from_bits(rate.load(std::sync::atomic::Ordering::Relaxed)) > 0.0);
+    let txs = [signed_tx(3), signed_tx(1)];
+    let block = build_block(&e, start, found.plot_root, &found.proof, &txs, &key).unwrap();
     assert_eq!(block.transactions.len(), 2);
     assert_eq!(block.header.height, 5);
     assert_eq!(block.header.proof_score, found.score);
@@ -117,7 +123,7 @@ fn a_losing_proof_is_still_verified_and_submitted_without_a_block() {
     else {
         panic!("expected a proof");
     };
-    assert!(found.block.is_none());
+    assert!(!found.wins);
     spacetime::validate::verify_block_proof(
         &found.proof,
         &e.challenge,
@@ -169,11 +175,148 @@ fn an_invalid_transaction_does_not_cost_the_block() {
     let e = epoch(1);
     let mut bad = signed_tx(2);
     bad.amount += 1; // breaks the signature
-    let mut inp = input(vec![tiny_plot(dir.path(), &key, 1)], &key, e);
-    inp.transactions = vec![bad];
+    let inp = input(vec![tiny_plot(dir.path(), &key, 1)], &key, e);
+    let start = inp.epoch_start_unix;
     let WorkOutcome::Found(found) = run(inp) else {
         panic!("expected a proof");
     };
-    let block = found.block.unwrap().unwrap();
+    let block = build_block(&e, start, found.plot_root, &found.proof, &[bad], &key).unwrap();
     assert!(block.transactions.is_empty());
+}
+
+#[test]
+fn the_work_is_a_proof_in_progress_from_start_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = Arc::new(MinerKey::from_secret_bytes(&[1; 32]));
+    let plots = vec![tiny_plot(dir.path(), &key, 1)];
+    // Occupy the only thread of the work's pool: the work then waits to start, and plot
+    // jobs must already see a proof in progress.
+    let pool = Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap(),
+    );
+    let (busy_tx, busy_rx) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    pool.spawn(move || {
+        busy_tx.send(()).unwrap();
+        let _ = release_rx.recv();
+    });
+    busy_rx.recv().unwrap();
+    let stats = crate::stats::MiningStats::new(String::new());
+    let gate = stats.proving_gate();
+    let mut inp = input(plots, &key, epoch(1));
+    inp.pool = Some(pool);
+    let worker = std::thread::spawn(move || run_proving(inp, &stats));
+    let start = Instant::now();
+    while !gate.is_active() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the work never marked a proof in progress"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(!worker.is_finished());
+    release_tx.send(()).unwrap();
+    let outcome = worker.join().unwrap();
+    assert!(matches!(outcome, WorkOutcome::Found(_)), "{outcome:?}");
+    assert!(!gate.is_active(), "the mark ends with the work");
+}
+
+/// An epoch whose best leaf over `plots` lies in plot `want` (deterministic: the first
+/// epoch number that gives it).
+fn epoch_won_by(plots: &[FarmedPlot], want: usize, difficulty: u64) -> NewEpoch {
+    let files: Vec<&PlotFile> = plots.iter().map(|p| &*p.file).collect();
+    for n in 1..200u64 {
+        let tip = [n as u8; 32];
+        let challenge = epoch_challenge(&tip, n);
+        let out = spacetime::scan::scan_plots(
+            &files,
+            &challenge,
+            &ScanStrategy::Full,
+            None,
+            &AtomicBool::new(false),
+        );
+        if out.best.map(|b| b.plot) == Some(want) {
+            return NewEpoch {
+                epoch: n,
+                tip_hash: tip,
+                tip_height: n - 1,
+                difficulty,
+                challenge,
+                deadline_unix_ms: super::super::epoch::unix_millis() + 10_000,
+            };
+        }
+    }
+    panic!("no epoch is won by plot {want}");
+}
+
+#[test]
+fn a_bad_best_plot_falls_back_to_the_next_plots_best_leaf() {
+    let dir = tempfile::tempdir().unwrap();
+    let stranger = MinerKey::from_secret_bytes(&[2; 32]);
+    let key = Arc::new(MinerKey::from_secret_bytes(&[1; 32]));
+    let plots = vec![
+        tiny_plot(dir.path(), &stranger, 1),
+        tiny_plot(dir.path(), &key, 2),
+    ];
+    let own_id = plots[1].id;
+    let e = epoch_won_by(&plots, 0, 1);
+    for at_once in [1, 2] {
+        let mut inp = input(plots.clone(), &key, e);
+        inp.plots_at_once = at_once;
+        let outcome = run(inp);
+        let WorkOutcome::Found(found) = outcome else {
+            panic!("expected the second plot's proof, got {outcome:?}");
+        };
+        assert_eq!(found.plot_id, own_id);
+        assert_eq!(found.leaves_scanned, 2 << 10);
+        assert!(found.wins);
+        spacetime::validate::verify_block_proof(
+            &found.proof,
+            &e.challenge,
+            &found.plot_root,
+            &found.score,
+            None,
+            &key.miner_id(),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn plots_scanned_one_at_a_time_find_the_same_best_leaf() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = Arc::new(MinerKey::from_secret_bytes(&[1; 32]));
+    let plots: Vec<FarmedPlot> = (1..=3).map(|s| tiny_plot(dir.path(), &key, s)).collect();
+    let e = epoch_won_by(&plots, 2, 1);
+    let mut found = Vec::new();
+    for at_once in [1, 2, 3] {
+        let mut inp = input(plots.clone(), &key, e);
+        inp.plots_at_once = at_once;
+        let WorkOutcome::Found(f) = run(inp) else {
+            panic!("expected a proof");
+        };
+        assert_eq!(f.leaves_scanned, 3 << 10);
+        found.push((f.plot_id, f.leaf_index, f.score));
+    }
+    assert_eq!(found[0].0, plots[2].id);
+    assert!(found.windows(2).all(|w| w[0] == w[1]), "{found:?}");
+}
+
+#[test]
+fn a_proof_that_cannot_finish_in_time_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = Arc::new(MinerKey::from_secret_bytes(&[1; 32]));
+    let mut inp = input(vec![tiny_plot(dir.path(), &key, 1)], &key, epoch(1));
+    inp.proof_deadline = Instant::now();
+    let outcome = run(inp);
+    let WorkOutcome::Failed { reason } = outcome else {
+        panic!("expected the plot to be skipped, got {outcome:?}");
+    };
+    assert!(
+        reason.contains("skipped") && reason.contains("p1.plot"),
+        "{reason}"
+    );
 }

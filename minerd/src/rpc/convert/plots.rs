@@ -14,6 +14,7 @@ impl From<PlotState> for pb::PlotState {
             PlotState::Missing => pb::PlotState::Missing,
             PlotState::Creating => pb::PlotState::Creating,
             PlotState::Duplicate => pb::PlotState::Duplicate,
+            PlotState::WrongKey => pb::PlotState::WrongKey,
         }
     }
 }
