@@ -66,7 +66,7 @@ pub async fn run(ctx: MiningContext, shutdown: CancellationToken) {
                 ctx.plots.request_rescan();
                 tracing::info!(
                     plot = %path.display(), leaves = DEVNET_PLOT_LEAVES,
-                    "created a small plot for the devnet; it is farmed from the next directory scan"
+                    "created a small plot for the devnet; registering it now"
                 )
             }
             Ok(None) => {}

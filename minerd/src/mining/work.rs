@@ -113,7 +113,7 @@ pub fn unix_secs() -> u64 {
 }
 
 /// Runs the epoch's work (blocking) as a proof in progress: `stats` marks it from start to
-/// end (scan, Merkle proof, block), so plot jobs pause meanwhile and plotting never delays
+/// end (scan and Merkle proof), so plot jobs pause meanwhile and plotting never delays
 /// a proof (issue 4 §5). What the mining loop runs.
 pub fn run_proving(input: WorkInput, stats: &crate::stats::MiningStats) -> WorkOutcome {
     let _proving = stats.begin_proving();
