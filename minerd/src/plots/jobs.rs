@@ -232,8 +232,8 @@ impl JobManager {
         self.inner.jobs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Validates and queues a job. Must be called inside the runtime.
-    pub fn create(&self, spec: JobSpec) -> Result<JobHandle, DaemonError> {
+    /// Validates and queues a job.
+    pub async fn create(&self, spec: JobSpec) -> Result<JobHandle, DaemonError> {
         if self.inner.closed.load(Ordering::SeqCst) {
             return Err(DaemonError::ShuttingDown);
         }
@@ -263,6 +263,10 @@ impl JobManager {
             None => format!("plot-{}-{}.plot", hex::encode(&seed[..8]), spec.leaf_count),
         };
         let path = self.inner.plot_dir.join(&name);
+        // Off the runtime threads: a stat can block on a slow or hung file system. (The
+        // write publishes without replacing, so a file appearing meanwhile is not lost, and
+        // a directory that cannot be read fails the job with its own error.)
+        let exists = tokio::fs::try_exists(&path).await.unwrap_or(false);
         let id = Uuid::new_v4();
         let (progress_tx, progress_rx) = watch::channel(JobProgress {
             leaves_total: spec.leaf_count,
@@ -288,7 +292,7 @@ impl JobManager {
                     reason: format!("{MAX_QUEUED_JOBS} plot jobs are queued already"),
                 });
             }
-            if path.exists()
+            if exists
                 || self.inner.plots.has_path(&path)
                 || jobs.values().any(|s| s.info.path == path)
             {
@@ -576,7 +580,7 @@ mod tests {
         let gate = ProvingGate::default();
         let (_dir, _plots, jobs, _events) = setup_with(1, gate.clone()).await;
         let guard = gate.enter();
-        let mut h = jobs.create(spec(1 << 21)).unwrap();
+        let mut h = jobs.create(spec(1 << 21)).await.unwrap();
         // Paused: progress stops moving and the job does not finish.
         let stalled = async {
             loop {
@@ -619,7 +623,7 @@ mod tests {
     async fn a_job_writes_registers_and_reports() {
         let (_dir, plots, jobs, events) = setup(1).await;
         let mut rx = events.subscribe();
-        let mut h = jobs.create(spec(4096)).unwrap();
+        let mut h = jobs.create(spec(4096)).await.unwrap();
         let result = h
             .done
             .wait_for(Option::is_some)
@@ -648,16 +652,18 @@ mod tests {
         }
         assert!(saw_added && saw_finished);
         // The same file name again is refused.
-        let again = jobs.create(JobSpec {
-            file_name: Some(
-                info.path
-                    .file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned(),
-            ),
-            ..spec(8)
-        });
+        let again = jobs
+            .create(JobSpec {
+                file_name: Some(
+                    info.path
+                        .file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                ),
+                ..spec(8)
+            })
+            .await;
         assert!(matches!(again, Err(DaemonError::FileExists { .. })));
     }
 
@@ -665,8 +671,8 @@ mod tests {
     async fn queued_job_cancels_and_leaves_nothing() {
         let (dir, plots, jobs, _events) = setup(1).await;
         // A big job holds the only slot; the second waits and is cancelled while queued.
-        let big = jobs.create(spec(1 << 22)).unwrap();
-        let queued = jobs.create(spec(64)).unwrap();
+        let big = jobs.create(spec(1 << 22)).await.unwrap();
+        let queued = jobs.create(spec(64)).await.unwrap();
         assert_eq!(jobs.list().len(), 2);
         let info = jobs.cancel(&queued.info.id.to_string()).await.unwrap();
         assert_eq!(info.id, queued.info.id);
@@ -687,14 +693,16 @@ mod tests {
     async fn bad_requests_are_refused_and_shutdown_closes() {
         let (_dir, _plots, jobs, _events) = setup(1).await;
         assert!(matches!(
-            jobs.create(spec(0)),
+            jobs.create(spec(0)).await,
             Err(DaemonError::InvalidArgument { .. })
         ));
         for name in ["x.dat", "../x.plot", ".x.plot", ".plot"] {
-            let r = jobs.create(JobSpec {
-                file_name: Some(name.into()),
-                ..spec(8)
-            });
+            let r = jobs
+                .create(JobSpec {
+                    file_name: Some(name.into()),
+                    ..spec(8)
+                })
+                .await;
             assert!(
                 matches!(r, Err(DaemonError::InvalidArgument { .. })),
                 "{name}"
@@ -702,7 +710,7 @@ mod tests {
         }
         jobs.shutdown().await;
         assert!(matches!(
-            jobs.create(spec(8)),
+            jobs.create(spec(8)).await,
             Err(DaemonError::ShuttingDown)
         ));
     }

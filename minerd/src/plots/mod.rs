@@ -5,6 +5,9 @@
 //!   unit-tested without a runtime.
 //! * [`PlotManager`]: the registry behind a mutex, the periodic directory scan, events, and
 //!   the [`FarmedPlots`] watch that the mining loop reads without ever taking the lock.
+//!   The lock is never held across file I/O: files are opened (probed) before it is taken,
+//!   metadata is written after it is released, and readers (the API) get a snapshot
+//!   published on every change, so they never wait for a scan.
 //! * [`jobs`]: plot creation jobs with bounded concurrency on blocking threads.
 //!
 //! A plot that disappears, fails to load or was made for another miner key is reported
@@ -21,7 +24,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use spacetime::cache::MerkleCache;
+use spacetime::cache::{CacheError, MerkleCache};
 use spacetime::plot::{check_plot, CheckMode, CheckProgress, CheckReport, PlotFile};
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
@@ -29,6 +32,7 @@ use uuid::Uuid;
 use crate::error::DaemonError;
 use crate::events::{Event, EventBus};
 pub use jobs::{JobInfo, JobManager, JobOutcome, JobProgress, JobSpec, JobState};
+use registry::{resolve_id, stat_fingerprint, Probe, Summary};
 pub use registry::{PlotInfo, PlotState, Registry};
 
 /// A plot the mining loop may scan: open, valid, not a duplicate.
@@ -89,6 +93,25 @@ pub enum CheckKind {
 /// Default number of samples of a sampled check.
 pub const DEFAULT_CHECK_SAMPLES: u64 = 1000;
 
+/// The result of [`PlotManager::check`].
+#[derive(Debug, Clone)]
+pub struct CheckOutcome {
+    /// The plot, in its state after the check.
+    pub plot: PlotInfo,
+    /// What the check found.
+    pub report: CheckReport,
+    /// What the daemon did about it beyond the plot's state (e.g. a stale cache removed).
+    pub notes: Vec<String>,
+}
+
+/// What the API reads: replaced as a whole on every registry change.
+#[derive(Debug, Default)]
+struct View {
+    /// Every plot, sorted by path.
+    plots: Vec<PlotInfo>,
+    summary: Summary,
+}
+
 /// Owns the registry; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct PlotManager {
@@ -97,7 +120,11 @@ pub struct PlotManager {
 
 #[derive(Debug)]
 struct Inner {
+    /// Held only for in-memory work, never across file I/O.
     registry: Mutex<Registry>,
+    /// Serialises metadata writes so that they land in the order of the changes.
+    save_lock: Mutex<()>,
+    view_tx: watch::Sender<Arc<View>>,
     farmed_tx: watch::Sender<FarmedSet>,
     events: EventBus,
     miner_pk: [u8; 32],
@@ -119,12 +146,18 @@ impl PlotManager {
         changes.extend(registry.reconcile_directory(&[]));
         registry.save_if_dirty()?;
         let (farmed_tx, _) = watch::channel(Arc::new(registry.farmed()));
+        let (view_tx, _) = watch::channel(Arc::new(View {
+            plots: registry.list(),
+            summary: registry.summary(),
+        }));
         for c in &changes {
             log_event(c);
         }
         let mgr = Self {
             inner: Arc::new(Inner {
                 registry: Mutex::new(registry),
+                save_lock: Mutex::new(()),
+                view_tx,
                 farmed_tx,
                 events,
                 miner_pk,
@@ -141,40 +174,61 @@ impl PlotManager {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs `f` on the registry, then saves, publishes the farmed set and emits the events
-    /// it returns.
+    fn view(&self) -> Arc<View> {
+        self.inner.view_tx.borrow().clone()
+    }
+
+    /// Runs `f` on the registry (in memory only), publishes the farmed set and the API view,
+    /// then, with the registry lock released, saves and emits the events `f` returned.
     fn mutate<R>(
         &self,
         f: impl FnOnce(&mut Registry) -> Result<(R, Vec<Event>), DaemonError>,
     ) -> Result<R, DaemonError> {
-        let (result, events) = {
+        let _saving = self
+            .inner
+            .save_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let (out, pending) = {
             let mut reg = self.registry();
             let out = f(&mut reg);
             // Save whatever changed even when `f` failed half-way.
-            let saved = reg.save_if_dirty();
-            let farmed = reg.farmed();
-            self.inner.farmed_tx.send_if_modified(|cur| {
-                let same = cur.len() == farmed.len()
-                    && cur.iter().zip(&farmed).all(|(a, b)| {
-                        a.id == b.id
-                            && Arc::ptr_eq(&a.file, &b.file)
-                            && a.cache.as_ref().map(Arc::as_ptr)
-                                == b.cache.as_ref().map(Arc::as_ptr)
-                    });
-                if !same {
-                    *cur = Arc::new(farmed);
-                }
-                !same
-            });
-            let (r, ev) = out?;
-            saved?;
-            (r, ev)
+            let pending = reg.take_save();
+            self.publish(&reg);
+            (out, pending)
         };
+        let saved = match pending {
+            Some(p) => p.write().inspect_err(|_| self.registry().mark_dirty()),
+            None => Ok(()),
+        };
+        let (r, events) = out?;
+        saved?;
         for e in events {
             log_event(&e);
             self.inner.events.emit(e);
         }
-        Ok(result)
+        Ok(r)
+    }
+
+    /// Publishes the farmed set (when it changed) and the API view.
+    fn publish(&self, reg: &Registry) {
+        let farmed = reg.farmed();
+        self.inner.farmed_tx.send_if_modified(|cur| {
+            let same = cur.len() == farmed.len()
+                && cur.iter().zip(&farmed).all(|(a, b)| {
+                    a.id == b.id
+                        && Arc::ptr_eq(&a.file, &b.file)
+                        && a.cache.as_ref().map(Arc::as_ptr) == b.cache.as_ref().map(Arc::as_ptr)
+                });
+            if !same {
+                *cur = Arc::new(farmed);
+            }
+            !same
+        });
+        self.inner.view_tx.send_replace(Arc::new(View {
+            plots: reg.list(),
+            summary: reg.summary(),
+        }));
     }
 
     /// The mining loop's view of the farmed plots.
@@ -185,62 +239,88 @@ impl PlotManager {
         }
     }
 
-    /// Every registered plot, sorted by path.
+    /// Every registered plot, sorted by path (a snapshot: never waits for a scan).
     pub fn list(&self) -> Vec<PlotInfo> {
-        self.registry().list()
+        self.view().plots.clone()
     }
 
-    /// One plot by id or unique id prefix.
+    /// One plot by id or unique id prefix (from the snapshot).
     pub fn get(&self, id: &str) -> Result<PlotInfo, DaemonError> {
-        let reg = self.registry();
-        let id = reg.resolve(id)?;
-        reg.info(&id)
+        let view = self.view();
+        let id = resolve_id(id, view.plots.iter().map(|p| p.id)).map_err(|e| e.for_kind("plot"))?;
+        view.plots
+            .iter()
+            .find(|p| p.id == id)
+            .cloned()
             .ok_or_else(|| DaemonError::PlotNotFound { id: id.to_string() })
     }
 
-    /// Whether a registered plot uses `path`.
+    /// Whether a registered plot uses `path` (from the snapshot).
     pub fn has_path(&self, path: &Path) -> bool {
-        self.registry().find_path(path).is_some()
+        self.view().plots.iter().any(|p| p.path == path)
     }
 
     /// Reconciles with the plot directory: registers new `*.plot` files, marks vanished ones
-    /// missing, reloads changed ones. `skip` lists paths being written by jobs.
+    /// missing, reloads changed ones and re-tries those that failed to load. `skip` lists
+    /// paths being written by jobs. Blocking (file I/O, without the registry lock).
     pub fn rescan(&self, skip: &[PathBuf]) -> Result<(), DaemonError> {
-        self.mutate(|reg| Ok(((), reg.reconcile_directory(skip))))
+        let plan = self.registry().scan_plan(skip);
+        let found = plan.run();
+        self.mutate(|reg| Ok(((), reg.apply_scan(found))))
     }
 
-    /// Registers a plot that a job has just published, under the job's id.
+    /// Registers a plot that a job has just published, under the job's id. Blocking.
     pub fn register_created(
         &self,
         id: Uuid,
         path: &Path,
         cache_path: Option<&Path>,
     ) -> Result<PlotInfo, DaemonError> {
-        self.mutate(|reg| reg.register(id, path, cache_path))
+        let probe = Probe::run(path, cache_path, &self.inner.miner_pk);
+        self.mutate(|reg| reg.register_probed(id, path, probe))
     }
 
     /// Unregisters a plot, optionally deleting its file and cache. Returns the plot as it
-    /// was and the files deleted.
+    /// was and the files deleted. Blocking.
     pub fn delete(
         &self,
         id: &str,
         delete_files: bool,
     ) -> Result<(PlotInfo, Vec<PathBuf>), DaemonError> {
-        self.mutate(|reg| {
+        let (id, path, cache_path) = {
+            let reg = self.registry();
             let id = reg.resolve(id)?;
-            reg.remove(&id, delete_files)
+            let (path, cache_path, _) = reg
+                .paths(&id)
+                .ok_or_else(|| DaemonError::PlotNotFound { id: id.to_string() })?;
+            (id, path, cache_path)
+        };
+        let (deleted, ignore_as) = if delete_files {
+            (
+                registry::delete_plot_files(&path, cache_path.as_deref())?,
+                None,
+            )
+        } else {
+            (Vec::new(), Some(stat_fingerprint(&path)))
+        };
+        self.mutate(|reg| {
+            let (info, events) = reg.unregister(&id, ignore_as)?;
+            Ok(((info, deleted), events))
         })
     }
 
-    /// Checks a plot on the calling (blocking) thread. A failed check marks the plot
-    /// corrupted. `cancel` stops it early with [`DaemonError::Cancelled`].
+    /// Checks a plot on the calling (blocking) thread. A plot whose own data fails is marked
+    /// corrupted until its file changes or a full check passes; a full check that passes
+    /// returns a corrupted plot to the farm. A cache that does not match a sound plot is a
+    /// cache problem: it is removed (proving works without it) and the plot stays valid.
+    /// `cancel` stops the check early with [`DaemonError::Cancelled`].
     pub fn check(
         &self,
         id: &str,
         kind: CheckKind,
         progress: &mut dyn FnMut(CheckProgress),
         cancel: &AtomicBool,
-    ) -> Result<(PlotInfo, CheckReport), DaemonError> {
+    ) -> Result<CheckOutcome, DaemonError> {
         let (id, path, cache_path, state) = {
             let reg = self.registry();
             let id = reg.resolve(id)?;
@@ -258,16 +338,36 @@ impl PlotManager {
                 });
             }
             Err(e) => {
+                // A load failure, not a check result: the next scan re-tries it.
                 let reason = e.to_string();
-                self.mutate(|reg| Ok(((), reg.mark_corrupted(&id, &reason, true))))?;
+                let fp = stat_fingerprint(&path);
+                self.mutate(|reg| Ok(((), reg.mark_corrupted(&id, &reason, false, fp))))?;
                 return Err(DaemonError::FailedPrecondition {
                     reason: format!("plot {id} cannot be opened: {reason}"),
                 });
             }
         };
-        let cache = cache_path
-            .as_deref()
-            .and_then(|p| MerkleCache::read(p).ok());
+        let mut notes = Vec::new();
+        // The registered cache, else one that appeared beside the plot since it was loaded.
+        let cache_path =
+            cache_path.or_else(|| Some(MerkleCache::path_for(&path)).filter(|p| p.exists()));
+        // A cache that cannot be decoded is as stale as one that does not validate; one
+        // that cannot be read (I/O) is left alone.
+        let mut stale_cache = None;
+        let cache = match cache_path.as_deref().map(MerkleCache::read) {
+            None => None,
+            Some(Ok(c)) => Some(c),
+            Some(Err(e @ CacheError::Io { .. })) => {
+                notes.push(format!(
+                    "the Merkle cache could not be read ({e}); not used for proofs"
+                ));
+                None
+            }
+            Some(Err(e)) => {
+                stale_cache = Some(e.to_string());
+                None
+            }
+        };
         let mode = match kind {
             CheckKind::Full => CheckMode::Full {
                 miner_pk: Some(self.inner.miner_pk),
@@ -283,23 +383,85 @@ impl PlotManager {
                 spacetime::plot::PlotError::Cancelled => DaemonError::Cancelled,
                 other => DaemonError::internal(format!("checking plot {id}"), other),
             })?;
-        // A wrong-key plot fails every leaf check; it stays reported as what it is.
-        if !report.passed() && state != PlotState::WrongKey {
-            let reason = registry::describe_failure(&report);
-            self.mutate(|reg| Ok(((), reg.mark_corrupted(&id, &reason, true))))?;
+        drop(file);
+        if report.cache_ok == Some(false) {
+            stale_cache = report.cache_error.clone().or(Some("mismatch".into()));
         }
-        let info = self.get(&id.to_string())?;
-        Ok((info, report))
+        let mut refresh = false;
+        if let (Some(why), Some(cache_path)) = (stale_cache, cache_path.as_deref()) {
+            let what = format!(
+                "the Merkle cache {} does not match the plot ({why})",
+                cache_path.display()
+            );
+            if !report.plot_ok() {
+                notes.push(format!("{what}; not used for proofs"));
+            } else {
+                match std::fs::remove_file(cache_path) {
+                    Ok(()) => {
+                        tracing::warn!(plot_id = %id, cache = %cache_path.display(), reason = %why, "removed a stale Merkle cache");
+                        notes.push(format!(
+                            "{what}: removed; the plot is fine and proofs work without it \
+                             (they read more of the plot)"
+                        ));
+                        refresh = true;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => refresh = true,
+                    Err(e) => notes.push(format!(
+                        "{what}; not used for proofs, and it could not be removed: {e}"
+                    )),
+                }
+            }
+        }
+        if !report.plot_ok() {
+            // A wrong-key plot fails every leaf check; it stays reported as what it is.
+            if state != PlotState::WrongKey {
+                let reason = registry::describe_failure(&report);
+                let fp = stat_fingerprint(&path);
+                self.mutate(|reg| Ok(((), reg.mark_corrupted(&id, &reason, true, fp))))?;
+            }
+        } else if (refresh && state != PlotState::Corrupted)
+            || (kind == CheckKind::Full && state == PlotState::Corrupted)
+        {
+            // Re-open it as the scan would. This clears the flag of a failed check, which
+            // only a passing full check may do.
+            let generation = self.registry().paths(&id).map(|(_, _, g)| g);
+            if let Some(generation) = generation {
+                let probe = Probe::run(&path, None, &self.inner.miner_pk);
+                self.mutate(|reg| Ok(((), reg.apply_probe(&id, generation, probe))))?;
+            }
+        }
+        let plot = self.get(&id.to_string())?;
+        if state == PlotState::Corrupted && plot.state == PlotState::Valid {
+            notes.push("the full check passed: the plot is farmed again".into());
+        }
+        Ok(CheckOutcome {
+            plot,
+            report,
+            notes,
+        })
     }
 
-    /// Flushes the metadata file (at shutdown).
+    /// Flushes the metadata file (at shutdown). Blocking.
     pub fn flush(&self) -> Result<(), DaemonError> {
-        self.registry().save()
+        let _saving = self
+            .inner
+            .save_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let pending = {
+            let mut reg = self.registry();
+            reg.mark_dirty();
+            reg.take_save()
+        };
+        match pending {
+            Some(p) => p.write().inspect_err(|_| self.registry().mark_dirty()),
+            None => Ok(()),
+        }
     }
 
-    /// Counts for the status.
-    pub fn summary(&self) -> registry::Summary {
-        self.registry().summary()
+    /// Counts for the status (from the snapshot).
+    pub fn summary(&self) -> Summary {
+        self.view().summary
     }
 }
 
@@ -373,6 +535,160 @@ mod tests {
     use spacetime::plot::{create_plot, CacheLevels, CreatePlot};
 
     const PK: [u8; 32] = [4; 32];
+
+    fn make(path: &Path, seed: u8, cache: CacheLevels) {
+        create_plot(
+            &CreatePlot {
+                path: path.to_owned(),
+                miner_pk: PK,
+                seed: [seed; 32],
+                leaf_count: 256,
+                cache,
+                threads: Some(1),
+            },
+            &mut |_| {},
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+    }
+
+    fn manager(dir: &Path) -> PlotManager {
+        let plot_dir = dir.join("plots");
+        std::fs::create_dir_all(&plot_dir).unwrap();
+        PlotManager::load(
+            &dir.join("plots_metadata.json"),
+            &plot_dir,
+            PK,
+            EventBus::new(),
+        )
+        .unwrap()
+    }
+
+    fn check(plots: &PlotManager, id: Uuid, kind: CheckKind) -> CheckOutcome {
+        plots
+            .check(&id.to_string(), kind, &mut |_| {}, &AtomicBool::new(false))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_stale_cache_is_removed_and_the_plot_stays_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let plot_dir = dir.path().join("plots");
+        std::fs::create_dir_all(&plot_dir).unwrap();
+        let a = plot_dir.join("a.plot");
+        make(&a, 1, CacheLevels::TopLevels(4));
+        // The cache of another plot of the same size: decodes, does not match.
+        let other = dir.path().join("other.plot");
+        make(&other, 2, CacheLevels::TopLevels(4));
+        let cache = MerkleCache::path_for(&a);
+        std::fs::copy(MerkleCache::path_for(&other), &cache).unwrap();
+        let plots = manager(dir.path());
+        let id = plots.list()[0].id;
+        assert_eq!(plots.list()[0].state, PlotState::Valid);
+        assert!(!plots.list()[0].cache_in_use);
+        for kind in [
+            CheckKind::Sampled {
+                samples: 16,
+                seed: Some(1),
+            },
+            CheckKind::Full,
+        ] {
+            std::fs::copy(MerkleCache::path_for(&other), &cache).unwrap();
+            let out = check(&plots, id, kind);
+            assert!(out.report.plot_ok(), "{kind:?}: {:?}", out.report);
+            assert_eq!(out.report.cache_ok, Some(false));
+            assert_eq!(out.plot.state, PlotState::Valid, "{kind:?}");
+            assert!(!out.plot.cache_in_use && out.plot.cache_path.is_none());
+            assert!(
+                out.notes.iter().any(|n| n.contains("removed")),
+                "{:?}",
+                out.notes
+            );
+            assert!(!cache.exists(), "the stale cache is dropped");
+            assert_eq!(plots.farmed().current().len(), 1);
+            assert_eq!(plots.summary().valid, 1);
+        }
+        // Nothing recorded as corrupted: a restart farms it.
+        drop(plots);
+        let again = manager(dir.path());
+        assert_eq!(again.list()[0].state, PlotState::Valid);
+    }
+
+    #[test]
+    fn a_passing_full_check_returns_a_corrupted_plot_to_the_farm() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("plots").join("a.plot");
+        std::fs::create_dir_all(a.parent().unwrap()).unwrap();
+        make(&a, 1, CacheLevels::Disabled);
+        let plots = manager(dir.path());
+        let id = plots.list()[0].id;
+        // As a failed check leaves it (e.g. a read error of a flaky disk, since replaced).
+        plots
+            .mutate(|reg| {
+                Ok((
+                    (),
+                    reg.mark_corrupted(&id, "check failed", true, stat_fingerprint(&a)),
+                ))
+            })
+            .unwrap();
+        assert!(plots.farmed().current().is_empty());
+        // A sampled check is not enough, even one that drops a stale cache.
+        let other = dir.path().join("other.plot");
+        make(&other, 2, CacheLevels::TopLevels(4));
+        std::fs::copy(MerkleCache::path_for(&other), MerkleCache::path_for(&a)).unwrap();
+        let out = check(
+            &plots,
+            id,
+            CheckKind::Sampled {
+                samples: 8,
+                seed: Some(3),
+            },
+        );
+        assert!(out.report.plot_ok() && out.report.cache_ok == Some(false));
+        assert_eq!(out.plot.state, PlotState::Corrupted);
+        assert!(!MerkleCache::path_for(&a).exists());
+        let out = check(&plots, id, CheckKind::Full);
+        assert!(out.report.passed());
+        assert_eq!(out.plot.state, PlotState::Valid);
+        assert!(out.plot.problem.is_none());
+        assert_eq!(plots.farmed().current().len(), 1);
+        // And it stays so across a restart (the failed-check record is cleared).
+        drop(plots);
+        let again = manager(dir.path());
+        assert_eq!(again.list()[0].state, PlotState::Valid);
+    }
+
+    #[test]
+    fn reads_do_not_wait_for_the_registry_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("plots").join("a.plot");
+        std::fs::create_dir_all(a.parent().unwrap()).unwrap();
+        make(&a, 1, CacheLevels::Disabled);
+        let plots = manager(dir.path());
+        let id = plots.list()[0].id;
+        // Held as a scan or a save would have held it during file I/O.
+        let guard = plots.registry();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = {
+            let plots = plots.clone();
+            std::thread::spawn(move || {
+                let got = (
+                    plots.list().len(),
+                    plots.get(&id.to_string()[..8]).map(|p| p.id).ok(),
+                    plots.summary().valid,
+                    plots.has_path(&a),
+                );
+                tx.send(got).unwrap();
+            })
+        };
+        let got = rx.recv_timeout(Duration::from_secs(5));
+        drop(guard);
+        reader.join().unwrap();
+        assert_eq!(
+            got.expect("reads answer while the lock is held"),
+            (1, Some(id), 1, true)
+        );
+    }
 
     #[tokio::test]
     async fn a_requested_rescan_registers_a_new_plot_without_waiting_for_the_interval() {

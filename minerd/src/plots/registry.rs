@@ -5,7 +5,7 @@
 //! |-------------|-------------------------------------------|-------------|--------|
 //! | `Valid`     | opens, header and size check out          | `Valid`     | yes    |
 //! | `Duplicate` | valid, but another farmed plot has its seed | `Valid`   | no     |
-//! | `Corrupted` | fails to open, or failed a check          | `Corrupted` | no     |
+//! | `Corrupted` | fails to load, or failed a check          | `Corrupted` | no     |
 //! | `WrongKey`  | made for another miner key                | `Corrupted` | no     |
 //! | `Missing`   | the file is gone                          | `Missing`   | no     |
 //!
@@ -16,9 +16,19 @@
 //! (`Corrupted`).
 //!
 //! Reconciliation with the plot directory is a cheap `readdir` + `stat`: a file is only
-//! re-opened when its length or modification time changed. A plot corrupted by a failed check
-//! stays corrupted until its file changes. A plot removed without deleting its file is not
-//! re-registered by the directory scan while the file is unchanged (until restart).
+//! re-opened when its length or modification time changed, or when it failed to load last
+//! time (a permission error fixed with `chmod` changes neither). A plot corrupted by a failed
+//! check stays corrupted, across restarts, until its file changes or a full check passes:
+//! such failures are recorded in `<metadata stem>.failed-checks.json` beside the metadata
+//! (the reference format cannot say why a plot is corrupted), and a `Corrupted` status
+//! without such a record is re-tried at load. A Merkle cache that does not match its plot is
+//! ignored (and removed by a check that finds the plot itself sound), never a reason to
+//! exclude the plot. A plot removed without deleting its file is not re-registered by the
+//! directory scan while the file is unchanged (until restart).
+//!
+//! File I/O (opening plots, reading caches, writing the metadata) is split from the
+//! in-memory updates ([`Probe`], [`ScanPlan`], [`PendingSave`]) so that the plot manager
+//! never holds its lock across it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -124,7 +134,8 @@ pub struct Summary {
     pub farmed_bytes: u64,
 }
 
-type Fingerprint = (u64, Option<SystemTime>);
+/// Length and modification time: a file is re-opened only when one of them changed.
+pub(crate) type Fingerprint = (u64, Option<SystemTime>);
 
 #[derive(Debug)]
 struct Entry {
@@ -135,8 +146,13 @@ struct Entry {
     created_at_utc: String,
     state: PlotState,
     problem: Option<String>,
-    /// Corrupted by a failed check: stays so until the file changes.
+    /// Corrupted by a failed check: stays so until the file changes or a full check passes.
+    /// Persisted in the check-failure record beside the metadata; load failures are never
+    /// sticky (they are re-tried at every scan).
     sticky: bool,
+    /// Bumped whenever state or handles change, so that a scan probed without the lock
+    /// does not overwrite a newer change (e.g. a check that finished meanwhile).
+    generation: u64,
     fingerprint: Option<Fingerprint>,
     header: Option<PlotHeader>,
     size: u64,
@@ -164,75 +180,117 @@ impl Entry {
         }
     }
 
-    /// Opens the file and its cache and sets state, header, handles and fingerprint. A plot
-    /// whose leaves are not `miner_pk`'s is not kept open (see [`key_check`]).
+    /// Opens the file and its cache and sets state, header, handles and fingerprint (file
+    /// I/O: only where no lock is contended, i.e. at start-up and in tests).
     fn load(&mut self, miner_pk: &[u8; 32]) {
+        let probe = Probe::run(&self.path, self.cache_path.as_deref(), miner_pk);
+        self.apply(probe);
+    }
+
+    /// Takes over what [`Probe::run`] found. Clears the sticky flag: whoever applies a
+    /// probe re-derives the state from the file.
+    fn apply(&mut self, p: Probe) {
         self.duplicate_of = None;
-        self.file = None;
-        self.cache = None;
         self.sticky = false;
-        match std::fs::metadata(&self.path) {
+        self.generation += 1;
+        self.state = p.state;
+        self.problem = p.problem;
+        self.fingerprint = p.fingerprint;
+        if let Some(size) = p.size {
+            self.size = size;
+        }
+        if let Some(h) = p.header {
+            self.header = Some(h);
+            self.merkle_root = Some(h.merkle_root);
+        }
+        self.file = p.file;
+        self.cache = p.cache;
+        self.cache_path = p.cache_path;
+    }
+}
+
+/// What opening a plot found, gathered without holding the registry lock (file opens, leaf
+/// reads and cache reads can be slow) and applied under it with [`Entry::apply`].
+#[derive(Debug)]
+pub struct Probe {
+    state: PlotState,
+    problem: Option<String>,
+    fingerprint: Option<Fingerprint>,
+    /// `None` = unknown (keep the previous size).
+    size: Option<u64>,
+    /// `None` = could not be read (keep the previous header).
+    header: Option<PlotHeader>,
+    file: Option<Arc<PlotFile>>,
+    cache: Option<Arc<MerkleCache>>,
+    cache_path: Option<PathBuf>,
+}
+
+impl Probe {
+    /// Opens `path` and its cache (`cache_path`, else `<path>.cache`). A plot whose leaves
+    /// are not `miner_pk`'s is not kept open (see [`key_check`]).
+    pub fn run(path: &Path, cache_path: Option<&Path>, miner_pk: &[u8; 32]) -> Self {
+        let mut p = Probe {
+            state: PlotState::Missing,
+            problem: None,
+            fingerprint: None,
+            size: None,
+            header: None,
+            file: None,
+            cache: None,
+            cache_path: cache_path.map(Path::to_owned),
+        };
+        match std::fs::metadata(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.state = PlotState::Missing;
-                self.problem = Some("file not found".into());
-                self.fingerprint = None;
-                self.size = 0;
-                return;
+                p.problem = Some("file not found".into());
+                p.size = Some(0);
+                return p;
             }
             Err(e) => {
-                self.state = PlotState::Corrupted;
-                self.problem = Some(format!("cannot stat the file: {e}"));
-                self.fingerprint = None;
-                return;
+                p.state = PlotState::Corrupted;
+                p.problem = Some(format!("cannot stat the file: {e}"));
+                return p;
             }
             Ok(md) => {
-                self.fingerprint = Some((md.len(), md.modified().ok()));
-                self.size = md.len();
+                p.fingerprint = Some((md.len(), md.modified().ok()));
+                p.size = Some(md.len());
             }
         }
-        match PlotFile::open(&self.path) {
-            Ok(file) => {
-                let header = *file.header();
-                self.header = Some(header);
-                self.merkle_root = Some(header.merkle_root);
-                if let Some((state, problem)) = key_check(&file, miner_pk) {
-                    self.state = state;
-                    self.problem = Some(problem);
-                    self.cache_path = self
-                        .cache_path
-                        .take()
-                        .or_else(|| Some(MerkleCache::path_for(&self.path)))
-                        .filter(|p| p.exists());
-                    return;
-                }
-                self.state = PlotState::Valid;
-                self.problem = None;
-                let cache_path = self
-                    .cache_path
-                    .clone()
-                    .unwrap_or_else(|| MerkleCache::path_for(&self.path));
-                if cache_path.exists() {
-                    match MerkleCache::read(&cache_path).and_then(|c| {
-                        c.validate(&header)?;
-                        Ok(c)
-                    }) {
-                        Ok(c) => self.cache = Some(Arc::new(c)),
-                        Err(e) => tracing::warn!(
-                            path = %cache_path.display(), error = %e,
-                            "ignoring Merkle cache that does not match its plot"
-                        ),
-                    }
-                    self.cache_path = Some(cache_path);
-                } else {
-                    self.cache_path = None;
-                }
-                self.file = Some(Arc::new(file));
-            }
+        let file = match PlotFile::open(path) {
+            Ok(file) => file,
             Err(e) => {
-                self.state = PlotState::Corrupted;
-                self.problem = Some(e.to_string());
+                p.state = PlotState::Corrupted;
+                p.problem = Some(e.to_string());
+                return p;
             }
+        };
+        let header = *file.header();
+        p.header = Some(header);
+        let cache_path = p
+            .cache_path
+            .take()
+            .unwrap_or_else(|| MerkleCache::path_for(path));
+        if let Some((state, problem)) = key_check(&file, miner_pk) {
+            p.state = state;
+            p.problem = Some(problem);
+            p.cache_path = Some(cache_path).filter(|c| c.exists());
+            return p;
         }
+        p.state = PlotState::Valid;
+        if cache_path.exists() {
+            match MerkleCache::read(&cache_path).and_then(|c| {
+                c.validate(&header)?;
+                Ok(c)
+            }) {
+                Ok(c) => p.cache = Some(Arc::new(c)),
+                Err(e) => tracing::warn!(
+                    path = %cache_path.display(), error = %e,
+                    "ignoring Merkle cache that does not match its plot"
+                ),
+            }
+            p.cache_path = Some(cache_path);
+        }
+        p.file = Some(Arc::new(file));
+        p
     }
 }
 
@@ -272,13 +330,15 @@ fn key_check(file: &PlotFile, miner_pk: &[u8; 32]) -> Option<(PlotState, String)
     }
 }
 
-fn stat_fingerprint(path: &Path) -> Option<Fingerprint> {
+/// The fingerprint of `path` now (`None` when it cannot be stat'ed).
+pub(crate) fn stat_fingerprint(path: &Path) -> Option<Fingerprint> {
     std::fs::metadata(path)
         .ok()
         .map(|md| (md.len(), md.modified().ok()))
 }
 
-/// Describes a failed check in one line.
+/// Describes what a check found wrong with the plot's own data, in one line (a cache that
+/// does not match is reported apart: see [`super::PlotManager::check`]).
 pub fn describe_failure(r: &CheckReport) -> String {
     let mut parts = Vec::new();
     if r.bad_leaves > 0 {
@@ -298,17 +358,223 @@ pub fn describe_failure(r: &CheckReport) -> String {
     if r.root_ok == Some(false) {
         parts.push("the recomputed Merkle root differs from the header".into());
     }
-    if r.cache_ok == Some(false) {
-        parts.push(format!(
-            "the Merkle cache does not match: {}",
-            r.cache_error.as_deref().unwrap_or("mismatch")
-        ));
-    }
     if parts.is_empty() {
         "check failed".into()
     } else {
         format!("check failed: {}", parts.join("; "))
     }
+}
+
+/// A registered plot as a directory scan sees it.
+#[derive(Debug, Clone)]
+struct KnownPlot {
+    id: Uuid,
+    generation: u64,
+    path: PathBuf,
+    cache_path: Option<PathBuf>,
+    state: PlotState,
+    sticky: bool,
+    fingerprint: Option<Fingerprint>,
+}
+
+/// The input of a directory scan, taken from the registry under its lock; [`ScanPlan::run`]
+/// then does the file I/O without it.
+#[derive(Debug, Clone)]
+pub struct ScanPlan {
+    miner_pk: [u8; 32],
+    plot_dir: PathBuf,
+    skip: Vec<PathBuf>,
+    known: Vec<KnownPlot>,
+    ignored: HashMap<PathBuf, Option<Fingerprint>>,
+}
+
+/// What a directory scan found, for [`Registry::apply_scan`].
+#[derive(Debug, Default)]
+pub struct ScanResult {
+    /// Registered plots re-opened: id, generation seen by the plan, what was found.
+    reloads: Vec<(Uuid, u64, Probe)>,
+    /// New `*.plot` files and what opening them found.
+    new_files: Vec<(PathBuf, Probe)>,
+}
+
+impl ScanPlan {
+    /// `readdir` + `stat`; opens only the files that are new, changed, back, or that failed
+    /// to load last time (a load failure such as a permission error may be fixed without
+    /// changing the file's length or mtime).
+    pub fn run(self) -> ScanResult {
+        let mut out = ScanResult::default();
+        for k in &self.known {
+            let now = stat_fingerprint(&k.path);
+            let reload = match (k.state, &now) {
+                (PlotState::Missing, Some(_)) => true,
+                (PlotState::Missing, None) => false,
+                (_, None) => true,
+                (PlotState::Corrupted, Some(_)) if !k.sticky => true,
+                (_, Some(fp)) => k.fingerprint.as_ref() != Some(fp),
+            };
+            if reload {
+                let probe = Probe::run(&k.path, k.cache_path.as_deref(), &self.miner_pk);
+                out.reloads.push((k.id, k.generation, probe));
+            }
+        }
+        let dir = match std::fs::read_dir(&self.plot_dir) {
+            Ok(d) => d,
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(dir = %self.plot_dir.display(), error = %e, "cannot read the plot directory");
+                }
+                return out;
+            }
+        };
+        let mut found: Vec<PathBuf> = dir
+            .filter_map(Result::ok)
+            .map(|d| d.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "plot") && p.is_file())
+            .collect();
+        found.sort();
+        for path in found {
+            if self.skip.contains(&path) || self.known.iter().any(|k| k.path == path) {
+                continue;
+            }
+            if let Some(fp) = self.ignored.get(&path) {
+                if *fp == stat_fingerprint(&path) {
+                    continue;
+                }
+            }
+            let probe = Probe::run(&path, None, &self.miner_pk);
+            out.new_files.push((path, probe));
+        }
+        out
+    }
+}
+
+/// Deletes a plot file and its cache (`cache_path`, else `<path>.cache`); returns the files
+/// deleted. Files already gone are not an error.
+pub fn delete_plot_files(
+    path: &Path,
+    cache_path: Option<&Path>,
+) -> Result<Vec<PathBuf>, DaemonError> {
+    let cache = cache_path.map_or_else(|| MerkleCache::path_for(path), Path::to_owned);
+    let mut deleted = Vec::new();
+    for p in [path.to_owned(), cache] {
+        match std::fs::remove_file(&p) {
+            Ok(()) => deleted.push(p),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(DaemonError::internal(
+                    format!("deleting {}", p.display()),
+                    e,
+                ))
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+/// One plot corrupted by a failed check, recorded beside the metadata: the reference format
+/// has no room for why a plot is corrupted, and only a failed check (not a load failure)
+/// must survive a restart.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FailedCheck {
+    plot_id: String,
+    reason: String,
+    file_length: u64,
+    /// Modification time of the file when it failed, in nanoseconds since the Unix epoch.
+    modified_unix_nanos: Option<u64>,
+}
+
+/// `plots_metadata.json` → `plots_metadata.failed-checks.json` beside it.
+pub fn failed_checks_path(metadata_path: &Path) -> PathBuf {
+    let stem = metadata_path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "plots_metadata".into());
+    metadata_path.with_file_name(format!("{stem}.failed-checks.json"))
+}
+
+fn unix_nanos(t: SystemTime) -> Option<u64> {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| u64::try_from(d.as_nanos()).ok())
+}
+
+/// Reads the failed-check record; a missing file is empty, an unreadable one is logged and
+/// treated as empty (its plots are then re-tried like load failures).
+fn read_failed_checks(path: &Path) -> HashMap<Uuid, (String, Fingerprint)> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return HashMap::new(),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the failed-check record");
+            return HashMap::new();
+        }
+    };
+    let records: Vec<FailedCheck> = match serde_json::from_str(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "ignoring a corrupt failed-check record");
+            return HashMap::new();
+        }
+    };
+    records
+        .into_iter()
+        .filter_map(|r| {
+            let id = Uuid::parse_str(&r.plot_id).ok()?;
+            let modified = r
+                .modified_unix_nanos
+                .map(|n| std::time::UNIX_EPOCH + std::time::Duration::from_nanos(n));
+            Some((id, (r.reason, (r.file_length, modified))))
+        })
+        .collect()
+}
+
+/// A metadata write prepared under the registry lock and performed outside it.
+#[derive(Debug)]
+pub struct PendingSave {
+    metadata_path: PathBuf,
+    entries: Vec<PlotMetadataEntry>,
+    failed: Vec<FailedCheck>,
+}
+
+impl PendingSave {
+    /// Writes the metadata and the failed-check record atomically (the record is removed
+    /// when empty).
+    pub fn write(&self) -> Result<(), DaemonError> {
+        if let Some(dir) = self.metadata_path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| DaemonError::internal(format!("creating {}", dir.display()), e))?;
+        }
+        spacetime::metadata::save_atomic(&self.metadata_path, &self.entries).map_err(|e| {
+            DaemonError::internal(format!("writing {}", self.metadata_path.display()), e)
+        })?;
+        let path = failed_checks_path(&self.metadata_path);
+        let io = |e| DaemonError::internal(format!("writing {}", path.display()), e);
+        if self.failed.is_empty() {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+                _ => return Ok(()),
+            }
+        }
+        let json = serde_json::to_vec_pretty(&self.failed)
+            .map_err(|e| DaemonError::internal("encoding the failed-check record", e))?;
+        write_atomic(&path, &json).map_err(io)
+    }
+}
+
+/// Writes `bytes` to `path` through a synced temporary file and a rename.
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// The registry. Not thread-safe by itself: [`super::PlotManager`] wraps it in a mutex.
@@ -379,6 +645,7 @@ impl Registry {
                 }
             },
         };
+        let failed_checks = read_failed_checks(&failed_checks_path(metadata_path));
         for m in parsed {
             if reg.entries.contains_key(&m.plot_id) {
                 tracing::warn!(plot_id = %m.plot_id, "duplicate plot id in metadata; keeping the first");
@@ -402,6 +669,7 @@ impl Registry {
                 state: PlotState::Missing,
                 problem: None,
                 sticky: false,
+                generation: 0,
                 fingerprint: None,
                 header: None,
                 size: 0,
@@ -411,13 +679,19 @@ impl Registry {
                 duplicate_of: None,
             };
             e.load(&miner_pk);
-            // A plot recorded as corrupted stays so until its file changes.
+            // A plot that failed a check stays corrupted until its file changes (or a full
+            // check passes). A `Corrupted` status without such a record came from a load
+            // failure (e.g. permissions, since fixed): the load above has just re-tried it.
             if m.status == PlotStatus::Corrupted && e.state == PlotState::Valid {
-                e.file = None;
-                e.cache = None;
-                e.state = PlotState::Corrupted;
-                e.sticky = true;
-                e.problem = Some("recorded as corrupted in the plot metadata".into());
+                if let Some((reason, fp)) = failed_checks.get(&e.id) {
+                    if e.fingerprint.as_ref() == Some(fp) {
+                        e.file = None;
+                        e.cache = None;
+                        e.state = PlotState::Corrupted;
+                        e.sticky = true;
+                        e.problem = Some(reason.clone());
+                    }
+                }
             }
             let recorded = match m.status {
                 PlotStatus::Valid => PlotState::Valid,
@@ -512,12 +786,24 @@ impl Registry {
         s
     }
 
-    /// Registers `path` under `id` (a new plot: from a job or found in the directory).
+    /// Registers `path` under `id` (a new plot: from a job or found in the directory). Opens
+    /// the file: use [`Registry::register_probed`] where a lock is held.
     pub fn register(
         &mut self,
         id: Uuid,
         path: &Path,
         cache_path: Option<&Path>,
+    ) -> Result<(PlotInfo, Vec<Event>), DaemonError> {
+        let probe = Probe::run(path, cache_path, &self.miner_pk);
+        self.register_probed(id, path, probe)
+    }
+
+    /// Registers `path` under `id` with what [`Probe::run`] found (no file I/O).
+    pub fn register_probed(
+        &mut self,
+        id: Uuid,
+        path: &Path,
+        probe: Probe,
     ) -> Result<(PlotInfo, Vec<Event>), DaemonError> {
         if let Some(existing) = self.find_path(path) {
             return Err(DaemonError::AlreadyExists {
@@ -535,11 +821,12 @@ impl Registry {
             id,
             seq,
             path: path.to_owned(),
-            cache_path: cache_path.map(Path::to_owned),
+            cache_path: None,
             created_at_utc: timefmt::iso_utc(SystemTime::now()),
             state: PlotState::Missing,
             problem: None,
             sticky: false,
+            generation: 0,
             fingerprint: None,
             header: None,
             size: 0,
@@ -548,7 +835,7 @@ impl Registry {
             merkle_root: None,
             duplicate_of: None,
         };
-        e.load(&self.miner_pk);
+        e.apply(probe);
         self.entries.insert(id, e);
         self.dirty = true;
         let mut events = self.update_duplicates();
@@ -559,7 +846,9 @@ impl Registry {
         Ok((info, events))
     }
 
-    /// Unregisters a plot; with `delete_files` also deletes the plot and cache files.
+    /// Unregisters a plot; with `delete_files` also deletes the plot and cache files. Does
+    /// file I/O: [`super::PlotManager`] uses [`delete_plot_files`] and
+    /// [`Registry::unregister`] instead, to keep it outside its lock.
     pub fn remove(
         &mut self,
         id: &Uuid,
@@ -569,43 +858,62 @@ impl Registry {
             .entries
             .get(id)
             .ok_or_else(|| DaemonError::PlotNotFound { id: id.to_string() })?;
-        let info = entry.info();
-        let mut deleted = Vec::new();
-        if delete_files {
-            let cache = entry
-                .cache_path
-                .clone()
-                .unwrap_or_else(|| MerkleCache::path_for(&entry.path));
-            for p in [entry.path.clone(), cache] {
-                match std::fs::remove_file(&p) {
-                    Ok(()) => deleted.push(p),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        return Err(DaemonError::internal(
-                            format!("deleting {}", p.display()),
-                            e,
-                        ))
-                    }
-                }
-            }
+        let (deleted, ignore_as) = if delete_files {
+            (
+                delete_plot_files(&entry.path, entry.cache_path.as_deref())?,
+                None,
+            )
         } else {
-            self.ignored
-                .insert(entry.path.clone(), stat_fingerprint(&entry.path));
+            (Vec::new(), Some(stat_fingerprint(&entry.path)))
+        };
+        let (info, events) = self.unregister(id, ignore_as)?;
+        Ok(((info, deleted), events))
+    }
+
+    /// Drops a plot from the registry (no file I/O). `ignore_as`: the file stays on disk with
+    /// this fingerprint, and the directory scan must not register it again while unchanged;
+    /// `None` when its files were deleted.
+    pub fn unregister(
+        &mut self,
+        id: &Uuid,
+        ignore_as: Option<Option<Fingerprint>>,
+    ) -> Result<(PlotInfo, Vec<Event>), DaemonError> {
+        let entry = self
+            .entries
+            .remove(id)
+            .ok_or_else(|| DaemonError::PlotNotFound { id: id.to_string() })?;
+        let info = entry.info();
+        if let Some(fp) = ignore_as {
+            self.ignored.insert(entry.path.clone(), fp);
         }
-        self.entries.remove(id);
         self.dirty = true;
         let mut events = vec![Event::PlotRemoved {
             plot_id: *id,
             path: info.path.clone(),
-            files_deleted: delete_files,
+            files_deleted: ignore_as.is_none(),
         }];
         events.extend(self.update_duplicates());
-        Ok(((info, deleted), events))
+        Ok((info, events))
     }
 
-    /// Marks a plot corrupted (e.g. after a failed check); `sticky` keeps it so until its
-    /// file changes.
-    pub fn mark_corrupted(&mut self, id: &Uuid, reason: &str, sticky: bool) -> Vec<Event> {
+    /// The plot and cache paths of a registered plot and its generation (see
+    /// [`Registry::apply_probe`]).
+    pub fn paths(&self, id: &Uuid) -> Option<(PathBuf, Option<PathBuf>, u64)> {
+        self.entries
+            .get(id)
+            .map(|e| (e.path.clone(), e.cache_path.clone(), e.generation))
+    }
+
+    /// Marks a plot corrupted. `sticky` (a failed check) keeps it so, across restarts, until
+    /// its file changes from `fingerprint` (taken by the caller, outside any lock) or a full
+    /// check passes; otherwise (a load failure) the next scan re-tries it.
+    pub fn mark_corrupted(
+        &mut self,
+        id: &Uuid,
+        reason: &str,
+        sticky: bool,
+        fingerprint: Option<Fingerprint>,
+    ) -> Vec<Event> {
         let Some(e) = self.entries.get_mut(id) else {
             return Vec::new();
         };
@@ -613,10 +921,11 @@ impl Registry {
         e.state = PlotState::Corrupted;
         e.problem = Some(reason.to_owned());
         e.sticky = sticky;
+        e.generation += 1;
         e.file = None;
         e.cache = None;
         e.duplicate_of = None;
-        e.fingerprint = stat_fingerprint(&e.path);
+        e.fingerprint = fingerprint;
         self.dirty = true;
         let mut events = Vec::new();
         if old != PlotState::Corrupted {
@@ -634,73 +943,85 @@ impl Registry {
 
     /// Brings the registry in line with the disk: new `*.plot` files in the plot directory
     /// (except `skip`) are registered, vanished files become missing, changed files are
-    /// re-opened. Only files whose length or mtime changed are opened again.
+    /// re-opened, plots that failed to load are re-tried. Does file I/O: the plot manager
+    /// runs [`Registry::scan_plan`], [`ScanPlan::run`] and [`Registry::apply_scan`] with its
+    /// lock held only for the first and the last.
     pub fn reconcile_directory(&mut self, skip: &[PathBuf]) -> Vec<Event> {
-        let mut events = Vec::new();
-        // Existing entries first.
-        let ids: Vec<Uuid> = self.entries.keys().copied().collect();
-        for id in ids {
-            let Some(e) = self.entries.get_mut(&id) else {
-                continue;
-            };
-            let now = stat_fingerprint(&e.path);
-            let reload = match (e.state, &now) {
-                (PlotState::Missing, Some(_)) => true,
-                (PlotState::Missing, None) => false,
-                (_, None) => true,
-                (_, Some(fp)) => e.fingerprint.as_ref() != Some(fp),
-            };
-            if !reload {
-                continue;
-            }
-            let old = e.state;
-            let old_problem = e.problem.clone();
-            e.load(&self.miner_pk);
-            if e.state != old || (e.state == PlotState::Corrupted && e.problem != old_problem) {
-                self.dirty = true;
-                events.push(Event::PlotStateChanged {
-                    plot_id: id,
+        let found = self.scan_plan(skip).run();
+        self.apply_scan(found)
+    }
+
+    /// What a directory scan must look at (no file I/O).
+    pub fn scan_plan(&self, skip: &[PathBuf]) -> ScanPlan {
+        ScanPlan {
+            miner_pk: self.miner_pk,
+            plot_dir: self.plot_dir.clone(),
+            skip: skip.to_vec(),
+            known: self
+                .entries
+                .values()
+                .map(|e| KnownPlot {
+                    id: e.id,
+                    generation: e.generation,
                     path: e.path.clone(),
-                    old,
-                    new: e.state,
-                    reason: e.problem.clone().unwrap_or_default(),
-                });
-            } else if e.state == PlotState::Valid {
-                self.dirty = true; // size or root may have changed
-            }
+                    cache_path: e.cache_path.clone(),
+                    state: e.state,
+                    sticky: e.sticky,
+                    fingerprint: e.fingerprint,
+                })
+                .collect(),
+            ignored: self.ignored.clone(),
         }
-        // Then new files.
-        let dir = match std::fs::read_dir(&self.plot_dir) {
-            Ok(d) => d,
-            Err(e) => {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(dir = %self.plot_dir.display(), error = %e, "cannot read the plot directory");
-                }
-                events.extend(self.update_duplicates());
-                return events;
-            }
-        };
-        let mut found: Vec<PathBuf> = dir
-            .filter_map(Result::ok)
-            .map(|d| d.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "plot") && p.is_file())
-            .collect();
-        found.sort();
-        for path in found {
-            if skip.contains(&path) || self.find_path(&path).is_some() {
+    }
+
+    /// Applies what a scan found (no file I/O). A plot that changed since the plan was made
+    /// (checked, removed, registered by a job meanwhile) keeps its newer state.
+    pub fn apply_scan(&mut self, found: ScanResult) -> Vec<Event> {
+        let mut events = Vec::new();
+        for (id, generation, probe) in found.reloads {
+            events.extend(self.apply_probe(&id, generation, probe));
+        }
+        for (path, probe) in found.new_files {
+            if self.find_path(&path).is_some() {
                 continue;
             }
-            if let Some(fp) = self.ignored.get(&path) {
-                if *fp == stat_fingerprint(&path) {
-                    continue;
-                }
-            }
-            match self.register(Uuid::new_v4(), &path, None) {
+            match self.register_probed(Uuid::new_v4(), &path, probe) {
                 Ok((_, ev)) => events.extend(ev),
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "cannot register plot")
                 }
             }
+        }
+        events.extend(self.update_duplicates());
+        events
+    }
+
+    /// Re-derives a plot's state from a fresh [`Probe`], unless it changed since generation
+    /// `generation` (see [`Registry::paths`]). Clears a sticky corruption: call it after a
+    /// file change or a passed full check. Returns the state-change events.
+    pub fn apply_probe(&mut self, id: &Uuid, generation: u64, probe: Probe) -> Vec<Event> {
+        let Some(e) = self.entries.get_mut(id) else {
+            return Vec::new();
+        };
+        if e.generation != generation {
+            return Vec::new();
+        }
+        let old = e.state;
+        let old_problem = e.problem.clone();
+        let was_sticky = e.sticky;
+        e.apply(probe);
+        let mut events = Vec::new();
+        if e.state != old || (e.state == PlotState::Corrupted && e.problem != old_problem) {
+            self.dirty = true;
+            events.push(Event::PlotStateChanged {
+                plot_id: *id,
+                path: e.path.clone(),
+                old,
+                new: e.state,
+                reason: e.problem.clone().unwrap_or_default(),
+            });
+        } else if e.state == PlotState::Valid || was_sticky {
+            self.dirty = true; // size, root or the check-failure record may have changed
         }
         events.extend(self.update_duplicates());
         events
@@ -776,17 +1097,11 @@ impl Registry {
             .collect()
     }
 
-    /// Writes the metadata file atomically.
+    /// Writes the metadata file atomically (file I/O: see [`Registry::take_save`]).
     pub fn save(&mut self) -> Result<(), DaemonError> {
-        if let Some(dir) = self.metadata_path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| DaemonError::internal(format!("creating {}", dir.display()), e))?;
-        }
-        spacetime::metadata::save_atomic(&self.metadata_path, &self.to_metadata()).map_err(
-            |e| DaemonError::internal(format!("writing {}", self.metadata_path.display()), e),
-        )?;
+        let pending = self.prepare_save();
         self.dirty = false;
-        Ok(())
+        pending.write().inspect_err(|_| self.dirty = true)
     }
 
     /// Writes the metadata file if anything changed since the last write.
@@ -795,6 +1110,43 @@ impl Registry {
             self.save()
         } else {
             Ok(())
+        }
+    }
+
+    /// The pending metadata write if anything changed, marking it written (no file I/O). If
+    /// the write then fails, call [`Registry::mark_dirty`] so that the next one retries.
+    pub fn take_save(&mut self) -> Option<PendingSave> {
+        if !self.dirty {
+            return None;
+        }
+        self.dirty = false;
+        Some(self.prepare_save())
+    }
+
+    /// The metadata must be written again.
+    pub fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+
+    fn prepare_save(&self) -> PendingSave {
+        let failed = self
+            .entries
+            .values()
+            .filter(|e| e.sticky && e.state == PlotState::Corrupted)
+            .filter_map(|e| {
+                let (len, modified) = e.fingerprint?;
+                Some(FailedCheck {
+                    plot_id: e.id.to_string(),
+                    reason: e.problem.clone().unwrap_or_default(),
+                    file_length: len,
+                    modified_unix_nanos: modified.and_then(unix_nanos),
+                })
+            })
+            .collect();
+        PendingSave {
+            metadata_path: self.metadata_path.clone(),
+            entries: self.to_metadata(),
+            failed,
         }
     }
 }
@@ -1031,12 +1383,86 @@ mod tests {
         let (mut reg, _) = Registry::load(&f.meta, &f.plots, PK).unwrap();
         reg.reconcile_directory(&[]);
         let id = reg.find_path(&a).unwrap();
-        reg.mark_corrupted(&id, "check failed", true);
+        reg.mark_corrupted(&id, "check failed: leaf 5", true, stat_fingerprint(&a));
         reg.reconcile_directory(&[]);
         assert_eq!(reg.info(&id).unwrap().state, PlotState::Corrupted);
         reg.save().unwrap();
-        let (reg2, _) = Registry::load(&f.meta, &f.plots, PK).unwrap();
+        assert!(failed_checks_path(&f.meta).exists());
+        let (mut reg2, _) = Registry::load(&f.meta, &f.plots, PK).unwrap();
+        let info = reg2.info(&id).unwrap();
+        assert_eq!(info.state, PlotState::Corrupted);
+        assert_eq!(info.problem.as_deref(), Some("check failed: leaf 5"));
+        assert!(reg2.reconcile_directory(&[]).is_empty());
         assert_eq!(reg2.info(&id).unwrap().state, PlotState::Corrupted);
+        // The file changes (rewritten): re-opened, valid again, the record is dropped.
+        let bytes = std::fs::read(&a).unwrap();
+        std::fs::remove_file(&a).unwrap();
+        std::fs::write(&a, &bytes).unwrap();
+        let t = SystemTime::now() + std::time::Duration::from_secs(5);
+        std::fs::File::options()
+            .write(true)
+            .open(&a)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+        reg2.reconcile_directory(&[]);
+        assert_eq!(reg2.info(&id).unwrap().state, PlotState::Valid);
+        reg2.save_if_dirty().unwrap();
+        assert!(!failed_checks_path(&f.meta).exists());
+    }
+
+    #[test]
+    fn a_load_failure_is_retried_at_the_next_scan_and_restart_not_sticky() {
+        let f = fixture();
+        let a = f.plots.join("a.plot");
+        make_plot(&a, 1, 64);
+        let (mut reg, _) = Registry::load(&f.meta, &f.plots, PK).unwrap();
+        reg.reconcile_directory(&[]);
+        let id = reg.find_path(&a).unwrap();
+        // As a load failure (e.g. a permission error, then fixed with chmod) leaves it: the
+        // file's length and mtime do not change.
+        reg.mark_corrupted(
+            &id,
+            "opening: permission denied",
+            false,
+            stat_fingerprint(&a),
+        );
+        reg.save().unwrap();
+        let ev = reg.reconcile_directory(&[]);
+        assert!(ev.iter().any(|e| matches!(
+            e,
+            Event::PlotStateChanged {
+                new: PlotState::Valid,
+                ..
+            }
+        )));
+        assert_eq!(reg.info(&id).unwrap().state, PlotState::Valid);
+        assert_eq!(reg.farmed().len(), 1);
+        // Recorded `Corrupted` in the metadata by the failed load: a restart re-tries it.
+        let meta = spacetime::metadata::parse_metadata(&std::fs::read_to_string(&f.meta).unwrap())
+            .unwrap();
+        assert_eq!(meta[0].status, PlotStatus::Corrupted);
+        let (reg2, _) = Registry::load(&f.meta, &f.plots, PK).unwrap();
+        assert_eq!(reg2.info(&id).unwrap().state, PlotState::Valid);
+        assert_eq!(reg2.farmed().len(), 1);
+    }
+
+    #[test]
+    fn a_scan_probed_before_a_newer_change_does_not_overwrite_it() {
+        let f = fixture();
+        let a = f.plots.join("a.plot");
+        make_plot(&a, 1, 64);
+        let (mut reg, _) = Registry::load(&f.meta, &f.plots, PK).unwrap();
+        reg.reconcile_directory(&[]);
+        let id = reg.find_path(&a).unwrap();
+        reg.mark_corrupted(&id, "opening: transient", false, stat_fingerprint(&a));
+        // The scan probes without the lock; meanwhile a check fails and marks it sticky.
+        let found = reg.scan_plan(&[]).run();
+        reg.mark_corrupted(&id, "check failed", true, stat_fingerprint(&a));
+        reg.apply_scan(found);
+        let info = reg.info(&id).unwrap();
+        assert_eq!(info.state, PlotState::Corrupted);
+        assert_eq!(info.problem.as_deref(), Some("check failed"));
     }
 
     #[test]
@@ -1079,8 +1505,7 @@ mod tests {
         assert_eq!(again.info(&id).unwrap().state, PlotState::WrongKey);
         assert!(!again.dirty);
         assert!(again.reconcile_directory(&[]).is_empty());
-        // The key it was made for farms it (a registry of its own: this one recorded it as
-        // corrupted, which sticks until the file changes).
+        // The key it was made for farms it (in a registry of its own).
         let (mut theirs, _) =
             Registry::load(&f.plots.join("theirs.json"), &f.plots, [8; 32]).unwrap();
         theirs.reconcile_directory(&[]);

@@ -137,7 +137,7 @@ impl MinerService for MinerRpc {
     ) -> Result<Response<Self::CreatePlotStream>, Status> {
         self.refuse_if_shutting_down()?;
         let spec = job_spec(req.into_inner()).map_err(map_error)?;
-        let handle = self.daemon.jobs.create(spec).map_err(map_error)?;
+        let handle = self.daemon.jobs.create(spec).await.map_err(map_error)?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let started = pb::CreatePlotResponse {
             kind: Some(pb::create_plot_response::Kind::Started(
@@ -320,8 +320,8 @@ impl MinerService for MinerRpc {
                 }
             };
             let last = match plots.check(&id, kind, &mut on_progress, &cancel) {
-                Ok((info, report)) => Ok(pb::CheckPlotResponse {
-                    kind: Some(Kind::Report(convert::plots::check_report(&info, &report))),
+                Ok(outcome) => Ok(pb::CheckPlotResponse {
+                    kind: Some(Kind::Report(convert::plots::check_report(&outcome))),
                 }),
                 Err(e) => Err(map_error(e)),
             };

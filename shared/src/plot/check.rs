@@ -83,12 +83,16 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
-    /// Whether everything checked passed.
+    /// Whether everything checked passed, the given cache included.
     pub fn passed(&self) -> bool {
-        self.bad_leaves == 0
-            && self.bad_paths == 0
-            && self.root_ok != Some(false)
-            && self.cache_ok != Some(false)
+        self.plot_ok() && self.cache_ok != Some(false)
+    }
+
+    /// Whether the plot's own data passed (leaves, paths, root). A cache that does not match
+    /// is a problem of the cache file, which proving ignores, not of the plot: see
+    /// [`CheckReport::cache_ok`].
+    pub fn plot_ok(&self) -> bool {
+        self.bad_leaves == 0 && self.bad_paths == 0 && self.root_ok != Some(false)
     }
 }
 
@@ -286,4 +290,33 @@ fn sampled_check(
     }
     report.leaves_regenerated = gen.is_some();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mismatched_cache_fails_the_check_but_not_the_plot() {
+        let mut r = CheckReport {
+            leaf_count: 8,
+            leaves_checked: 8,
+            leaves_regenerated: true,
+            bad_leaves: 0,
+            first_bad_leaf: None,
+            computed_root: None,
+            root_ok: Some(true),
+            paths_checked: 0,
+            bad_paths: 0,
+            first_bad_path: None,
+            cache_ok: Some(false),
+            cache_error: Some("stale".into()),
+            elapsed: Duration::ZERO,
+        };
+        assert!(r.plot_ok() && !r.passed());
+        r.cache_ok = Some(true);
+        assert!(r.plot_ok() && r.passed());
+        r.root_ok = Some(false);
+        assert!(!r.plot_ok() && !r.passed());
+    }
 }

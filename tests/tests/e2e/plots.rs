@@ -474,3 +474,45 @@ async fn a_plot_made_for_another_key_is_flagged_reported_and_not_farmed() {
     });
     assert!(logged, "no warning naming the plot:\n{}", d.log());
 }
+
+#[tokio::test]
+async fn a_stale_cache_is_a_cache_problem_not_a_corrupted_plot() {
+    let d = Minerd::start().unwrap();
+    let mut c = d.client().await.unwrap();
+    let (plot, _) = create(&mut c, LEAVES, "a.plot").await;
+    create(&mut c, LEAVES, "b.plot").await;
+    // Another plot's cache (same shape, other tree) in place of this one's.
+    let dir = d.home.plot_dir();
+    std::fs::copy(dir.join("b.plot.cache"), dir.join("a.plot.cache")).unwrap();
+
+    let report = d
+        .minerctl_json(&["check-plot", &plot.plot_id, "--full", "--json"])
+        .unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["state"], "valid", "{report}");
+    let findings = report["findings"].to_string();
+    assert!(
+        findings.contains("a.plot.cache") && findings.contains("removed"),
+        "{report}"
+    );
+    assert!(
+        !dir.join("a.plot.cache").exists(),
+        "the stale cache is dropped"
+    );
+    let shown = c
+        .get_plot(pb::GetPlotRequest {
+            plot_id: plot.plot_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .plot
+        .unwrap();
+    assert_eq!(state(&shown), pb::PlotState::Valid);
+    assert!(!shown.cache_in_use && shown.cache_file_path.is_empty());
+    let status = d.minerctl_json(&["status", "--json"]).unwrap();
+    assert_eq!(status["plots"]["valid"], 2, "{status}");
+    assert_eq!(status["plots"]["corrupted"], 0, "{status}");
+    let meta = std::fs::read_to_string(d.home.data_dir().join("plots_metadata.json")).unwrap();
+    assert!(!meta.contains("\"Corrupted\""), "{meta}");
+}

@@ -1,10 +1,10 @@
 //! Plots, plot jobs and checks.
 
-use spacetime::plot::{CheckProgress, CheckReport};
+use spacetime::plot::CheckProgress;
 use spacetime_proto::pb;
 
 use super::ms;
-use crate::plots::{JobInfo, JobOutcome, JobProgress, JobState, PlotInfo, PlotState};
+use crate::plots::{CheckOutcome, JobInfo, JobOutcome, JobProgress, JobState, PlotInfo, PlotState};
 
 impl From<PlotState> for pb::PlotState {
     fn from(s: PlotState) -> Self {
@@ -102,21 +102,21 @@ pub fn check_progress(p: CheckProgress) -> pb::CheckProgress {
     }
 }
 
-/// The report of a check of `plot` (its state after the check included).
-pub fn check_report(plot: &PlotInfo, r: &CheckReport) -> pb::CheckReport {
+/// The report of a check (the plot's state after it included). `ok` is about the plot's own
+/// data: a cache that does not match is a finding, not a failure of the plot.
+pub fn check_report(outcome: &CheckOutcome) -> pb::CheckReport {
+    let (plot, r) = (&outcome.plot, &outcome.report);
     let mut findings = Vec::new();
-    if !r.passed() {
+    if !r.plot_ok() {
         findings.push(crate::plots::registry::describe_failure(r));
     }
     if !r.leaves_regenerated {
         findings.push("leaves were not regenerated from the miner key".into());
     }
-    if let (Some(false), Some(e)) = (r.cache_ok, &r.cache_error) {
-        findings.push(format!("cache: {e}"));
-    }
+    findings.extend(outcome.notes.iter().cloned());
     pb::CheckReport {
         plot_id: plot.id.to_string(),
-        ok: r.passed(),
+        ok: r.plot_ok(),
         checked: r.leaves_checked.max(r.paths_checked),
         failures: r.bad_leaves + r.bad_paths + u64::from(r.root_ok == Some(false)),
         findings,
