@@ -237,7 +237,7 @@ impl fmt::Display for BenchReport {
             )?,
             None => writeln!(f, "proofs with cache   n/a (plot too small for a cache)")?,
         }
-        write!(
+        writeln!(
             f,
             "proofs without cache          {}",
             lat(&self.proof_uncached)
