@@ -75,6 +75,9 @@ pub struct Config {
     pub plot_threads: u32,
     /// Seconds between two scans of the plot directory for new or removed files.
     pub plot_scan_interval_seconds: u64,
+    /// Build a Merkle cache in the background for every valid plot that has none usable
+    /// (reference plots, stale caches removed), one at a time, yielding to proofs.
+    pub build_missing_caches: bool,
     /// The embedded devnet node.
     pub devnet: DevnetConfig,
 }
@@ -116,80 +119,9 @@ impl FromStr for LogFormat {
     }
 }
 
-/// Which leaves of a plot are scanned per challenge (reference section 3.5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScanStrategy {
-    /// Every leaf.
-    Full,
-    /// `samples` leaves spread evenly over the plot (reference default: 10 000).
-    Sampling {
-        /// Leaves per plot.
-        samples: u64,
-    },
-    /// Blocks of `block` consecutive leaves, `per_block` of each scanned.
-    CacheFriendly {
-        /// Leaves per block.
-        block: u64,
-        /// Leaves scanned per block (≤ block).
-        per_block: u64,
-    },
-    /// Every leaf, plot after plot, for as long as the epoch allows (the default: the best
-    /// leaf found before the deadline).
-    Deadline,
-}
-
-impl fmt::Display for ScanStrategy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ScanStrategy::Full => f.write_str("full"),
-            ScanStrategy::Deadline => f.write_str("deadline"),
-            ScanStrategy::Sampling { samples } => write!(f, "sampling:{samples}"),
-            ScanStrategy::CacheFriendly { block, per_block } => {
-                write!(f, "cache-friendly:{block}:{per_block}")
-            }
-        }
-    }
-}
-
-impl FromStr for ScanStrategy {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        let parts: Vec<&str> = s.split(':').collect();
-        let num = |p: &str| p.parse::<u64>().ok().filter(|n| *n > 0).ok_or(());
-        match parts.as_slice() {
-            ["full"] => Ok(ScanStrategy::Full),
-            ["deadline"] => Ok(ScanStrategy::Deadline),
-            ["sampling"] => Ok(ScanStrategy::Sampling { samples: 10_000 }),
-            ["sampling", n] => Ok(ScanStrategy::Sampling { samples: num(n)? }),
-            ["cache-friendly"] => Ok(ScanStrategy::CacheFriendly {
-                block: 8192,
-                per_block: 8192,
-            }),
-            ["cache-friendly", b, p] => {
-                let (block, per_block) = (num(b)?, num(p)?);
-                if per_block > block {
-                    return Err(());
-                }
-                Ok(ScanStrategy::CacheFriendly { block, per_block })
-            }
-            _ => Err(()),
-        }
-    }
-}
-
-impl Serialize for ScanStrategy {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for ScanStrategy {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse()
-            .map_err(|()| serde::de::Error::custom(format!("invalid scan strategy {s:?}")))
-    }
-}
+/// Which leaves of a plot are scanned per challenge (`scanStrategy`): the core's type, whose
+/// text form is the configuration value.
+pub use spacetime::scan::ScanStrategy;
 
 /// Where the environment comes from: the process, or a map in tests.
 pub trait Env {
@@ -552,6 +484,12 @@ pub const KEYS: &[KeyDef] = &[
         SECONDS,
         DefaultValue::Int(5),
         "seconds between scans of the plot directory for added or removed files",
+    ),
+    key(
+        "buildMissingCaches",
+        Kind::Bool,
+        DefaultValue::Bool(true),
+        "build the Merkle cache of valid plots without one, in the background (fast proofs)",
     ),
     key(
         "devnet.enabled",
@@ -1231,16 +1169,6 @@ mod tests {
         let l = load_yaml("listenTcp: \"\"\n", &[]).unwrap();
         assert_eq!(l.config.listen_tcp, None);
         assert!(load_yaml("listenTcp: localhost\n", &[]).is_err());
-    }
-
-    #[test]
-    fn scan_strategy_round_trips() {
-        for s in ["deadline", "full", "sampling:5", "cache-friendly:100:10"] {
-            assert_eq!(s.parse::<ScanStrategy>().unwrap().to_string(), s);
-        }
-        assert!("cache-friendly:10:100".parse::<ScanStrategy>().is_err());
-        assert!("sampling:0".parse::<ScanStrategy>().is_err());
-        assert!("random".parse::<ScanStrategy>().is_err());
     }
 
     #[test]

@@ -286,6 +286,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         plots::jobs::default_plot_threads(config.plot_threads),
         stats.proving_gate(),
     );
+    if config.build_missing_caches {
+        jobs.start_cache_builds();
+    }
     let daemon = Arc::new(Daemon::new(
         config.clone(),
         key,

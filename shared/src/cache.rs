@@ -21,7 +21,10 @@
 //! K levels below the root; we default to lower levels (decisions D8) so that a proof reads
 //! only a small subtree of leaves. The file is not bound to its plot: [`MerkleCache::validate`]
 //! checks every level against the one below and the root against the plot header before
-//! the cache is trusted.
+//! the cache is trusted. [`build_cache`] builds the cache of an existing plot (one written
+//! without a cache, e.g. by the reference) in one pass over its leaves.
+
+mod build;
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +32,8 @@ use crate::atomic_file;
 use crate::hash::Hash32;
 use crate::merkle::{internal_node, level_size, padded_parent};
 use crate::plot::PlotHeader;
+
+pub use build::{build_cache, build_cache_file, CacheBuildError};
 
 const MAGIC: [u8; 4] = *b"MKTC";
 const VERSION: u8 = 1;

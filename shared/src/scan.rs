@@ -11,7 +11,9 @@
 //! does not depend on thread timing.
 
 use std::cmp::Ordering as CmpOrdering;
+use std::fmt;
 use std::ops::Range;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -33,7 +35,10 @@ pub fn score(challenge: &Hash32, leaf: &[u8; 32]) -> Hash32 {
 }
 
 /// Which leaves of each plot are scored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its text form (configuration files, logs) is `full`, `deadline`, `sampling[:S]` (S
+/// defaults to the reference miner's 10 000) or `cache-friendly[:B:P]` (defaults 8192:8192).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScanStrategy {
     /// Every leaf, `0..N`.
     Full,
@@ -79,6 +84,67 @@ impl ScanStrategy {
         let mut out = Vec::new();
         for_each_index(self, n, 0..self.positions(n), |i| out.push(i));
         out
+    }
+}
+
+impl fmt::Display for ScanStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ScanStrategy::Full => f.write_str("full"),
+            ScanStrategy::Deadline => f.write_str("deadline"),
+            ScanStrategy::Sampling { samples } => write!(f, "sampling:{samples}"),
+            ScanStrategy::CacheFriendly { block, per_block } => {
+                write!(f, "cache-friendly:{block}:{per_block}")
+            }
+        }
+    }
+}
+
+/// A scan strategy name that is not one of the forms [`ScanStrategy`] documents.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid scan strategy {0:?}: expected full, deadline, sampling[:S] or cache-friendly[:B:P] \
+     (S, B, P > 0, P <= B)"
+)]
+pub struct ParseScanStrategyError(pub String);
+
+impl FromStr for ScanStrategy {
+    type Err = ParseScanStrategyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = || ParseScanStrategyError(s.to_owned());
+        let num = |p: &str| p.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(invalid);
+        match s.split(':').collect::<Vec<_>>().as_slice() {
+            ["full"] => Ok(ScanStrategy::Full),
+            ["deadline"] => Ok(ScanStrategy::Deadline),
+            ["sampling"] => Ok(ScanStrategy::Sampling { samples: 10_000 }),
+            ["sampling", n] => Ok(ScanStrategy::Sampling { samples: num(n)? }),
+            ["cache-friendly"] => Ok(ScanStrategy::CacheFriendly {
+                block: 8192,
+                per_block: 8192,
+            }),
+            ["cache-friendly", b, p] => {
+                let (block, per_block) = (num(b)?, num(p)?);
+                if per_block > block {
+                    return Err(invalid());
+                }
+                Ok(ScanStrategy::CacheFriendly { block, per_block })
+            }
+            _ => Err(invalid()),
+        }
+    }
+}
+
+impl serde::Serialize for ScanStrategy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ScanStrategy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -361,6 +427,32 @@ fn for_each_index(strategy: &ScanStrategy, n: u64, positions: Range<u64>, mut f:
                     f(start + (j as f64 * (actual as f64 / k as f64)) as u64);
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strategy_text_form_round_trips_and_rejects_bad_values() {
+        for s in ["deadline", "full", "sampling:5", "cache-friendly:100:10"] {
+            assert_eq!(s.parse::<ScanStrategy>().unwrap().to_string(), s);
+        }
+        assert_eq!(
+            "sampling".parse::<ScanStrategy>().unwrap(),
+            ScanStrategy::Sampling { samples: 10_000 }
+        );
+        for bad in [
+            "cache-friendly:10:100",
+            "sampling:0",
+            "random",
+            "full:1",
+            "",
+        ] {
+            let err = bad.parse::<ScanStrategy>().unwrap_err();
+            assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
         }
     }
 }

@@ -90,18 +90,6 @@ struct Miner {
     own_blocks: VecDeque<(Hash32, Block)>,
 }
 
-/// The scan strategy of the configuration in core terms.
-pub fn core_strategy(s: crate::config::ScanStrategy) -> spacetime::scan::ScanStrategy {
-    use crate::config::ScanStrategy as C;
-    use spacetime::scan::ScanStrategy as S;
-    match s {
-        C::Full => S::Full,
-        C::Sampling { samples } => S::Sampling { samples },
-        C::CacheFriendly { block, per_block } => S::CacheFriendly { block, per_block },
-        C::Deadline => S::Deadline,
-    }
-}
-
 /// The scan threads: one per core (scanning is CPU-bound). `maxConcurrentProofs` bounds
 /// how many plots are scanned (and proved) at once, not the threads. `None` (the shared
 /// pool) when the threads cannot be started.
@@ -131,7 +119,7 @@ pub async fn run(
     let mut enabled_rx = ctx.mining_enabled.clone();
     let mut plots = ctx.plots.clone();
     let mut miner = Miner {
-        strategy: core_strategy(ctx.config.scan_strategy),
+        strategy: ctx.config.scan_strategy,
         enabled: *enabled_rx.borrow_and_update(),
         plots_at_once: (ctx.config.max_concurrent_proofs as usize).max(1),
         ctx,
@@ -444,7 +432,7 @@ impl Miner {
             epoch: record.info,
             epoch_start_unix: record.epoch_start_unix(),
             plots,
-            strategy: self.strategy.clone(),
+            strategy: self.strategy,
             scan_deadline: now + budget,
             proof_deadline: now + left.saturating_sub(SEND_ALLOWANCE),
             cancel: cancel.clone(),

@@ -6,6 +6,10 @@
 //! client only watches. A cancelled or failed job leaves nothing behind (the core writes to a
 //! temporary name and publishes with an atomic rename), and a plot is registered only after
 //! it was published. At shutdown every job is cancelled and awaited.
+//!
+//! The job manager also runs the background builds of missing Merkle caches
+//! ([`JobManager::start_cache_builds`], see `cache_build`), with the same thread count, the
+//! same pause while proving and the same shutdown.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -169,6 +173,9 @@ struct Inner {
     jobs: Mutex<BTreeMap<Uuid, Slot>>,
     tasks: TaskTracker,
     closed: AtomicBool,
+    /// Stops the background cache builds (at shutdown).
+    cache_builds: CancellationToken,
+    cache_builds_started: AtomicBool,
 }
 
 /// `plotThreads` 0 means one less than the cores, at least 1.
@@ -224,6 +231,8 @@ impl JobManager {
                 jobs: Mutex::new(BTreeMap::new()),
                 tasks: TaskTracker::new(),
                 closed: AtomicBool::new(false),
+                cache_builds: CancellationToken::new(),
+                cache_builds_started: AtomicBool::new(false),
             }),
         }
     }
@@ -516,9 +525,29 @@ impl JobManager {
         Ok(info)
     }
 
-    /// Refuses new jobs, cancels every job and waits for all of them to stop.
+    /// Starts building, in the background, the Merkle cache of every valid plot that has
+    /// none usable (`buildMissingCaches`): one plot at a time, with the plot jobs' thread
+    /// count, pausing while a proof is in progress; [`JobManager::shutdown`] stops it. Call
+    /// once, from the runtime; later calls do nothing.
+    pub fn start_cache_builds(&self) {
+        if self.inner.closed.load(Ordering::SeqCst)
+            || self.inner.cache_builds_started.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        self.inner.tasks.spawn(super::cache_build::run(
+            self.inner.plots.clone(),
+            self.inner.proving.clone(),
+            self.inner.default_threads,
+            self.inner.cache_builds.clone(),
+        ));
+    }
+
+    /// Refuses new jobs, cancels every job and the cache builds and waits for all of them
+    /// to stop.
     pub async fn shutdown(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
+        self.inner.cache_builds.cancel();
         for slot in self.jobs().values_mut() {
             slot.info.state = JobState::Cancelling;
             slot.cancel_flag.store(true, Ordering::SeqCst);
@@ -529,7 +558,7 @@ impl JobManager {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(c) = src {

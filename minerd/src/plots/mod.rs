@@ -8,7 +8,9 @@
 //!   The lock is never held across file I/O: files are opened (probed) before it is taken,
 //!   metadata is written after it is released, and readers (the API) get a snapshot
 //!   published on every change, so they never wait for a scan.
-//! * [`jobs`]: plot creation jobs with bounded concurrency on blocking threads.
+//! * [`jobs`]: plot creation jobs with bounded concurrency on blocking threads, and the
+//!   background builds of missing Merkle caches (`cache_build`, started with
+//!   [`JobManager::start_cache_builds`]).
 //!
 //! A plot that disappears, fails to load or was made for another miner key is reported
 //! (event + state + warning) and excluded, never fatal. Plots with the same seed are farmed
@@ -16,6 +18,7 @@
 //! (the embedded devnet) can ask for a directory scan now with
 //! [`FarmedPlots::request_rescan`] instead of waiting for the next periodic one.
 
+mod cache_build;
 pub mod jobs;
 pub mod registry;
 
@@ -439,6 +442,40 @@ impl PlotManager {
             report,
             notes,
         })
+    }
+
+    /// Re-opens plot `id` with the cache just written at `cache_path`, as a scan would, so
+    /// that the farmed set and the API use it. A plot changed meanwhile by someone else
+    /// (checked, marked corrupted) keeps that change. Returns whether the cache is now in
+    /// use. Blocking.
+    pub(crate) fn adopt_cache(&self, id: &Uuid, cache_path: &Path) -> Result<bool, DaemonError> {
+        // A concurrent change between the probe and its application is retried a few times.
+        for _ in 0..3 {
+            let Some((path, _, generation)) = self.registry().paths(id) else {
+                return Ok(false);
+            };
+            let probe = Probe::run(&path, Some(cache_path), &self.inner.miner_pk);
+            let applied = self.mutate(|reg| {
+                if reg.paths(id).map(|(_, _, g)| g) != Some(generation) {
+                    return Ok((false, Vec::new()));
+                }
+                Ok((true, reg.apply_probe(id, generation, probe)))
+            })?;
+            if applied {
+                return Ok(self.registry().info(id).is_some_and(|p| p.cache_in_use));
+            }
+        }
+        Ok(false)
+    }
+
+    /// Marks plot `id` corrupted as a failed check does (it stays so until its file changes
+    /// or a full check passes). Blocking.
+    pub(crate) fn mark_check_failed(&self, id: &Uuid, reason: &str) -> Result<(), DaemonError> {
+        let Some((path, _, _)) = self.registry().paths(id) else {
+            return Ok(());
+        };
+        let fp = stat_fingerprint(&path);
+        self.mutate(|reg| Ok(((), reg.mark_corrupted(id, reason, true, fp))))
     }
 
     /// Flushes the metadata file (at shutdown). Blocking.

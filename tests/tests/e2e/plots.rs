@@ -477,7 +477,12 @@ async fn a_plot_made_for_another_key_is_flagged_reported_and_not_farmed() {
 
 #[tokio::test]
 async fn a_stale_cache_is_a_cache_problem_not_a_corrupted_plot() {
-    let d = Minerd::start().unwrap();
+    // Without the background builder, which would replace the removed cache at once.
+    let d = Minerd::start_with(MinerdOptions {
+        args: vec!["--set".into(), "buildMissingCaches=false".into()],
+        ..Default::default()
+    })
+    .unwrap();
     let mut c = d.client().await.unwrap();
     let (plot, _) = create(&mut c, LEAVES, "a.plot").await;
     create(&mut c, LEAVES, "b.plot").await;
@@ -515,4 +520,82 @@ async fn a_stale_cache_is_a_cache_problem_not_a_corrupted_plot() {
     assert_eq!(status["plots"]["corrupted"], 0, "{status}");
     let meta = std::fs::read_to_string(d.home.data_dir().join("plots_metadata.json")).unwrap();
     assert!(!meta.contains("\"Corrupted\""), "{meta}");
+}
+
+#[tokio::test]
+async fn a_plot_copied_in_without_its_cache_gets_one_in_the_background() {
+    use spacetime::plot::{create_plot, CacheLevels, CreatePlot};
+    let d = Minerd::start_with(MinerdOptions {
+        args: vec!["--set".into(), "plotScanIntervalSeconds=1".into()],
+        ..Default::default()
+    })
+    .unwrap();
+    let mut c = d.client().await.unwrap();
+    let status = c
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    let pk: [u8; 32] = status.miner_public_key.as_slice().try_into().unwrap();
+    // Written elsewhere without a cache (as the reference does by default), and once with
+    // the default cache to compare with.
+    let elsewhere = d.home.path().join("elsewhere");
+    let make = |name: &str, cache| {
+        create_plot(
+            &CreatePlot {
+                path: elsewhere.join(name),
+                miner_pk: pk,
+                seed: [9; 32],
+                leaf_count: 20_000,
+                cache,
+                threads: Some(1),
+            },
+            &mut |_| {},
+            &std::sync::atomic::AtomicBool::new(false),
+        )
+        .unwrap()
+    };
+    make("ref.plot", CacheLevels::Disabled);
+    make("expected.plot", CacheLevels::Default);
+    // Copied in under another name and renamed, so the scan never sees half a file.
+    let dir = d.home.plot_dir();
+    std::fs::copy(elsewhere.join("ref.plot"), dir.join("ref.partial")).unwrap();
+    std::fs::rename(dir.join("ref.partial"), dir.join("ref.plot")).unwrap();
+
+    let cached = wait_until_async(Duration::from_secs(20), || {
+        let d = &d;
+        async move {
+            let plots = d.minerctl_json(&["list-plots", "--json"]).unwrap();
+            plots.as_array().unwrap().iter().any(|p| {
+                p["filePath"].as_str().unwrap().ends_with("ref.plot")
+                    && p["state"] == "valid"
+                    && p["cacheInUse"] == true
+                    && p["cacheFilePath"]
+                        .as_str()
+                        .unwrap()
+                        .ends_with("ref.plot.cache")
+            })
+        }
+    })
+    .await;
+    assert!(
+        cached,
+        "{}\n{}",
+        d.minerctl_json(&["list-plots", "--json"]).unwrap(),
+        d.log()
+    );
+    assert_eq!(
+        std::fs::read(dir.join("ref.plot.cache")).unwrap(),
+        std::fs::read(elsewhere.join("expected.plot.cache")).unwrap(),
+        "the built cache is the one plot creation writes"
+    );
+    assert_eq!(list_files(&dir), ["ref.plot", "ref.plot.cache"]);
+    let logged = wait_until(Duration::from_secs(5), || {
+        d.log()
+            .lines()
+            .any(|l| l.contains("Merkle cache built") && l.contains("ref.plot"))
+    });
+    assert!(logged, "{}", d.log());
 }

@@ -585,9 +585,5 @@ fn the_scan_pool_has_a_thread_per_core_whatever_max_concurrent_proofs() {
     let pool = scan_pool().expect("a scan pool");
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     assert_eq!(pool.current_num_threads(), cores);
-    assert_eq!(
-        core_strategy(ScanStrategy::Deadline),
-        spacetime::scan::ScanStrategy::Deadline
-    );
     assert_eq!(config.scan_strategy, ScanStrategy::Deadline, "the default");
 }
