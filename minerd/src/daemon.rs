@@ -273,7 +273,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         missing = summary.missing, duplicate = summary.duplicate, bytes = summary.farmed_bytes,
         dir = %config.plot_directory.display(), "plots loaded"
     );
-    if summary.valid == 0 {
+    // In devnet mode the embedded miner creates its own small plot when there is none.
+    if summary.valid == 0 && !config.devnet.enabled {
         tracing::warn!("no valid plot: create one with `minerctl create-plot --size 100MiB`");
     }
     let stats = MiningStats::new(config.node_endpoint());

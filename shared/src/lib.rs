@@ -11,14 +11,15 @@ pub mod block;
 pub mod cache;
 mod codec;
 mod compress;
+pub mod consensus;
 pub mod hash;
+pub mod keys;
 pub mod merkle;
 pub mod metadata;
 pub mod plot;
 pub mod prove;
 pub mod scan;
-pub use codec::DecodeError;
-pub mod consensus;
-pub mod keys;
 pub mod validate;
 pub mod wire;
+
+pub use codec::DecodeError;
