@@ -31,6 +31,28 @@ async fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
+/// The context the mining loop runs with, built as the daemon builds it: fresh stats,
+/// mining enabled, the farmed set of `plots`. Returns it with its stats and the sender of
+/// its `mining_enabled` switch (mining stays enabled while the sender lives).
+pub(super) fn context(
+    config: Config,
+    key: Arc<MinerKey>,
+    bus: EventBus,
+    plots: &PlotManager,
+) -> (MiningContext, MiningStats, watch::Sender<bool>) {
+    let stats = MiningStats::new(String::new());
+    let (enabled, enabled_rx) = watch::channel(true);
+    let ctx = MiningContext {
+        config: Arc::new(config),
+        key,
+        stats: stats.clone(),
+        events: bus,
+        mining_enabled: enabled_rx,
+        plots: plots.farmed(),
+    };
+    (ctx, stats, enabled)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mines_blocks_on_a_devnet_node_and_follows_it_across_a_restart() {
     let home = tempfile::tempdir().unwrap();
@@ -47,16 +69,7 @@ async fn mines_blocks_on_a_devnet_node_and_follows_it_across_a_restart() {
         bus.clone(),
     )
     .unwrap();
-    let stats = MiningStats::new(String::new());
-    let (_enabled, enabled_rx) = watch::channel(true);
-    let ctx = MiningContext {
-        config: Arc::new(config),
-        key: key.clone(),
-        stats: stats.clone(),
-        events: bus,
-        mining_enabled: enabled_rx,
-        plots: plots.farmed(),
-    };
+    let (ctx, stats, _enabled) = context(config, key.clone(), bus, &plots);
 
     let node_dir = home.path().join("node");
     let mut node_cfg = DevnetNodeConfig::new(&node_dir);

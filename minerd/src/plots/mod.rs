@@ -601,6 +601,18 @@ mod tests {
         .unwrap()
     }
 
+    /// A manager over one cacheless plot `plots/a.plot` in a fresh directory: the directory
+    /// (kept alive by the caller), the plot's path, the manager and the plot's id.
+    fn one_plot() -> (tempfile::TempDir, PathBuf, PlotManager, Uuid) {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("plots").join("a.plot");
+        std::fs::create_dir_all(a.parent().unwrap()).unwrap();
+        make(&a, 1, CacheLevels::Disabled);
+        let plots = manager(dir.path());
+        let id = plots.list()[0].id;
+        (dir, a, plots, id)
+    }
+
     fn check(plots: &PlotManager, id: Uuid, kind: CheckKind) -> CheckOutcome {
         plots
             .check(&id.to_string(), kind, &mut |_| {}, &AtomicBool::new(false))
@@ -653,12 +665,7 @@ mod tests {
 
     #[test]
     fn a_passing_full_check_returns_a_corrupted_plot_to_the_farm() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = dir.path().join("plots").join("a.plot");
-        std::fs::create_dir_all(a.parent().unwrap()).unwrap();
-        make(&a, 1, CacheLevels::Disabled);
-        let plots = manager(dir.path());
-        let id = plots.list()[0].id;
+        let (dir, a, plots, id) = one_plot();
         // As a failed check leaves it (e.g. a read error of a flaky disk, since replaced).
         plots
             .mutate(|reg| {
@@ -697,12 +704,7 @@ mod tests {
 
     #[test]
     fn reads_do_not_wait_for_the_registry_lock() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = dir.path().join("plots").join("a.plot");
-        std::fs::create_dir_all(a.parent().unwrap()).unwrap();
-        make(&a, 1, CacheLevels::Disabled);
-        let plots = manager(dir.path());
-        let id = plots.list()[0].id;
+        let (_dir, a, plots, id) = one_plot();
         // Held as a scan or a save would have held it during file I/O.
         let guard = plots.registry();
         let (tx, rx) = std::sync::mpsc::channel();

@@ -163,6 +163,29 @@ struct Entry {
 }
 
 impl Entry {
+    /// A registered plot not yet probed: `Missing`, no handles, no cache path, no root;
+    /// [`Entry::load`] or [`Entry::apply`] fills in the rest.
+    fn new(id: Uuid, seq: u64, path: PathBuf, created_at_utc: String) -> Self {
+        Entry {
+            id,
+            seq,
+            path,
+            cache_path: None,
+            created_at_utc,
+            state: PlotState::Missing,
+            problem: None,
+            sticky: false,
+            generation: 0,
+            fingerprint: None,
+            header: None,
+            size: 0,
+            file: None,
+            cache: None,
+            merkle_root: None,
+            duplicate_of: None,
+        }
+    }
+
     fn info(&self) -> PlotInfo {
         PlotInfo {
             id: self.id,
@@ -660,23 +683,10 @@ impl Registry {
                 continue;
             }
             let mut e = Entry {
-                id: m.plot_id,
-                seq,
-                path,
                 cache_path: (!m.cache_file_path.is_empty())
                     .then(|| PathBuf::from(&m.cache_file_path)),
-                created_at_utc: m.created_at_utc.clone(),
-                state: PlotState::Missing,
-                problem: None,
-                sticky: false,
-                generation: 0,
-                fingerprint: None,
-                header: None,
-                size: 0,
-                file: None,
-                cache: None,
                 merkle_root: m.merkle_root,
-                duplicate_of: None,
+                ..Entry::new(m.plot_id, seq, path, m.created_at_utc.clone())
             };
             e.load(&miner_pk);
             // A plot that failed a check stays corrupted until its file changes (or a full
@@ -817,24 +827,12 @@ impl Registry {
         }
         self.ignored.remove(path);
         let seq = self.bump_seq();
-        let mut e = Entry {
+        let mut e = Entry::new(
             id,
             seq,
-            path: path.to_owned(),
-            cache_path: None,
-            created_at_utc: timefmt::iso_utc(SystemTime::now()),
-            state: PlotState::Missing,
-            problem: None,
-            sticky: false,
-            generation: 0,
-            fingerprint: None,
-            header: None,
-            size: 0,
-            file: None,
-            cache: None,
-            merkle_root: None,
-            duplicate_of: None,
-        };
+            path.to_owned(),
+            timefmt::iso_utc(SystemTime::now()),
+        );
         e.apply(probe);
         self.entries.insert(id, e);
         self.dirty = true;
@@ -1244,6 +1242,17 @@ mod tests {
         }
     }
 
+    /// A registry that has scanned one 64-leaf plot `a.plot`: its path, the registry and
+    /// the plot's id.
+    fn one_plot(f: &Fixture) -> (PathBuf, Registry, Uuid) {
+        let a = f.plots.join("a.plot");
+        make_plot(&a, 1, 64);
+        let (mut reg, _) = Registry::load(&f.meta, &f.plots, PK).unwrap();
+        reg.reconcile_directory(&[]);
+        let id = reg.find_path(&a).unwrap();
+        (a, reg, id)
+    }
+
     #[test]
     fn directory_plots_are_registered_saved_and_reloaded_with_their_ids() {
         let f = fixture();
@@ -1272,11 +1281,7 @@ mod tests {
     #[test]
     fn vanished_and_returning_files_change_state_without_failing() {
         let f = fixture();
-        let a = f.plots.join("a.plot");
-        make_plot(&a, 1, 64);
-        let (mut reg, _) = Registry::load(&f.meta, &f.plots, PK).unwrap();
-        reg.reconcile_directory(&[]);
-        let id = reg.find_path(&a).unwrap();
+        let (a, mut reg, id) = one_plot(&f);
         let moved = f.plots.join("a.bak");
         std::fs::rename(&a, &moved).unwrap();
         let ev = reg.reconcile_directory(&[]);
@@ -1378,11 +1383,7 @@ mod tests {
     #[test]
     fn sticky_corruption_survives_until_the_file_changes() {
         let f = fixture();
-        let a = f.plots.join("a.plot");
-        make_plot(&a, 1, 64);
-        let (mut reg, _) = Registry::load(&f.meta, &f.plots, PK).unwrap();
-        reg.reconcile_directory(&[]);
-        let id = reg.find_path(&a).unwrap();
+        let (a, mut reg, id) = one_plot(&f);
         reg.mark_corrupted(&id, "check failed: leaf 5", true, stat_fingerprint(&a));
         reg.reconcile_directory(&[]);
         assert_eq!(reg.info(&id).unwrap().state, PlotState::Corrupted);
@@ -1414,11 +1415,7 @@ mod tests {
     #[test]
     fn a_load_failure_is_retried_at_the_next_scan_and_restart_not_sticky() {
         let f = fixture();
-        let a = f.plots.join("a.plot");
-        make_plot(&a, 1, 64);
-        let (mut reg, _) = Registry::load(&f.meta, &f.plots, PK).unwrap();
-        reg.reconcile_directory(&[]);
-        let id = reg.find_path(&a).unwrap();
+        let (a, mut reg, id) = one_plot(&f);
         // As a load failure (e.g. a permission error, then fixed with chmod) leaves it: the
         // file's length and mtime do not change.
         reg.mark_corrupted(
@@ -1450,11 +1447,7 @@ mod tests {
     #[test]
     fn a_scan_probed_before_a_newer_change_does_not_overwrite_it() {
         let f = fixture();
-        let a = f.plots.join("a.plot");
-        make_plot(&a, 1, 64);
-        let (mut reg, _) = Registry::load(&f.meta, &f.plots, PK).unwrap();
-        reg.reconcile_directory(&[]);
-        let id = reg.find_path(&a).unwrap();
+        let (a, mut reg, id) = one_plot(&f);
         reg.mark_corrupted(&id, "opening: transient", false, stat_fingerprint(&a));
         // The scan probes without the lock; meanwhile a check fails and marks it sticky.
         let found = reg.scan_plan(&[]).run();

@@ -6,6 +6,8 @@ use e2e::{list_files, wait_until, Minerd, MinerdOptions};
 use spacetime_proto::pb;
 use tokio_stream::StreamExt;
 
+use crate::plots::{any_job, start_large_job};
+
 #[tokio::test]
 async fn status_reports_identity_and_state() {
     let d = Minerd::start_with(MinerdOptions {
@@ -52,7 +54,24 @@ async fn health_is_serving_and_reflection_lists_the_services() {
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::{ServerReflectionRequest, ServerReflectionResponse};
+
+    /// One reflection request on a new stream; the first answer.
+    async fn ask(
+        channel: tonic::transport::Channel,
+        request: MessageRequest,
+    ) -> ServerReflectionResponse {
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(request),
+        };
+        let mut resp = ServerReflectionClient::new(channel)
+            .server_reflection_info(tokio_stream::iter([req]))
+            .await
+            .unwrap()
+            .into_inner();
+        resp.next().await.unwrap().unwrap()
+    }
 
     let d = Minerd::start().unwrap();
     let channel = d.channel().await.unwrap();
@@ -68,17 +87,7 @@ async fn health_is_serving_and_reflection_lists_the_services() {
         assert_eq!(r.status, ServingStatus::Serving as i32, "{service:?}");
     }
 
-    let mut refl = ServerReflectionClient::new(channel);
-    let req = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut resp = refl
-        .server_reflection_info(tokio_stream::iter([req]))
-        .await
-        .unwrap()
-        .into_inner();
-    let first = resp.next().await.unwrap().unwrap();
+    let first = ask(channel, MessageRequest::ListServices(String::new())).await;
     let Some(MessageResponse::ListServicesResponse(list)) = first.message_response else {
         panic!("unexpected reflection answer {first:?}");
     };
@@ -93,19 +102,11 @@ async fn health_is_serving_and_reflection_lists_the_services() {
     );
 
     // The miner service's file descriptor is served too (generic clients need it).
-    let req = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::FileContainingSymbol(
-            "spacetime.miner.v1.MinerService".into(),
-        )),
-    };
-    let mut refl = ServerReflectionClient::new(d.channel().await.unwrap());
-    let mut resp = refl
-        .server_reflection_info(tokio_stream::iter([req]))
-        .await
-        .unwrap()
-        .into_inner();
-    let r = resp.next().await.unwrap().unwrap();
+    let r = ask(
+        d.channel().await.unwrap(),
+        MessageRequest::FileContainingSymbol("spacetime.miner.v1.MinerService".into()),
+    )
+    .await;
     assert!(
         matches!(r.message_response, Some(MessageResponse::FileDescriptorResponse(ref f)) if !f.file_descriptor_proto.is_empty()),
         "{r:?}"
@@ -190,26 +191,10 @@ fn second_daemon_on_the_same_data_dir_refuses() {
 fn sigterm_leaves_no_socket_lock_or_partial_plot() {
     let mut d = Minerd::start().unwrap();
     // A job large enough to still be running when the signal arrives.
-    let job = d
-        .minerctl_json(&[
-            "create-plot",
-            "--leaves",
-            "16777216",
-            "--cache-levels",
-            "0",
-            "--no-wait",
-            "--json",
-        ])
-        .unwrap();
-    let job_id = job["jobId"].as_str().unwrap().to_owned();
+    let job_id = start_large_job(&d);
     assert!(wait_until(Duration::from_secs(20), || {
-        d.minerctl_json(&["jobs", "--json"]).is_ok_and(|j| {
-            j.as_array().is_some_and(|a| {
-                a.iter().any(|x| {
-                    x["jobId"] == job_id.as_str()
-                        && x["progress"]["leavesDone"].as_u64().unwrap_or(0) > 0
-                })
-            })
+        any_job(&d, |x| {
+            x["jobId"] == job_id.as_str() && x["progress"]["leavesDone"].as_u64().unwrap_or(0) > 0
         })
     }));
     let status = d.terminate(Duration::from_secs(15)).unwrap();

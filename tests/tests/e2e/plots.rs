@@ -1,9 +1,12 @@
 //! Plots through the API: create with streamed progress, list, show, check, delete, events,
 //! directory pickup, duplicates and job cancellation.
 
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use e2e::{list_files, wait_until, wait_until_async, Minerd, MinerdOptions};
+use spacetime::plot::{create_plot, CacheLevels, CreatePlot};
 use spacetime_proto::client::MinerClient;
 use spacetime_proto::pb;
 use spacetime_proto::pb::create_plot_response::Kind;
@@ -35,6 +38,66 @@ async fn create(
         panic!("stream did not end with a plot: {msgs:?}");
     };
     (plot, msgs)
+}
+
+/// The plot `id` as `GetPlot` returns it.
+async fn get(c: &mut MinerClient, id: &str) -> pb::Plot {
+    c.get_plot(pb::GetPlotRequest {
+        plot_id: id.to_owned(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .plot
+    .unwrap()
+}
+
+/// A daemon started with one `--set key=value` override.
+fn start_setting(setting: &str) -> Minerd {
+    Minerd::start_with(MinerdOptions {
+        args: vec!["--set".into(), setting.into()],
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// Starts a plot job large enough to run for a while (`--no-wait`); returns its job id.
+pub(crate) fn start_large_job(d: &Minerd) -> String {
+    let job = d
+        .minerctl_json(&[
+            "create-plot",
+            "--leaves",
+            "16777216",
+            "--cache-levels",
+            "0",
+            "--no-wait",
+            "--json",
+        ])
+        .unwrap();
+    job["jobId"].as_str().unwrap().to_owned()
+}
+
+/// Whether `minerctl jobs --json` answers and lists a job for which `pred` holds.
+pub(crate) fn any_job(d: &Minerd, pred: impl Fn(&serde_json::Value) -> bool) -> bool {
+    d.minerctl_json(&["jobs", "--json"])
+        .is_ok_and(|j| j.as_array().is_some_and(|a| a.iter().any(&pred)))
+}
+
+/// Writes a plot with the library, as a plotter outside the daemon would (one thread).
+fn write_plot(path: PathBuf, miner_pk: [u8; 32], seed: u8, leaf_count: u64, cache: CacheLevels) {
+    create_plot(
+        &CreatePlot {
+            path,
+            miner_pk,
+            seed: [seed; 32],
+            leaf_count,
+            cache,
+            threads: Some(1),
+        },
+        &mut |_| {},
+        &AtomicBool::new(false),
+    )
+    .unwrap();
 }
 
 fn state(p: &pb::Plot) -> pb::PlotState {
@@ -220,11 +283,7 @@ async fn events_follow_plots_being_added_and_removed() {
 
 #[tokio::test]
 async fn files_dropped_into_the_plot_directory_are_picked_up_and_duplicates_flagged() {
-    let d = Minerd::start_with(MinerdOptions {
-        args: vec!["--set".into(), "plotScanIntervalSeconds=1".into()],
-        ..Default::default()
-    })
-    .unwrap();
+    let d = start_setting("plotScanIntervalSeconds=1");
     let mut c = d.client().await.unwrap();
     let (plot, _) = create(&mut c, LEAVES, "orig.plot").await;
 
@@ -282,15 +341,7 @@ async fn files_dropped_into_the_plot_directory_are_picked_up_and_duplicates_flag
     .await;
     assert!(missing);
     // ...and the duplicate takes over.
-    let copy = c
-        .get_plot(pb::GetPlotRequest {
-            plot_id: copy.plot_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .plot
-        .unwrap();
+    let copy = get(&mut c, &copy.plot_id).await;
     assert_eq!(state(&copy), pb::PlotState::Valid);
     assert!(d.minerctl_ok(&["status"]).is_ok());
 }
@@ -299,27 +350,12 @@ async fn files_dropped_into_the_plot_directory_are_picked_up_and_duplicates_flag
 async fn a_cancelled_job_leaves_nothing_and_jobs_outlive_their_client() {
     let d = Minerd::start().unwrap();
     // Started with --no-wait: the client is gone, the job keeps running.
-    let job = d
-        .minerctl_json(&[
-            "create-plot",
-            "--leaves",
-            "16777216",
-            "--cache-levels",
-            "0",
-            "--no-wait",
-            "--json",
-        ])
-        .unwrap();
-    let id = job["jobId"].as_str().unwrap().to_owned();
+    let id = start_large_job(&d);
     let running = wait_until(Duration::from_secs(20), || {
-        d.minerctl_json(&["jobs", "--json"]).is_ok_and(|j| {
-            j.as_array().is_some_and(|a| {
-                a.iter().any(|x| {
-                    x["jobId"] == id.as_str()
-                        && x["state"] == "running"
-                        && x["progress"]["leavesDone"].as_u64().unwrap_or(0) > 0
-                })
-            })
+        any_job(&d, |x| {
+            x["jobId"] == id.as_str()
+                && x["state"] == "running"
+                && x["progress"]["leavesDone"].as_u64().unwrap_or(0) > 0
         })
     });
     assert!(running, "job did not make progress");
@@ -402,11 +438,7 @@ async fn a_check_that_finds_bad_leaves_marks_the_plot_corrupted() {
 
 #[tokio::test]
 async fn a_plot_made_for_another_key_is_flagged_reported_and_not_farmed() {
-    let d = Minerd::start_with(MinerdOptions {
-        args: vec!["--set".into(), "plotScanIntervalSeconds=1".into()],
-        ..Default::default()
-    })
-    .unwrap();
+    let d = start_setting("plotScanIntervalSeconds=1");
     let mut c = d.client().await.unwrap();
     let mut events = c
         .watch_events(pb::WatchEventsRequest {})
@@ -415,19 +447,7 @@ async fn a_plot_made_for_another_key_is_flagged_reported_and_not_farmed() {
         .into_inner();
     // Another miner's plot, copied into the plot directory.
     let path = d.home.plot_dir().join("theirs.plot");
-    spacetime::plot::create_plot(
-        &spacetime::plot::CreatePlot {
-            path: path.clone(),
-            miner_pk: [0x5a; 32],
-            seed: [1; 32],
-            leaf_count: 256,
-            cache: spacetime::plot::CacheLevels::Disabled,
-            threads: Some(1),
-        },
-        &mut |_| {},
-        &std::sync::atomic::AtomicBool::new(false),
-    )
-    .unwrap();
+    write_plot(path.clone(), [0x5a; 32], 1, 256, CacheLevels::Disabled);
     let added = loop {
         let ev = tokio::time::timeout(Duration::from_secs(10), events.message())
             .await
@@ -444,15 +464,7 @@ async fn a_plot_made_for_another_key_is_flagged_reported_and_not_farmed() {
         "{}",
         added.problem
     );
-    let listed = c
-        .get_plot(pb::GetPlotRequest {
-            plot_id: added.plot_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .plot
-        .unwrap();
+    let listed = get(&mut c, &added.plot_id).await;
     assert_eq!(state(&listed), pb::PlotState::WrongKey);
     let status = d.minerctl_json(&["status", "--json"]).unwrap();
     assert_eq!(status["plots"]["valid"], 0, "{status}");
@@ -478,11 +490,7 @@ async fn a_plot_made_for_another_key_is_flagged_reported_and_not_farmed() {
 #[tokio::test]
 async fn a_stale_cache_is_a_cache_problem_not_a_corrupted_plot() {
     // Without the background builder, which would replace the removed cache at once.
-    let d = Minerd::start_with(MinerdOptions {
-        args: vec!["--set".into(), "buildMissingCaches=false".into()],
-        ..Default::default()
-    })
-    .unwrap();
+    let d = start_setting("buildMissingCaches=false");
     let mut c = d.client().await.unwrap();
     let (plot, _) = create(&mut c, LEAVES, "a.plot").await;
     create(&mut c, LEAVES, "b.plot").await;
@@ -504,15 +512,7 @@ async fn a_stale_cache_is_a_cache_problem_not_a_corrupted_plot() {
         !dir.join("a.plot.cache").exists(),
         "the stale cache is dropped"
     );
-    let shown = c
-        .get_plot(pb::GetPlotRequest {
-            plot_id: plot.plot_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .plot
-        .unwrap();
+    let shown = get(&mut c, &plot.plot_id).await;
     assert_eq!(state(&shown), pb::PlotState::Valid);
     assert!(!shown.cache_in_use && shown.cache_file_path.is_empty());
     let status = d.minerctl_json(&["status", "--json"]).unwrap();
@@ -524,12 +524,7 @@ async fn a_stale_cache_is_a_cache_problem_not_a_corrupted_plot() {
 
 #[tokio::test]
 async fn a_plot_copied_in_without_its_cache_gets_one_in_the_background() {
-    use spacetime::plot::{create_plot, CacheLevels, CreatePlot};
-    let d = Minerd::start_with(MinerdOptions {
-        args: vec!["--set".into(), "plotScanIntervalSeconds=1".into()],
-        ..Default::default()
-    })
-    .unwrap();
+    let d = start_setting("plotScanIntervalSeconds=1");
     let mut c = d.client().await.unwrap();
     let status = c
         .get_status(pb::GetStatusRequest {})
@@ -542,21 +537,7 @@ async fn a_plot_copied_in_without_its_cache_gets_one_in_the_background() {
     // Written elsewhere without a cache (as the reference does by default), and once with
     // the default cache to compare with.
     let elsewhere = d.home.path().join("elsewhere");
-    let make = |name: &str, cache| {
-        create_plot(
-            &CreatePlot {
-                path: elsewhere.join(name),
-                miner_pk: pk,
-                seed: [9; 32],
-                leaf_count: 20_000,
-                cache,
-                threads: Some(1),
-            },
-            &mut |_| {},
-            &std::sync::atomic::AtomicBool::new(false),
-        )
-        .unwrap()
-    };
+    let make = |name: &str, cache| write_plot(elsewhere.join(name), pk, 9, 20_000, cache);
     make("ref.plot", CacheLevels::Disabled);
     make("expected.plot", CacheLevels::Default);
     // Copied in under another name and renamed, so the scan never sees half a file.

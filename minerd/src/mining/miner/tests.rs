@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use spacetime::block::Transaction;
+use spacetime::block::{Block, Transaction};
 use spacetime::consensus::epoch_challenge;
 use spacetime::keys::MinerKey;
 use spacetime::validate::{validate_block, ChainContext};
@@ -13,7 +13,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::config::{Config, ScanStrategy};
-use crate::daemon::MiningContext;
 use crate::events::{Envelope, Event, EventBus};
 use crate::plots::PlotManager;
 use crate::stats::{Counters, MiningStats};
@@ -63,16 +62,7 @@ impl Rig {
         )
         .unwrap();
         assert_eq!(plots.farmed().current().len(), usize::from(with_plot));
-        let stats = MiningStats::new(String::new());
-        let (enabled, enabled_rx) = watch::channel(true);
-        let ctx = MiningContext {
-            config: Arc::new(config),
-            key: key.clone(),
-            stats: stats.clone(),
-            events: bus,
-            mining_enabled: enabled_rx,
-            plots: plots.farmed(),
-        };
+        let (ctx, stats, enabled) = crate::mining::tests::context(config, key.clone(), bus, &plots);
         let (to_miner, link_rx) = mpsc::channel(64);
         let (out_tx, from_miner) = mpsc::channel(64);
         let shutdown = CancellationToken::new();
@@ -115,6 +105,23 @@ impl Rig {
             .unwrap();
         assert_eq!(out.generation, 1);
         out.message
+    }
+
+    /// The next message is a proof submission (of any height).
+    async fn proof_submitted(&mut self) {
+        assert!(matches!(
+            self.next_out().await,
+            Message::ProofSubmission { .. }
+        ));
+    }
+
+    /// A proof submission and then the block built on it, which is returned.
+    async fn mined_block(&mut self) -> Block {
+        self.proof_submitted().await;
+        let Message::NewBlock(block) = self.next_out().await else {
+            panic!("expected the block after the proof");
+        };
+        block
     }
 
     async fn nothing_sent_for(&mut self, d: Duration) {
@@ -261,13 +268,7 @@ async fn wins_a_block_with_the_mempool_and_counts_its_acceptance() {
 
     // The next epoch's block no longer carries the mined transactions.
     rig.node_says(Message::NewEpoch(epoch(6, 1, 5_000))).await;
-    assert!(matches!(
-        rig.next_out().await,
-        Message::ProofSubmission { .. }
-    ));
-    let Message::NewBlock(next) = rig.next_out().await else {
-        panic!("expected a block");
-    };
+    let next = rig.mined_block().await;
     assert!(next.transactions.is_empty());
     rig.stop().await;
 }
@@ -278,10 +279,7 @@ async fn a_reannounced_epoch_is_not_mined_twice_and_old_ones_are_ignored() {
     rig.next_out().await; // TxPoolRequest
     let e = epoch(8, u64::MAX / 2, 5_000);
     rig.node_says(Message::NewEpoch(e)).await;
-    assert!(matches!(
-        rig.next_out().await,
-        Message::ProofSubmission { .. }
-    ));
+    rig.proof_submitted().await;
     rig.node_says(Message::NewEpoch(e)).await;
     rig.node_says(Message::NewEpoch(epoch(7, 1, 5_000))).await;
     // Messages from an earlier connection are ignored too.
@@ -341,11 +339,7 @@ async fn nothing_is_sent_while_mining_is_disabled() {
     rig.node_says(Message::NewEpoch(epoch(5, 1, 5_000))).await;
     rig.nothing_sent_for(Duration::from_millis(200)).await;
     rig.enabled.send(true).unwrap();
-    assert!(matches!(
-        rig.next_out().await,
-        Message::ProofSubmission { .. }
-    ));
-    assert!(matches!(rig.next_out().await, Message::NewBlock(_)));
+    rig.mined_block().await;
     rig.stop().await;
 }
 
@@ -415,7 +409,7 @@ async fn a_plot_that_gives_bad_proofs_is_tried_once_and_the_epoch_missed() {
 }
 
 /// A valid block of another miner for `e`, carrying `txs`.
-fn foreign_block(e: &NewEpoch, txs: &[Transaction]) -> spacetime::block::Block {
+fn foreign_block(e: &NewEpoch, txs: &[Transaction]) -> Block {
     let dir = tempfile::tempdir().unwrap();
     let other = Arc::new(MinerKey::from_secret_bytes(&[7; 32]));
     let plot = crate::mining::work::tests::tiny_plot(dir.path(), &other, 9);
@@ -463,13 +457,7 @@ async fn a_block_accepted_just_before_the_epoch_leaves_the_next_block() {
             hash: theirs.hash()
         }
     );
-    assert!(matches!(
-        rig.next_out().await,
-        Message::ProofSubmission { .. }
-    ));
-    let Message::NewBlock(ours) = rig.next_out().await else {
-        panic!("expected our block");
-    };
+    let ours = rig.mined_block().await;
     assert!(
         ours.transactions.is_empty(),
         "a transaction already in the chain was put in the block"
@@ -517,13 +505,7 @@ async fn a_rejected_block_is_resent_without_transactions_and_they_are_dropped() 
     assert_eq!(c.blocks_won, 1, "one block won, sent twice");
     // The refused transaction is gone from the mempool.
     rig.node_says(Message::NewEpoch(epoch(5, 1, 5_000))).await;
-    assert!(matches!(
-        rig.next_out().await,
-        Message::ProofSubmission { .. }
-    ));
-    let Message::NewBlock(next) = rig.next_out().await else {
-        panic!("expected a block");
-    };
+    let next = rig.mined_block().await;
     assert!(next.transactions.is_empty());
     rig.stop().await;
 }
@@ -534,10 +516,7 @@ async fn after_a_reconnect_a_lower_epoch_is_mined() {
     rig.next_out().await; // TxPoolRequest
     rig.node_says(Message::NewEpoch(epoch(9, u64::MAX / 2, 5_000)))
         .await;
-    assert!(matches!(
-        rig.next_out().await,
-        Message::ProofSubmission { .. }
-    ));
+    rig.proof_submitted().await;
     for event in [
         LinkEvent::Disconnected {
             generation: 1,
