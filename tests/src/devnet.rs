@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use spacetime::wire::{
-    decode_message, user_agent, Handshake, Message, NewEpoch, WireError, MAX_FRAME_LENGTH,
+    user_agent, Handshake, Message, MessageDecoder, NewEpoch, WireError, MAX_FRAME_LENGTH,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -127,7 +127,7 @@ pub enum RecvEnd {
 #[derive(Debug)]
 pub struct WirePeer {
     stream: TcpStream,
-    buf: Vec<u8>,
+    decoder: MessageDecoder,
 }
 
 impl WirePeer {
@@ -137,7 +137,7 @@ impl WirePeer {
         stream.set_nodelay(true)?;
         Ok(Self {
             stream,
-            buf: Vec::new(),
+            decoder: MessageDecoder::new(MAX_FRAME_LENGTH),
         })
     }
 
@@ -175,9 +175,8 @@ impl WirePeer {
     pub async fn recv(&mut self, limit: Duration) -> Result<Message, RecvEnd> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            match decode_message(&self.buf, MAX_FRAME_LENGTH) {
-                Ok(Some((m, used))) => {
-                    self.buf.drain(..used);
+            match self.decoder.next_message() {
+                Ok(Some(m)) => {
                     return Ok(m);
                 }
                 Ok(None) => {}
@@ -189,7 +188,7 @@ impl WirePeer {
             match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
                 Err(_) => return Err(RecvEnd::Timeout),
                 Ok(Ok(0)) | Ok(Err(_)) => return Err(RecvEnd::Closed),
-                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(Ok(n)) => self.decoder.extend(&chunk[..n]),
             }
         }
     }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use spacetime::wire::{
-    decode_message, network_id_of, user_agent, FrameError, Handshake, Message, MessageError,
+    network_id_of, user_agent, FrameError, Handshake, Message, MessageDecoder, MessageError,
     WireError, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -54,58 +54,42 @@ pub(crate) enum ReadError {
     Io(io::Error),
 }
 
-/// Turns the byte stream into messages; never allocates more than one frame (bounded by
-/// the frame limit) plus one read chunk.
+/// Turns the byte stream into messages (through `spacetime::wire::MessageDecoder`); never
+/// holds more than one frame (bounded by the frame limit) plus one read chunk.
 pub(crate) struct FrameReader {
     rd: OwnedReadHalf,
-    buf: Vec<u8>,
-    start: usize,
-    max_frame_length: u32,
+    decoder: MessageDecoder,
+    chunk: Vec<u8>,
 }
 
 impl FrameReader {
     pub fn new(rd: OwnedReadHalf, max_frame_length: u32) -> Self {
         Self {
             rd,
-            buf: Vec::new(),
-            start: 0,
-            max_frame_length,
+            decoder: MessageDecoder::new(max_frame_length),
+            chunk: vec![0; READ_CHUNK],
         }
     }
 
     /// The next message; `Ok(None)` when the peer closed cleanly between frames.
-    /// Cancel-safe: bytes are kept in the buffer between calls.
+    /// Cancel-safe: bytes are kept in the decoder between calls.
     pub async fn next(&mut self) -> Result<Option<Message>, ReadError> {
         loop {
-            match decode_message(&self.buf[self.start..], self.max_frame_length) {
-                Ok(Some((message, used))) => {
-                    self.start += used;
-                    return Ok(Some(message));
-                }
+            match self.decoder.next_message() {
+                Ok(Some(message)) => return Ok(Some(message)),
                 Ok(None) => {}
                 Err(WireError::Frame(e)) => return Err(ReadError::Frame(e)),
-                Err(WireError::Message { error, consumed }) => {
-                    self.start += consumed;
-                    return Err(ReadError::Payload(error));
-                }
+                Err(WireError::Message { error, .. }) => return Err(ReadError::Payload(error)),
             }
-            if self.start > 0 {
-                self.buf.drain(..self.start);
-                self.start = 0;
-            }
-            self.buf.reserve(READ_CHUNK);
-            let n = self
-                .rd
-                .read_buf(&mut self.buf)
-                .await
-                .map_err(ReadError::Io)?;
+            let n = self.rd.read(&mut self.chunk).await.map_err(ReadError::Io)?;
             if n == 0 {
-                return if self.buf.is_empty() {
+                return if self.decoder.pending() == 0 {
                     Ok(None)
                 } else {
                     Err(ReadError::Truncated)
                 };
             }
+            self.decoder.extend(&self.chunk[..n]);
         }
     }
 

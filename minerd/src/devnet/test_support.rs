@@ -12,7 +12,7 @@ use spacetime::keys::MinerKey;
 use spacetime::plot::{create_plot, CacheLevels, CreatePlot, PlotFile};
 use spacetime::prove::build_proof;
 use spacetime::wire::{
-    decode_message, user_agent, Handshake, Message, NewEpoch, WireError, MAX_FRAME_LENGTH,
+    user_agent, Handshake, Message, MessageDecoder, NewEpoch, WireError, MAX_FRAME_LENGTH,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -115,7 +115,7 @@ pub(crate) enum RecvEnd {
 /// A hand-rolled peer speaking `spacetime::wire`.
 pub(crate) struct Client {
     stream: TcpStream,
-    buf: Vec<u8>,
+    decoder: MessageDecoder,
 }
 
 impl Client {
@@ -127,7 +127,7 @@ impl Client {
         stream.set_nodelay(true).unwrap();
         Self {
             stream,
-            buf: Vec::new(),
+            decoder: MessageDecoder::new(MAX_FRAME_LENGTH),
         }
     }
 
@@ -162,9 +162,8 @@ impl Client {
     pub async fn recv_within(&mut self, limit: Duration) -> Result<Message, RecvEnd> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            match decode_message(&self.buf, MAX_FRAME_LENGTH) {
-                Ok(Some((m, used))) => {
-                    self.buf.drain(..used);
+            match self.decoder.next_message() {
+                Ok(Some(m)) => {
                     return Ok(m);
                 }
                 Ok(None) => {}
@@ -175,7 +174,7 @@ impl Client {
             match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
                 Err(_) => return Err(RecvEnd::Timeout),
                 Ok(Ok(0)) | Ok(Err(_)) => return Err(RecvEnd::Closed),
-                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(Ok(n)) => self.decoder.extend(&chunk[..n]),
             }
         }
     }

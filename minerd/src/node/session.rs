@@ -1,6 +1,6 @@
 //! One connection to the node: connect, handshake as the connecting side, then serve.
 //!
-//! Framing uses `spacetime::wire` over a read buffer that never holds more than one frame of
+//! Framing uses `spacetime::wire::MessageDecoder`, which never holds more than one frame of
 //! at most `max_frame` bytes plus one read chunk: the frame length is checked before the
 //! payload is waited for. Any frame or payload error is answered with Error, then the link
 //! stops sending, reads (and discards) for at most `error_linger` so that the node can read
@@ -8,7 +8,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use spacetime::wire::{decode_message, network_id_of, Handshake, Message, PROTOCOL_VERSION};
+use spacetime::wire::{network_id_of, Handshake, Message, MessageDecoder, PROTOCOL_VERSION};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -27,7 +27,7 @@ pub const ERROR_CLOSE_WINDOW: std::time::Duration = std::time::Duration::from_se
 #[derive(Debug)]
 pub struct Session {
     stream: TcpStream,
-    buf: Vec<u8>,
+    decoder: MessageDecoder,
     chunk: Vec<u8>,
     max_frame: u32,
     timings: LinkTimings,
@@ -82,7 +82,7 @@ impl Session {
         stream.set_nodelay(true)?;
         let mut session = Session {
             stream,
-            buf: Vec::new(),
+            decoder: MessageDecoder::new(config.max_frame),
             chunk: vec![0; READ_CHUNK],
             max_frame: config.max_frame,
             timings: config.timings,
@@ -288,15 +288,14 @@ impl Session {
     /// Reads the next message. Cancel-safe: bytes read stay in the buffer.
     async fn read_message(&mut self) -> Result<Message, LinkError> {
         loop {
-            if let Some((message, consumed)) = decode_message(&self.buf, self.max_frame)? {
-                self.buf.drain(..consumed);
+            if let Some(message) = self.decoder.next_message()? {
                 return Ok(message);
             }
             let n = self.stream.read(&mut self.chunk).await?;
             if n == 0 {
                 return Err(LinkError::Closed);
             }
-            self.buf.extend_from_slice(&self.chunk[..n]);
+            self.decoder.extend(&self.chunk[..n]);
         }
     }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use spacetime::wire::{decode_message, user_agent, Handshake, Message, NewEpoch, MAX_FRAME_LENGTH};
+use spacetime::wire::{user_agent, Handshake, Message, MessageDecoder, NewEpoch, MAX_FRAME_LENGTH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -44,7 +44,7 @@ fn config(port: u16) -> LinkConfig {
 /// The node side of one connection.
 struct Peer {
     stream: TcpStream,
-    buf: Vec<u8>,
+    decoder: MessageDecoder,
 }
 
 impl Peer {
@@ -55,7 +55,7 @@ impl Peer {
             .unwrap();
         Peer {
             stream,
-            buf: Vec::new(),
+            decoder: MessageDecoder::new(MAX_FRAME_LENGTH),
         }
     }
 
@@ -63,14 +63,13 @@ impl Peer {
     async fn read(&mut self) -> Option<Message> {
         tokio::time::timeout(LIMIT, async {
             loop {
-                if let Some((m, used)) = decode_message(&self.buf, MAX_FRAME_LENGTH).unwrap() {
-                    self.buf.drain(..used);
+                if let Some(m) = self.decoder.next_message().unwrap() {
                     return Some(m);
                 }
                 let mut chunk = [0u8; 4096];
                 match self.stream.read(&mut chunk).await {
                     Ok(0) | Err(_) => return None,
-                    Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                    Ok(n) => self.decoder.extend(&chunk[..n]),
                 }
             }
         })

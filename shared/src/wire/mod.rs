@@ -1,7 +1,7 @@
 //! The peer-to-peer wire protocol: frames ([`frame`]) and typed messages ([`message`]).
 //!
-//! A link reads bytes into a buffer, calls [`decode_frame`] until it returns `Ok(None)`,
-//! and turns each frame into a [`Message`] with [`Message::from_frame`]. A [`FrameError`]
+//! A link feeds the bytes it reads to a [`MessageDecoder`] and takes messages out of it
+//! ([`decode_frame`] then [`Message::from_frame`], one frame at a time). A [`FrameError`]
 //! means the stream is out of step (close the connection); a [`MessageError`] means one
 //! well-formed frame carried a bad payload (answer Error, decisions D3/D9).
 
@@ -45,9 +45,123 @@ pub fn decode_message(buf: &[u8], max_length: u32) -> Result<Option<(Message, us
     Ok(Some((message, consumed)))
 }
 
+/// The receiving side of a connection: bytes go in as they arrive, messages come out one
+/// frame at a time. Every link (the miner's node link, the devnet node's peers, test
+/// clients) reads through this, so framing is handled in one place.
+///
+/// It holds at most one incomplete frame (checked against `max_length` before it is
+/// buffered whole) plus what the last read appended.
+#[derive(Debug, Clone)]
+pub struct MessageDecoder {
+    buf: Vec<u8>,
+    /// Bytes of `buf` already decoded (compacted lazily, before the next append).
+    start: usize,
+    max_length: u32,
+}
+
+impl MessageDecoder {
+    /// A decoder accepting frames of at most `max_length` (≤ [`MAX_FRAME_LENGTH`]).
+    pub fn new(max_length: u32) -> Self {
+        Self {
+            buf: Vec::new(),
+            start: 0,
+            max_length,
+        }
+    }
+
+    /// Appends bytes read from the connection.
+    pub fn extend(&mut self, bytes: &[u8]) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next whole message, or `Ok(None)` while more bytes are needed. A
+    /// [`WireError::Message`] consumes its frame (the stream stays in step and the caller
+    /// may skip it); after a [`WireError::Frame`] the stream is out of step and the
+    /// connection must be closed.
+    pub fn next_message(&mut self) -> Result<Option<Message>, WireError> {
+        match decode_message(&self.buf[self.start..], self.max_length) {
+            Ok(Some((message, used))) => {
+                self.start += used;
+                Ok(Some(message))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => {
+                if let WireError::Message { consumed, .. } = e {
+                    self.start += consumed;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Bytes received but not yet decoded (non-zero at a close means a torn frame).
+    pub fn pending(&self) -> usize {
+        self.buf.len() - self.start
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decoder_yields_messages_across_arbitrary_splits_and_skips_bad_payloads() {
+        let ping = Message::Ping {
+            nonce: 7,
+            timestamp: 9,
+        }
+        .encode();
+        let mut bad = Message::Ping {
+            nonce: 1,
+            timestamp: 2,
+        }
+        .encode();
+        bad.truncate(bad.len() - 1);
+        bad[0] -= 1; // a well-formed frame whose payload is one byte short
+        let mut stream = ping.clone();
+        stream.extend_from_slice(&bad);
+        stream.extend_from_slice(&ping);
+        for split in 0..=stream.len() {
+            let mut d = MessageDecoder::new(MAX_FRAME_LENGTH);
+            let mut got = Vec::new();
+            for part in [&stream[..split], &stream[split..]] {
+                d.extend(part);
+                loop {
+                    match d.next_message() {
+                        Ok(Some(m)) => got.push(Ok(m)),
+                        Ok(None) => break,
+                        Err(WireError::Message { .. }) => got.push(Err(())),
+                        Err(e) => panic!("unexpected {e}"),
+                    }
+                }
+            }
+            let ping_msg = Message::Ping {
+                nonce: 7,
+                timestamp: 9,
+            };
+            assert_eq!(
+                got,
+                vec![Ok(ping_msg.clone()), Err(()), Ok(ping_msg)],
+                "split {split}"
+            );
+            assert_eq!(d.pending(), 0);
+        }
+    }
+
+    #[test]
+    fn decoder_reports_a_broken_frame_and_a_torn_tail() {
+        let mut d = MessageDecoder::new(64);
+        d.extend(&[0xFF, 0xFF, 0xFF, 0x7F, 0x01]);
+        assert!(matches!(d.next_message(), Err(WireError::Frame(_))));
+        let mut d = MessageDecoder::new(MAX_FRAME_LENGTH);
+        d.extend(&Message::HandshakeAck.encode()[..3]);
+        assert_eq!(d.next_message(), Ok(None));
+        assert_eq!(d.pending(), 3);
+    }
 
     #[test]
     fn decode_message_separates_need_more_bad_frames_and_bad_payloads() {
