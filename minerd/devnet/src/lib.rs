@@ -325,17 +325,15 @@ async fn run_node(
                 }
             }
         };
-        let open = shared.connections.load(Ordering::SeqCst);
-        let max = shared.cfg.max_peers;
-        if open >= max {
-            if refusals.len() < MAX_REFUSALS {
-                let reason = format!("too many peers ({open} connected, max {max})");
-                refusals.spawn(peer::refuse(stream, addr, reason));
+        let slot = match ConnectionSlot::take(&shared, addr.ip()) {
+            Ok(slot) => slot,
+            Err(reason) => {
+                if refusals.len() < MAX_REFUSALS {
+                    refusals.spawn(peer::refuse(stream, addr, reason));
+                }
+                continue;
             }
-            continue;
-        }
-        shared.connections.fetch_add(1, Ordering::SeqCst);
-        let slot = ConnectionSlot(Arc::clone(&shared));
+        };
         next_id += 1;
         tracing::debug!(peer = %addr, id = next_id, "connection accepted");
         peers.spawn(peer::serve(

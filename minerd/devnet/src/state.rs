@@ -56,6 +56,8 @@ pub(crate) struct Shared {
     pub node_id: String,
     /// Open connections, handshaking ones included (bounded by `max_peers`).
     pub connections: AtomicUsize,
+    /// Open connections per remote address (bounded by `max_peers_per_ip`).
+    pub per_ip: Mutex<HashMap<std::net::IpAddr, usize>>,
     state: Mutex<NodeState>,
 }
 
@@ -65,6 +67,7 @@ impl Shared {
             cfg,
             node_id,
             connections: AtomicUsize::new(0),
+            per_ip: Mutex::new(HashMap::new()),
             state: Mutex::new(state),
         }
     }
@@ -428,7 +431,10 @@ impl NodeState {
             Message::Error(reason) => Outcome {
                 replies: Vec::new(),
                 close: Some(Close {
-                    reason: format!("peer sent Error: {reason}"),
+                    reason: format!(
+                        "peer sent Error: {}",
+                        spacetime::wire::printable(&reason, spacetime::wire::MAX_PEER_TEXT)
+                    ),
                     send_error: false,
                 }),
             },
@@ -807,6 +813,8 @@ mod tests {
 
         // The same epoch, closed at its deadline while a block was checked: late as well.
         let other = TestMiner::new(dir.path(), 4);
+        // (Without a leader, so that this block is worth checking whatever its score.)
+        st.epoch.take_winner();
         let block = other.block(&st.epoch.announcement(), vec![]);
         let p = admitted(&mut st, block);
         let checked = check_block(p.block, &p.ctx).unwrap();
