@@ -324,4 +324,3 @@ fn a_damaged_last_leaf_is_corruption_not_a_wrong_key() {
     assert!(info.problem.unwrap().contains("leaf 63"));
     assert!(reg.farmed().is_empty());
 }
-
