@@ -394,14 +394,16 @@ async fn handshake(
     }
     match network_id_of(&hello.user_agent) {
         Some(id) if id == cfg.network_id => {}
-        theirs => return Err(close(format!(
+        theirs => {
+            return Err(close(format!(
             "network id mismatch: this node is on {:?}, the peer's user agent \"{agent}\" names {}",
             cfg.network_id,
             theirs.map_or_else(
                 || "no network".to_owned(),
                 |t| format!("\"{}\"", printable(t, MAX_PEER_TEXT))
             )
-        ))),
+        )))
+        }
     }
     let ours = Message::Handshake(Handshake {
         protocol_version: PROTOCOL_VERSION,
