@@ -226,7 +226,10 @@ impl<IO> FixAuthority<IO> {
         }
         p.block.extend_from_slice(fragment);
         if flags & FLAG_END_HEADERS != 0 {
-            let p = self.pending.take().unwrap_or_else(|| unreachable!("set above"));
+            let p = self
+                .pending
+                .take()
+                .unwrap_or_else(|| unreachable!("set above"));
             self.emit_block(p)?;
         }
         Ok(())
@@ -426,8 +429,11 @@ mod tests {
         r.map(|_| out)
     }
 
+    type Headers = Vec<(Vec<u8>, Vec<u8>)>;
+    type Frames = Vec<(u8, u8, Vec<u8>)>;
+
     /// Splits h2's view back into frames and decodes every header block.
-    fn decode_all(bytes: &[u8]) -> (Vec<(u8, u8, Vec<u8>)>, Vec<Vec<(Vec<u8>, Vec<u8>)>>) {
+    fn decode_all(bytes: &[u8]) -> (Frames, Vec<Headers>) {
         assert_eq!(&bytes[..PREFACE_LEN], PREFACE);
         let mut rest = &bytes[PREFACE_LEN..];
         let mut frames = Vec::new();
@@ -457,8 +463,8 @@ mod tests {
         (frames, blocks)
     }
 
-    fn headers(authority: &[u8], extra: &[(&[u8], &[u8])]) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let mut h: Vec<(Vec<u8>, Vec<u8>)> = vec![
+    fn headers(authority: &[u8], extra: &[(&[u8], &[u8])]) -> Headers {
+        let mut h: Headers = vec![
             (b":method".to_vec(), b"POST".to_vec()),
             (b":scheme".to_vec(), b"http".to_vec()),
             (b":path".to_vec(), b"/grpc.health.v1.Health/Check".to_vec()),
@@ -481,8 +487,8 @@ mod tests {
         let mut input = PREFACE.to_vec();
         input.extend(frame(0x4, 0, 0, &[0, 3, 0, 0, 0, 100])); // SETTINGS
         input.extend(frame(TYPE_HEADERS, FLAG_END_HEADERS, 1, &b1));
-        input.extend(frame(0x0, FLAG_END_STREAM, 1, b"\0\0\0\0\x05hello")); // DATA
-        // Padded + priority, split over a CONTINUATION.
+        // DATA, then HEADERS padded and with priority, split over a CONTINUATION.
+        input.extend(frame(0x0, FLAG_END_STREAM, 1, b"\0\0\0\0\x05hello"));
         let mut p = vec![3u8, 0, 0, 0, 0, 15];
         p.extend_from_slice(&b2[..4]);
         p.extend_from_slice(&[0, 0, 0]);
@@ -511,8 +517,13 @@ mod tests {
         let mut input = PREFACE.to_vec();
         for (i, c) in b.chunks(MAX_FRAME).enumerate() {
             let last = (i + 1) * MAX_FRAME >= b.len();
-            let kind = if i == 0 { TYPE_HEADERS } else { TYPE_CONTINUATION };
-            let flags = if last { FLAG_END_HEADERS } else { 0 } | if i == 0 { FLAG_END_STREAM } else { 0 };
+            let kind = if i == 0 {
+                TYPE_HEADERS
+            } else {
+                TYPE_CONTINUATION
+            };
+            let flags =
+                if last { FLAG_END_HEADERS } else { 0 } | if i == 0 { FLAG_END_STREAM } else { 0 };
             input.extend(frame(kind, flags, 1, c));
         }
         let out = through(input, 1000).await.unwrap();
@@ -526,12 +537,22 @@ mod tests {
     async fn hostile_header_frames_end_the_connection() {
         let oversized = {
             let mut v = PREFACE.to_vec();
-            v.extend(frame(TYPE_HEADERS, FLAG_END_HEADERS, 1, &vec![0u8; MAX_FRAME + 1]));
+            v.extend(frame(
+                TYPE_HEADERS,
+                FLAG_END_HEADERS,
+                1,
+                &vec![0u8; MAX_FRAME + 1],
+            ));
             v
         };
         let garbage = {
             let mut v = PREFACE.to_vec();
-            v.extend(frame(TYPE_HEADERS, FLAG_END_HEADERS, 1, &[0xff, 0xff, 0xff]));
+            v.extend(frame(
+                TYPE_HEADERS,
+                FLAG_END_HEADERS,
+                1,
+                &[0xff, 0xff, 0xff],
+            ));
             v
         };
         let interrupted = {
@@ -547,7 +568,12 @@ mod tests {
         };
         let bad_padding = {
             let mut v = PREFACE.to_vec();
-            v.extend(frame(TYPE_HEADERS, FLAG_PADDED | FLAG_END_HEADERS, 1, &[9, 0x82]));
+            v.extend(frame(
+                TYPE_HEADERS,
+                FLAG_PADDED | FLAG_END_HEADERS,
+                1,
+                &[9, 0x82],
+            ));
             v
         };
         let endless = {
@@ -558,7 +584,14 @@ mod tests {
             }
             v
         };
-        for input in [oversized, garbage, interrupted, lone_continuation, bad_padding, endless] {
+        for input in [
+            oversized,
+            garbage,
+            interrupted,
+            lone_continuation,
+            bad_padding,
+            endless,
+        ] {
             let e = through(input, 4096).await.unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
         }
