@@ -55,18 +55,12 @@ impl Default for Observations {
     fn default() -> Self {
         Self {
             // 10 ms .. ~41 s: an epoch's work is bounded by the proof timeout (default 60 s).
-            challenge_to_submission: Histogram::new(
-                [
-                    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 60.0,
-                ]
-                .into_iter(),
-            ),
-            plot_scan: Histogram::new(
-                [
-                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-                ]
-                .into_iter(),
-            ),
+            challenge_to_submission: Histogram::new([
+                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 60.0,
+            ]),
+            plot_scan: Histogram::new([
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
             leaves_scanned: Counter::default(),
             epoch_leaves_scanned: Arc::default(),
             epoch_leaves_farmed: Arc::default(),
