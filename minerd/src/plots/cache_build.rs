@@ -43,6 +43,7 @@ fn attempt(p: &PlotInfo) -> Attempt {
 fn needs_cache(p: &PlotInfo) -> bool {
     p.state == PlotState::Valid
         && !p.cache_in_use
+        && !p.cache_disabled
         && p.header.is_some_and(|h| {
             CacheLevels::Default
                 .start_level(tree_height(h.leaf_count))

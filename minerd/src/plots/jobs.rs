@@ -52,6 +52,8 @@ pub struct JobSpec {
     pub file_name: Option<String>,
     /// Hashing threads; `None` = the configured default.
     pub threads: Option<usize>,
+    /// Absolute path of the plot file instead of a name in the plot directory.
+    pub output_path: Option<PathBuf>,
 }
 
 /// State of a job.
@@ -188,6 +190,73 @@ pub fn default_plot_threads(configured: u32) -> usize {
         .unwrap_or(1)
 }
 
+/// Cores of this machine (the limit of `threads`).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Bytes a plot of `leaf_count` leaves needs on disk: the file, plus its Merkle cache.
+pub fn bytes_needed(leaf_count: u64, cache_levels: Option<u32>) -> u64 {
+    let file = plot_file_len(leaf_count).unwrap_or(u64::MAX);
+    let nodes = match cache_levels {
+        Some(0) => 0,
+        // Levels 1..=K below the root: 2 + 4 + ... + 2^K nodes at most.
+        Some(k) => 1u64.checked_shl(k + 1).unwrap_or(u64::MAX),
+        // The default cache: levels 12 and up, about 2N / 4096 nodes.
+        None => leaf_count / 2048 + 1,
+    };
+    file.saturating_add(nodes.saturating_mul(32))
+        .saturating_add(if nodes > 0 { 4096 } else { 0 })
+}
+
+/// Refuses a plot that does not fit the free space of the file system of `dir`.
+fn check_free_space(dir: &Path, needed: u64) -> Result<(), DaemonError> {
+    let free = fs4::available_space(dir).map_err(|e| {
+        DaemonError::internal(format!("reading the free space of {}", dir.display()), e)
+    })?;
+    if needed > free {
+        return Err(DaemonError::FailedPrecondition {
+            reason: format!(
+                "the plot needs {needed} bytes ({:.2} GB) but only {free} bytes ({:.2} GB) are free on {}",
+                needed as f64 / 1e9,
+                free as f64 / 1e9,
+                dir.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Checks an explicit output path: absolute, a `.plot` file name, in an existing directory.
+fn validate_output_path(path: &Path) -> Result<(), DaemonError> {
+    if !path.is_absolute() {
+        return Err(DaemonError::invalid(
+            "output_path",
+            format!("{}: must be an absolute path", path.display()),
+        ));
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    validate_file_name(&name).map_err(|_| {
+        DaemonError::invalid(
+            "output_path",
+            format!(
+                "{}: the file name must end in .plot, have a stem and not start with a dot",
+                path.display()
+            ),
+        )
+    })?;
+    match path.parent() {
+        Some(dir) if dir.is_dir() => Ok(()),
+        _ => Err(DaemonError::invalid(
+            "output_path",
+            format!("{}: its directory does not exist", path.display()),
+        )),
+    }
+}
+
 fn validate_file_name(name: &str) -> Result<(), DaemonError> {
     let bad = |why: &str| {
         Err(DaemonError::invalid(
@@ -259,19 +328,50 @@ impl JobManager {
             ));
         }
         if let Some(t) = spec.threads {
-            if t == 0 || t > 1024 {
-                return Err(DaemonError::invalid("threads", "must be 1 to 1024"));
+            let cores = cores();
+            if t == 0 || t > cores {
+                return Err(DaemonError::invalid(
+                    "threads",
+                    format!("{t}: must be 1 to {cores}, the cores of this machine"),
+                ));
             }
         }
         let seed = spec.seed.unwrap_or_else(rand::random);
-        let name = match &spec.file_name {
-            Some(n) => {
-                validate_file_name(n)?;
-                n.clone()
+        let path = match (&spec.output_path, &spec.file_name) {
+            (Some(_), Some(_)) => {
+                return Err(DaemonError::invalid(
+                    "output_path",
+                    "give output_path or file_name, not both",
+                ))
             }
-            None => format!("plot-{}-{}.plot", hex::encode(&seed[..8]), spec.leaf_count),
+            (Some(p), None) => {
+                validate_output_path(p)?;
+                p.clone()
+            }
+            (None, Some(n)) => {
+                validate_file_name(n)?;
+                self.inner.plot_dir.join(n)
+            }
+            (None, None) => self.inner.plot_dir.join(format!(
+                "plot-{}-{}.plot",
+                hex::encode(&seed[..8]),
+                spec.leaf_count
+            )),
         };
-        let path = self.inner.plot_dir.join(&name);
+        if spec.output_path.is_none() {
+            tokio::fs::create_dir_all(&self.inner.plot_dir)
+                .await
+                .map_err(|e| {
+                    DaemonError::internal(format!("creating {}", self.inner.plot_dir.display()), e)
+                })?;
+        }
+        {
+            let dir = path.parent().map(Path::to_owned).unwrap_or_default();
+            let needed = bytes_needed(spec.leaf_count, spec.cache_levels);
+            tokio::task::spawn_blocking(move || check_free_space(&dir, needed))
+                .await
+                .map_err(|e| DaemonError::internal("checking free space", e))??;
+        }
         // Off the runtime threads: a stat can block on a slow or hung file system. (The
         // write publishes without replacing, so a file appearing meanwhile is not lost, and
         // a directory that cannot be read fails the job with its own error.)
@@ -319,6 +419,7 @@ impl JobManager {
             );
         }
         tracing::info!(job_id = %id, path = %path.display(), leaves = spec.leaf_count, "plot job queued");
+        let cache_disabled = spec.cache_levels == Some(0);
         let req = CreatePlot {
             path,
             miner_pk: self.inner.miner_pk,
@@ -334,7 +435,9 @@ impl JobManager {
         let this = self.clone();
         self.inner.tasks.spawn(async move {
             let started = Instant::now();
-            let result = this.run(id, req, cancel, cancel_flag, progress_tx).await;
+            let result = this
+                .run(id, req, cache_disabled, cancel, cancel_flag, progress_tx)
+                .await;
             this.finish(id, result, started.elapsed(), done_tx);
         });
         Ok(JobHandle {
@@ -348,6 +451,7 @@ impl JobManager {
         &self,
         id: Uuid,
         req: CreatePlot,
+        cache_disabled: bool,
         cancel: CancellationToken,
         cancel_flag: Arc<AtomicBool>,
         progress_tx: watch::Sender<JobProgress>,
@@ -395,7 +499,7 @@ impl JobManager {
                 let cache = plot.cache_path.clone();
                 let path = plot.path.clone();
                 match tokio::task::spawn_blocking(move || {
-                    plots.register_created(id, &path, cache.as_deref())
+                    plots.register_created(id, &path, cache.as_deref(), cache_disabled)
                 })
                 .await
                 {
@@ -487,6 +591,9 @@ impl JobManager {
                 duplicate_of: None,
                 cache_in_use: false,
                 progress: Some(j.progress),
+                cache_levels: 0,
+                cache_disabled: j.cache_levels == Some(0),
+                last_check: None,
             })
             .collect()
     }
@@ -645,6 +752,7 @@ mod tests {
             seed: None,
             file_name: None,
             threads: None,
+            output_path: None,
         }
     }
 

@@ -24,7 +24,8 @@
 //! without such a record is re-tried at load. A Merkle cache that does not match its plot is
 //! ignored (and removed by a check that finds the plot itself sound), never a reason to
 //! exclude the plot. A plot removed without deleting its file is not re-registered by the
-//! directory scan while the file is unchanged (until restart).
+//! directory scan while the file holds the same plot (same seed), across restarts: see
+//! `choices.rs`, which also keeps which plots have no cache by choice and their last check.
 //!
 //! File I/O (opening plots, reading caches, writing the metadata) is split from the
 //! in-memory updates ([`Probe`], [`ScanPlan`], [`PendingSave`]) so that the plot manager
@@ -40,6 +41,7 @@ use spacetime::metadata::{PlotMetadataEntry, PlotStatus};
 use spacetime::plot::{CheckReport, LeafGenerator, PlotFile, PlotHeader};
 use uuid::Uuid;
 
+use super::choices::{choices_path, unix_nanos as choice_nanos, Choices, LastCheck, Unregistered};
 use super::{FarmedPlot, JobProgress};
 use crate::error::DaemonError;
 use crate::events::Event;
@@ -112,6 +114,12 @@ pub struct PlotInfo {
     pub cache_in_use: bool,
     /// For a plot being created: its job's progress.
     pub progress: Option<JobProgress>,
+    /// Tree levels in the cache in use (0 when none is in use).
+    pub cache_levels: u32,
+    /// Created with cache levels 0: no cache is ever built for it in the background.
+    pub cache_disabled: bool,
+    /// The outcome of its last check.
+    pub last_check: Option<LastCheck>,
 }
 
 /// A removed plot and the files deleted with it.
@@ -200,6 +208,12 @@ impl Entry {
             duplicate_of: self.duplicate_of,
             cache_in_use: self.cache.is_some(),
             progress: None,
+            cache_levels: self
+                .cache
+                .as_ref()
+                .map_or(0, |c| u32::try_from(c.levels.len()).unwrap_or(u32::MAX)),
+            cache_disabled: false,
+            last_check: None,
         }
     }
 
@@ -409,6 +423,9 @@ pub struct ScanPlan {
     skip: Vec<PathBuf>,
     known: Vec<KnownPlot>,
     ignored: HashMap<PathBuf, Option<Fingerprint>>,
+    /// Seeds (hex) of the unregistered files: such a file stays unregistered while it holds
+    /// the same plot, even when touched or after a restart.
+    ignored_seeds: HashMap<PathBuf, String>,
 }
 
 /// What a directory scan found, for [`Registry::apply_scan`].
@@ -465,6 +482,11 @@ impl ScanPlan {
                 }
             }
             let probe = Probe::run(&path, None, &self.miner_pk);
+            if let (Some(seed), Some(h)) = (self.ignored_seeds.get(&path), probe.header) {
+                if !seed.is_empty() && *seed == hex::encode(h.seed) {
+                    continue;
+                }
+            }
             out.new_files.push((path, probe));
         }
         out
@@ -558,6 +580,7 @@ pub struct PendingSave {
     metadata_path: PathBuf,
     entries: Vec<PlotMetadataEntry>,
     failed: Vec<FailedCheck>,
+    choices: Choices,
 }
 
 impl PendingSave {
@@ -571,6 +594,18 @@ impl PendingSave {
         spacetime::metadata::save_atomic(&self.metadata_path, &self.entries).map_err(|e| {
             DaemonError::internal(format!("writing {}", self.metadata_path.display()), e)
         })?;
+        let choices = choices_path(&self.metadata_path);
+        let io = |e| DaemonError::internal(format!("writing {}", choices.display()), e);
+        if self.choices.is_empty() {
+            match std::fs::remove_file(&choices) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+                _ => {}
+            }
+        } else {
+            let json = serde_json::to_vec_pretty(&self.choices)
+                .map_err(|e| DaemonError::internal("encoding the plot choices", e))?;
+            write_atomic(&choices, &json).map_err(io)?;
+        }
         let path = failed_checks_path(&self.metadata_path);
         let io = |e| DaemonError::internal(format!("writing {}", path.display()), e);
         if self.failed.is_empty() {
@@ -612,6 +647,8 @@ pub struct Registry {
     dirty: bool,
     /// Files removed without deleting them, with their fingerprint at removal.
     ignored: HashMap<PathBuf, Option<Fingerprint>>,
+    /// The operator's choices (persisted beside the metadata).
+    choices: Choices,
 }
 
 impl Registry {
@@ -631,7 +668,15 @@ impl Registry {
             next_seq: 0,
             dirty: false,
             ignored: HashMap::new(),
+            choices: Choices::read(metadata_path),
         };
+        for u in &reg.choices.unregistered {
+            let modified = u
+                .modified_unix_nanos
+                .map(|n| std::time::UNIX_EPOCH + std::time::Duration::from_nanos(n));
+            reg.ignored
+                .insert(u.path.clone(), u.file_length.map(|l| (l, modified)));
+        }
         let mut changes = Vec::new();
         let text = match std::fs::read_to_string(metadata_path) {
             Ok(t) => Some(t),
@@ -744,12 +789,35 @@ impl Registry {
 
     /// One plot.
     pub fn info(&self, id: &Uuid) -> Option<PlotInfo> {
-        self.entries.get(id).map(Entry::info)
+        self.entries.get(id).map(|e| self.entry_info(e))
+    }
+
+    fn entry_info(&self, e: &Entry) -> PlotInfo {
+        PlotInfo {
+            cache_disabled: self.choices.no_cache.contains(&e.id),
+            last_check: self.choices.last_checks.get(&e.id).copied(),
+            ..e.info()
+        }
+    }
+
+    /// Remembers that plot `id` has no cache by choice (created with cache levels 0).
+    pub fn set_cache_disabled(&mut self, id: &Uuid) {
+        if self.entries.contains_key(id) && self.choices.no_cache.insert(*id) {
+            self.dirty = true;
+        }
+    }
+
+    /// Records the outcome of a check of plot `id`.
+    pub fn record_check(&mut self, id: &Uuid, check: LastCheck) {
+        if self.entries.contains_key(id) {
+            self.choices.last_checks.insert(*id, check);
+            self.dirty = true;
+        }
     }
 
     /// Every plot, sorted by path.
     pub fn list(&self) -> Vec<PlotInfo> {
-        let mut v: Vec<PlotInfo> = self.entries.values().map(Entry::info).collect();
+        let mut v: Vec<PlotInfo> = self.entries.values().map(|e| self.entry_info(e)).collect();
         v.sort_by(|a, b| a.path.cmp(&b.path));
         v
     }
@@ -826,6 +894,7 @@ impl Registry {
             });
         }
         self.ignored.remove(path);
+        self.choices.forget_unregistered(path);
         let seq = self.bump_seq();
         let mut e = Entry::new(
             id,
@@ -880,9 +949,24 @@ impl Registry {
             .entries
             .remove(id)
             .ok_or_else(|| DaemonError::PlotNotFound { id: id.to_string() })?;
-        let info = entry.info();
+        let info = PlotInfo {
+            cache_disabled: self.choices.no_cache.contains(id),
+            last_check: self.choices.last_checks.get(id).copied(),
+            ..entry.info()
+        };
+        self.choices.forget_plot(id);
+        self.choices.forget_unregistered(&entry.path);
         if let Some(fp) = ignore_as {
             self.ignored.insert(entry.path.clone(), fp);
+            self.choices.unregistered.push(Unregistered {
+                path: entry.path.clone(),
+                seed: entry
+                    .header
+                    .map(|h| hex::encode(h.seed))
+                    .unwrap_or_default(),
+                file_length: fp.map(|(l, _)| l),
+                modified_unix_nanos: fp.and_then(|(_, m)| m).and_then(choice_nanos),
+            });
         }
         self.dirty = true;
         let mut events = vec![Event::PlotRemoved {
@@ -969,6 +1053,12 @@ impl Registry {
                 })
                 .collect(),
             ignored: self.ignored.clone(),
+            ignored_seeds: self
+                .choices
+                .unregistered
+                .iter()
+                .map(|u| (u.path.clone(), u.seed.clone()))
+                .collect(),
         }
     }
 
@@ -1145,6 +1235,7 @@ impl Registry {
             metadata_path: self.metadata_path.clone(),
             entries: self.to_metadata(),
             failed,
+            choices: self.choices.clone(),
         }
     }
 }

@@ -69,6 +69,7 @@ fn input(plots: Vec<FarmedPlot>, key: &Arc<MinerKey>, e: NewEpoch) -> WorkInput 
         plots_at_once: 2,
         scan_rate: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         pool: None,
+        progress: Default::default(),
     }
 }
 
