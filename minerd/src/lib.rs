@@ -2,10 +2,8 @@
 
 pub mod config;
 pub mod daemon;
-pub mod devnet;
 pub mod error;
 pub mod events;
-pub mod lock;
 pub mod mining;
 pub mod node;
 pub mod plots;

@@ -660,8 +660,8 @@ mod tests {
     use spacetime::wire::MAX_FRAME_LENGTH;
 
     use super::*;
-    use crate::devnet::chain::{self, GenesisParams};
-    use crate::devnet::test_support::{signed_tx, TestMiner};
+    use crate::chain::{self, GenesisParams};
+    use crate::test_support::{signed_tx, TestMiner};
 
     const ADDR: &str = "127.0.0.1:9";
 

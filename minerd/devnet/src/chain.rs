@@ -659,9 +659,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::devnet::epoch::Epoch;
-    use crate::devnet::now_unix_ms;
-    use crate::devnet::test_support::TestMiner;
+    use crate::epoch::Epoch;
+    use crate::now_unix_ms;
+    use crate::test_support::TestMiner;
     use spacetime::consensus::DEVNET_NETWORK_ID;
 
     fn params(adjustment_interval: u64) -> GenesisParams {
