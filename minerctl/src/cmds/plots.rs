@@ -182,15 +182,18 @@ pub async fn create(c: &mut MinerClient, a: &CreateArgs) -> CmdResult {
     let mut bar: Option<ProgressBar> = None;
     let mut job_id = String::new();
     let mut last_line = Instant::now() - Duration::from_secs(10);
+    // Ctrl-C is caught only on a terminal, once the job id is known (before that, and
+    // in scripts, it ends minerctl as usual; the job goes on in the daemon either way).
+    let mut sigint: Option<tokio::signal::unix::Signal> = None;
     loop {
-        let msg = if ask_on_interrupt && !job_id.is_empty() {
+        let msg = if let Some(sig) = sigint.as_mut() {
             tokio::select! {
                 m = stream.message() => m?,
-                _ = tokio::signal::ctrl_c() => {
+                _ = sig.recv() => {
                     if let Some(b) = bar.take() {
                         b.abandon();
                     }
-                    return interrupted(c, &job_id).await;
+                    return interrupted(c, &job_id, sig).await;
                 }
             }
         } else {
@@ -200,6 +203,11 @@ pub async fn create(c: &mut MinerClient, a: &CreateArgs) -> CmdResult {
         match msg.kind {
             Some(Kind::Started(job)) => {
                 job_id = job.job_id.clone();
+                if ask_on_interrupt {
+                    sigint =
+                        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                            .ok();
+                }
                 if a.json {
                     output::print_json_line(
                         &json!({"type": "started", "job": output::job_json(&job)}),
@@ -261,7 +269,11 @@ pub async fn create(c: &mut MinerClient, a: &CreateArgs) -> CmdResult {
 }
 
 /// Ctrl-C while following a job on a terminal: cancel it, or leave it running.
-async fn interrupted(c: &mut MinerClient, job_id: &str) -> CmdResult {
+async fn interrupted(
+    c: &mut MinerClient,
+    job_id: &str,
+    sigint: &mut tokio::signal::unix::Signal,
+) -> CmdResult {
     let question = format!(
         "\nCancel plot job {job_id}? (y: cancel it and remove its partial file; \
          n: leave it running in the daemon)"
@@ -269,7 +281,7 @@ async fn interrupted(c: &mut MinerClient, job_id: &str) -> CmdResult {
     // The answer is read on a blocking thread; a second Ctrl-C means "leave it".
     let answer = tokio::select! {
         a = tokio::task::spawn_blocking(move || prompt::ask_yes_no(&question)) => a.ok().flatten(),
-        _ = tokio::signal::ctrl_c() => None,
+        _ = sigint.recv() => None,
     };
     if answer == Some(true) {
         c.cancel_plot_job(pb::CancelPlotJobRequest {

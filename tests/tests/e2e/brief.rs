@@ -54,9 +54,9 @@ fn create_plot_without_arguments_is_a_1_gb_plot_and_prints_its_job_first() {
         .spawn()
         .unwrap();
     let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+    // Kept open until minerctl exits: closing it would end minerctl quietly (exit 0).
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    reader.read_line(&mut first).unwrap();
     assert!(first.starts_with("plot job "), "{first}");
     assert!(
         first.contains("(31250000 leaves, 1.00 GB"),
@@ -68,6 +68,8 @@ fn create_plot_without_arguments_is_a_1_gb_plot_and_prints_its_job_first() {
         .unwrap()
         .to_owned();
     ok(d.minerctl(&["cancel-job", &job]), "cancel-job");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(err(&out).contains("cancelled"), "{}", err(&out));
@@ -358,4 +360,47 @@ fn lifetime_counters_survive_a_restart() {
     );
     let text = ok(d.minerctl(&["status"]), "status");
     assert!(text.contains("lifetime:"), "{text}");
+}
+
+/// `minerd --devnet` whose port is taken takes a free port and says so, then mines there.
+#[test]
+fn devnet_with_its_port_taken_takes_a_free_port_and_says_so() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let d = Minerd::start_with(MinerdOptions {
+        args: vec![
+            "--devnet".into(),
+            "--set".into(),
+            format!("devnet.listenPort={port}"),
+            "--set".into(),
+            "devnet.epochDurationSeconds=1".into(),
+        ],
+        ..Default::default()
+    })
+    .unwrap();
+    let line = d
+        .process()
+        .wait_for_line(
+            "the embedded devnet node listens on port",
+            Duration::from_secs(30),
+        )
+        .unwrap();
+    assert!(
+        line.contains(&format!("devnet.listenPort {port} is taken")),
+        "{line}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = d.minerctl_json(&["status", "--json"]).unwrap();
+        if s["node"]["state"] == "connected" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never connected: {s:#}\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(taken);
 }

@@ -7,3 +7,4 @@ mod daemon;
 mod devnet;
 mod mining;
 mod plots;
+mod terminal;
