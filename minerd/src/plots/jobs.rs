@@ -680,6 +680,47 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn space_needed_counts_the_file_and_its_cache() {
+        let file = plot_file_len(1 << 20).unwrap();
+        assert_eq!(bytes_needed(1 << 20, Some(0)), file);
+        assert!(bytes_needed(1 << 20, None) > file);
+        assert!(bytes_needed(1 << 20, Some(4)) >= file + 32 * 32);
+        assert_eq!(bytes_needed(u64::MAX, None), u64::MAX);
+    }
+
+    #[tokio::test]
+    async fn plots_that_do_not_fit_or_ask_for_too_many_threads_are_refused() {
+        let (dir, _plots, jobs, _events) = setup(1).await;
+        let spec = |leaves, threads: Option<usize>| JobSpec {
+            leaf_count: leaves,
+            cache_levels: Some(0),
+            seed: None,
+            file_name: None,
+            threads,
+            output_path: None,
+        };
+        // 2^56 leaves = 2 EiB: no disk has that.
+        let e = jobs.create(spec(1 << 56, None)).await.unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("are free on"), "{msg}");
+        assert!(
+            msg.contains(&format!("{}", bytes_needed(1 << 56, Some(0)))),
+            "{msg}"
+        );
+        let e = jobs.create(spec(64, Some(cores() + 1))).await.unwrap_err();
+        assert!(e.to_string().contains("the cores of this machine"), "{e}");
+        // An output path must be absolute, a .plot name, in an existing directory.
+        for bad in ["rel.plot", "/nonexistent-dir/x.plot"] {
+            let mut s = spec(64, None);
+            s.output_path = Some(bad.into());
+            assert!(jobs.create(s).await.is_err(), "{bad}");
+        }
+        let mut s = spec(64, None);
+        s.output_path = Some(dir.path().join("x.txt"));
+        assert!(jobs.create(s).await.is_err());
+    }
+
     async fn setup(max: usize) -> (tempfile::TempDir, PlotManager, JobManager, EventBus) {
         setup_with(max, ProvingGate::default()).await
     }

@@ -691,6 +691,31 @@ mod tests {
     use crate::stats::ProvingGate;
     use spacetime::plot::{create_plot, CacheLevels, CreatePlot};
 
+    #[test]
+    fn a_sampled_check_that_would_read_the_plot_becomes_the_full_check() {
+        let sampled = |samples| CheckKind::Sampled {
+            samples,
+            seed: None,
+        };
+        // Without a cache one path reads about the whole plot.
+        assert_eq!(effective_check(sampled(1), 1 << 20, None), CheckKind::Full);
+        let cache = MerkleCache {
+            tree_height: 20,
+            start_level: 12,
+            levels: Vec::new(),
+        };
+        // 2^12 leaves per path: 255 paths read less than 2^20 leaves, 256 as many.
+        assert_eq!(
+            effective_check(sampled(255), 1 << 20, Some(&cache)),
+            sampled(255)
+        );
+        assert_eq!(
+            effective_check(sampled(256), 1 << 20, Some(&cache)),
+            CheckKind::Full
+        );
+        assert_eq!(effective_check(CheckKind::Full, 8, None), CheckKind::Full);
+    }
+
     const PK: [u8; 32] = [4; 32];
 
     fn make(path: &Path, seed: u8, cache: CacheLevels) {
