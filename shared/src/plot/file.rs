@@ -1,7 +1,6 @@
 //! Loading a plot file: every reference loader check (section 1.5) as a typed error, then a
 //! read-only memory map so that leaf reads are zero-copy slices of the page cache.
 
-use std::fs::File;
 use std::io::Read;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -10,6 +9,7 @@ use memmap2::Mmap;
 
 use super::{plot_file_len, PlotError, PlotHeader, HEADER_LEN, LEAF_LEN};
 use crate::merkle::tree_height;
+use crate::regular_file::{self, ReadFileError};
 
 /// An open, checked, memory-mapped plot.
 ///
@@ -29,16 +29,15 @@ impl PlotFile {
     /// leaf size 32, tree height, and that the file holds every leaf. Longer files are
     /// accepted, as by the reference.
     pub fn open(path: &Path) -> Result<Self, PlotError> {
-        let mut file = File::open(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => PlotError::NotFound {
-                path: path.to_path_buf(),
-            },
-            _ => PlotError::io("opening", path, e),
+        // A FIFO or device at a plot path is refused at once (never a blocking open).
+        let (mut file, file_len) = regular_file::open_regular(path).map_err(|e| match e {
+            ReadFileError::Io(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                PlotError::NotFound {
+                    path: path.to_path_buf(),
+                }
+            }
+            other => PlotError::io("opening", path, other.into_io()),
         })?;
-        let file_len = file
-            .metadata()
-            .map_err(|e| PlotError::io("reading metadata of", path, e))?
-            .len();
         if file_len < HEADER_LEN as u64 {
             return Err(PlotError::TooSmall { len: file_len });
         }
