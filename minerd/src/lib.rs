@@ -12,5 +12,6 @@ pub mod shutdown;
 pub mod stats;
 pub mod telemetry;
 pub mod timefmt;
+pub mod types;
 
 pub use daemon::{run, Daemon, MiningContext};

@@ -17,19 +17,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// The outcome of a plot's last check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LastCheck {
-    /// When it ended, Unix milliseconds.
-    pub at_unix_ms: i64,
-    /// Passed.
-    pub ok: bool,
-    /// Full (else sampled).
-    pub full: bool,
-    /// Leaves or samples checked.
-    pub checked: u64,
-}
+pub use crate::types::LastCheck;
 
 /// A plot file that was unregistered without being deleted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,6 +2,7 @@
 //! One test binary; one module per area.
 
 mod brief;
+mod clients;
 mod config;
 mod daemon;
 mod devnet;
