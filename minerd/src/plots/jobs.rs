@@ -427,6 +427,11 @@ impl JobManager {
             () = cancel.cancelled() => return JobResult::Cancelled,
         };
         self.set_state(id, JobState::Running);
+        // A job that cannot fit fails now, cleanly, instead of filling the disk first (and
+        // starving every other writer of the data directory's disk on the way).
+        if let Err(reason) = check_free_space(&req) {
+            return JobResult::Failed(reason);
+        }
         tracing::info!(job_id = %id, path = %req.path.display(), threads = ?req.threads, "plot job started");
         let events = self.inner.events.clone();
         let proving = self.inner.proving.clone();
@@ -639,6 +644,42 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// Free space kept on top of what a plot needs: the metadata file and logs must still fit.
+const FREE_SPACE_MARGIN: u64 = 64 << 20;
+
+/// Bytes a plot job writes: the plot file and, when one is made, its cache (each cache
+/// level `l` of the tree holds `⌈N / 2^l⌉` nodes of 32 bytes).
+fn bytes_needed(req: &CreatePlot) -> u64 {
+    let plot = plot_file_len(req.leaf_count).unwrap_or(u64::MAX);
+    let height = spacetime::merkle::tree_height(req.leaf_count);
+    let cache = req.cache.start_level(height).map_or(0, |start| {
+        (start..height)
+            .map(|l| {
+                req.leaf_count
+                    .div_ceil(1u64 << l.min(63))
+                    .saturating_mul(32)
+            })
+            .fold(0u64, u64::saturating_add)
+    });
+    plot.saturating_add(cache)
+}
+
+/// Refuses a job whose files do not fit in the free space of its directory.
+fn check_free_space(req: &CreatePlot) -> Result<(), String> {
+    let dir = req.path.parent().unwrap_or_else(|| Path::new("."));
+    let available = fs4::available_space(dir)
+        .map_err(|e| format!("cannot read the free space of {}: {e}", dir.display()))?;
+    let needed = bytes_needed(req).saturating_add(FREE_SPACE_MARGIN);
+    if needed > available {
+        return Err(format!(
+            "not enough free space in {}: the plot and its cache need {needed} bytes \
+             (with a {FREE_SPACE_MARGIN}-byte margin), {available} are available; nothing was written",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -806,6 +847,48 @@ mod tests {
             })
             .await;
         assert!(matches!(again, Err(DaemonError::FileExists { .. })));
+    }
+
+    /// Audit row 12: a job filled the disk before failing. One that cannot fit now fails
+    /// at its start with a clear error, and leaves nothing in the plot directory.
+    #[tokio::test]
+    async fn a_job_larger_than_the_free_space_fails_at_once_and_writes_nothing() {
+        let (dir, plots, jobs, _events) = setup(1).await;
+        // 2^45 leaves: 1 PiB, more than any disk this test runs on.
+        let mut h = jobs.create(spec(1 << 45)).await.unwrap();
+        let result =
+            tokio::time::timeout(Duration::from_secs(20), h.done.wait_for(Option::is_some))
+                .await
+                .expect("the job fails at once")
+                .unwrap()
+                .clone()
+                .unwrap();
+        let JobResult::Failed(reason) = &*result else {
+            panic!("{result:?}")
+        };
+        assert!(reason.contains("not enough free space"), "{reason}");
+        assert!(plots.list().is_empty());
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("plots"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn the_space_a_job_needs_counts_the_plot_and_its_cache() {
+        let req = |cache| CreatePlot {
+            path: PathBuf::from("/x/a.plot"),
+            miner_pk: [0; 32],
+            seed: [0; 32],
+            leaf_count: 1 << 20,
+            cache,
+            threads: None,
+        };
+        let plot = plot_file_len(1 << 20).unwrap();
+        assert_eq!(bytes_needed(&req(CacheLevels::Disabled)), plot);
+        // Levels 18 and 19 of a 2^20-leaf tree: 4 + 2 nodes.
+        assert_eq!(bytes_needed(&req(CacheLevels::TopLevels(2))), plot + 6 * 32);
     }
 
     #[tokio::test]

@@ -179,6 +179,11 @@ impl PlotManager {
         miner_pk: [u8; 32],
         events: EventBus,
     ) -> Result<Self, DaemonError> {
+        // Temporaries of plot jobs (and cache writes) a crash or a kill left behind: no job
+        // runs before this point, and the data-dir lock keeps other daemons out.
+        for path in registry::remove_stale_temporaries(plot_dir) {
+            tracing::warn!(path = %path.display(), "removed the temporary file of an interrupted plot or cache write");
+        }
         let (mut registry, mut changes) = Registry::load(metadata_path, plot_dir, miner_pk)?;
         changes.extend(registry.reconcile_directory(&[]));
         registry.save_if_dirty()?;
@@ -334,17 +339,17 @@ impl PlotManager {
         id: &str,
         delete_files: bool,
     ) -> Result<(PlotInfo, Vec<PathBuf>), DaemonError> {
-        let (id, path, cache_path) = {
+        let (id, path, cache_path, plot_dir) = {
             let reg = self.registry();
             let id = reg.resolve(id)?;
             let (path, cache_path, _) = reg
                 .paths(&id)
                 .ok_or_else(|| DaemonError::PlotNotFound { id: id.to_string() })?;
-            (id, path, cache_path)
+            (id, path, cache_path, reg.plot_dir().to_owned())
         };
         let (deleted, ignore_as) = if delete_files {
             (
-                registry::delete_plot_files(&path, cache_path.as_deref())?,
+                registry::delete_plot_files(&path, cache_path.as_deref(), &plot_dir)?,
                 None,
             )
         } else {
@@ -368,7 +373,7 @@ impl PlotManager {
         progress: &mut dyn FnMut(CheckProgress),
         cancel: &AtomicBool,
     ) -> Result<CheckOutcome, DaemonError> {
-        let (id, path, cache_path, state) = {
+        let (id, path, cache_path, state, plot_dir) = {
             let reg = self.registry();
             let id = match id.strip_prefix(FILE_PREFIX) {
                 Some(file) => match reg.find_path(Path::new(file)) {
@@ -383,7 +388,13 @@ impl PlotManager {
             let info = reg
                 .info(&id)
                 .ok_or_else(|| DaemonError::PlotNotFound { id: id.to_string() })?;
-            (id, info.path, info.cache_path, info.state)
+            (
+                id,
+                info.path,
+                info.cache_path,
+                info.state,
+                reg.plot_dir().to_owned(),
+            )
         };
         // Open our own handle so the check never holds the registry lock.
         let file = match PlotFile::open(&path) {
@@ -460,8 +471,14 @@ impl PlotManager {
                 "the Merkle cache {} does not match the plot ({why})",
                 cache_path.display()
             );
+            let owned = registry::check_owned(cache_path, registry::Owned::Cache, &plot_dir);
             if !report.plot_ok() {
                 notes.push(format!("{what}; not used for proofs"));
+            } else if let Err(why) = owned {
+                tracing::warn!(plot_id = %id, cache = %cache_path.display(), reason = %why, "not removing a registered cache path that is not a cache of ours");
+                notes.push(format!(
+                    "{what}; not used for proofs, and not removed: {why}"
+                ));
             } else {
                 match std::fs::remove_file(cache_path) {
                     Ok(()) => {
@@ -816,6 +833,34 @@ mod tests {
         drop(plots);
         let again = manager(dir.path());
         assert_eq!(again.list()[0].state, PlotState::Valid);
+    }
+
+    /// Audit row 2: `check-plot` deleted a `victim.txt` named as `cacheFilePath` in
+    /// `plots_metadata.json`. A registered cache path that is not a cache inside the plot
+    /// directory is reported, never removed.
+    #[test]
+    fn a_check_never_deletes_a_cache_path_that_is_not_a_cache_of_ours() {
+        let (dir, _a, plots, id) = one_plot();
+        drop(plots);
+        let meta = dir.path().join("plots_metadata.json");
+        for victim in [
+            dir.path().join("victim.txt"),
+            dir.path().join("plots").join("victim.txt"),
+        ] {
+            std::fs::write(&victim, b"precious").unwrap();
+            let mut entries = spacetime::metadata::load(&meta).unwrap();
+            entries[0].cache_file_path = victim.display().to_string();
+            spacetime::metadata::save_atomic(&meta, &entries).unwrap();
+            let plots = manager(dir.path());
+            let out = check(&plots, id, CheckKind::Full);
+            assert!(out.report.plot_ok(), "{:?}", out.report);
+            assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+            assert!(
+                out.notes.iter().any(|n| n.contains("not removed")),
+                "{:?}",
+                out.notes
+            );
+        }
     }
 
     #[test]

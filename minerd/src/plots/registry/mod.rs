@@ -58,7 +58,7 @@ pub use crate::types::{PlotInfo, PlotState};
 use entry::Entry;
 pub(crate) use entry::{stat_fingerprint, Fingerprint};
 use failed_checks::{failed_checks_path, read_failed_checks, unix_nanos, FailedCheck};
-pub use files::delete_plot_files;
+pub use files::{check_owned, delete_plot_files, remove_stale_temporaries, Owned};
 pub use probe::{describe_failure, Probe};
 pub use save::PendingSave;
 use scan::KnownPlot;
@@ -127,40 +127,35 @@ impl Registry {
                 .insert(u.path.clone(), u.file_length.map(|l| (l, modified)));
         }
         let mut changes = Vec::new();
-        let text = match std::fs::read_to_string(metadata_path) {
-            Ok(t) => Some(t),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
+        // Read with a size bound, as a regular file only; anything that does not decode
+        // (bad JSON, invalid UTF-8, too large) is corruption: kept aside, rebuilt.
+        let parsed = match spacetime::metadata::load(metadata_path) {
+            Ok(entries) => entries,
+            Err(e @ spacetime::metadata::MetadataError::Io { .. }) => {
                 return Err(DaemonError::internal(
                     format!("reading {}", metadata_path.display()),
                     e,
                 ))
             }
-        };
-        let parsed = match text {
-            None => Vec::new(),
-            Some(t) => match spacetime::metadata::parse_metadata(&t) {
-                Ok(entries) => entries,
-                Err(e) => {
-                    let aside = PathBuf::from(format!(
-                        "{}.corrupt.{}",
-                        metadata_path.display(),
-                        timefmt::compact_utc(SystemTime::now())
-                    ));
-                    std::fs::rename(metadata_path, &aside).map_err(|io| {
-                        DaemonError::internal(
-                            format!("renaming corrupt {} aside", metadata_path.display()),
-                            io,
-                        )
-                    })?;
-                    tracing::warn!(
-                        path = %metadata_path.display(), kept_as = %aside.display(), error = %e,
-                        "plot metadata is corrupt; kept aside and rebuilt from the plot directory"
-                    );
-                    reg.dirty = true;
-                    Vec::new()
-                }
-            },
+            Err(e) => {
+                let aside = PathBuf::from(format!(
+                    "{}.corrupt.{}",
+                    metadata_path.display(),
+                    timefmt::compact_utc(SystemTime::now())
+                ));
+                std::fs::rename(metadata_path, &aside).map_err(|io| {
+                    DaemonError::internal(
+                        format!("renaming corrupt {} aside", metadata_path.display()),
+                        io,
+                    )
+                })?;
+                tracing::warn!(
+                    path = %metadata_path.display(), kept_as = %aside.display(), error = %e,
+                    "plot metadata is corrupt; kept aside and rebuilt from the plot directory"
+                );
+                reg.dirty = true;
+                Vec::new()
+            }
         };
         let failed_checks = read_failed_checks(&failed_checks_path(metadata_path));
         for m in parsed {
@@ -376,7 +371,7 @@ impl Registry {
             .ok_or_else(|| DaemonError::PlotNotFound { id: id.to_string() })?;
         let (deleted, ignore_as) = if delete_files {
             (
-                delete_plot_files(&entry.path, entry.cache_path.as_deref())?,
+                delete_plot_files(&entry.path, entry.cache_path.as_deref(), &self.plot_dir)?,
                 None,
             )
         } else {
@@ -429,6 +424,13 @@ impl Registry {
 
     /// The plot and cache paths of a registered plot and its generation (see
     /// [`Registry::apply_probe`]).
+    /// The plot directory: the only place whose plots and caches the daemon deletes or
+    /// replaces ([`check_owned`]).
+    pub fn plot_dir(&self) -> &Path {
+        &self.plot_dir
+    }
+
+    /// A plot's path, cache path and generation.
     pub fn paths(&self, id: &Uuid) -> Option<(PathBuf, Option<PathBuf>, u64)> {
         self.entries
             .get(id)
