@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `minerd` and `minerctl` binaries in temporary home directories.
 //! One test binary; one module per area.
 
+mod brief;
 mod clients;
 mod config;
 mod daemon;
@@ -8,3 +9,4 @@ mod devnet;
 mod metrics;
 mod mining;
 mod plots;
+mod terminal;
