@@ -271,6 +271,7 @@ impl ProvingGate {
 pub struct MiningStats {
     inner: Arc<Mutex<StatsSnapshot>>,
     proving: ProvingGate,
+    observations: crate::metrics::Observations,
 }
 
 impl MiningStats {
@@ -295,6 +296,7 @@ impl MiningStats {
                 last_scan: None,
             })),
             proving: ProvingGate::default(),
+            observations: crate::metrics::Observations::default(),
         }
     }
 
@@ -329,11 +331,17 @@ impl MiningStats {
 
     /// Sets the link state; `Connected` clears the error and failure count and stamps the
     /// time, other states keep the last error.
+    /// What the metrics record as it happens (histograms, scanned leaves, node connects).
+    pub fn observations(&self) -> &crate::metrics::Observations {
+        &self.observations
+    }
+
     pub fn set_link_state(&self, state: LinkState, error: Option<String>) {
         self.update(|s| {
             s.link.state = state;
             match state {
                 LinkState::Connected => {
+                    self.observations.node_connects.inc();
                     s.link.last_error = None;
                     s.link.failed_attempts = 0;
                     s.link.connected_since = Some(SystemTime::now());

@@ -660,6 +660,7 @@ impl Miner {
             s.counters.proofs_submitted += 1;
             s.last_proof_latency = Some(latency);
         });
+        stats.observations().record_submission(latency);
         events.emit(Event::ProofSubmitted {
             epoch: epoch.epoch,
             score: found.score,
