@@ -22,11 +22,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::events::{Event, EventBus};
-use crate::lock::DataDirLock;
 use crate::plots::registry::Summary;
 use crate::plots::{self, FarmedPlots, JobManager, PlotManager};
 use crate::shutdown::{drain, GRACE};
 use crate::stats::{LinkState, MiningStats, StatsSnapshot};
+use spacetime_io::DataDirLock;
 
 /// Version of this daemon.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

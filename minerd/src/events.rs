@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::plots::{JobOutcome, JobProgress, PlotInfo, PlotState};
+use crate::types::{JobOutcome, JobProgress, PlotInfo, PlotState};
 
 /// Events buffered per subscriber before it counts as lagging.
 pub const CAPACITY: usize = 1024;

@@ -2,10 +2,8 @@
 
 pub mod config;
 pub mod daemon;
-pub mod devnet;
 pub mod error;
 pub mod events;
-pub mod lock;
 pub mod mining;
 pub mod node;
 pub mod plots;
@@ -14,5 +12,6 @@ pub mod shutdown;
 pub mod stats;
 pub mod telemetry;
 pub mod timefmt;
+pub mod types;
 
 pub use daemon::{run, Daemon, MiningContext};

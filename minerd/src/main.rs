@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use minerd::config::{self, ConfigError, LoadOptions, ProcessEnv};
-use minerd::lock::LockError;
+use spacetime_io::LockError;
 
 /// Exit code for a usage or configuration error (sysexits EX_USAGE).
 const EXIT_USAGE: u8 = 64;
@@ -186,7 +186,7 @@ enum Command {
 #[derive(Debug, Args)]
 struct DevnetNodeCmd {
     #[command(flatten)]
-    node: minerd::devnet::DevnetNodeArgs,
+    node: spacetime_devnet::DevnetNodeArgs,
     /// Log filter, e.g. info or minerd=debug; RUST_LOG wins when set
     #[arg(long, default_value = "info", value_name = "FILTER")]
     log_level: String,
@@ -330,7 +330,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
         Some(Command::DevnetNode(cmd)) => {
             let rust_log = std::env::var("RUST_LOG").ok();
             minerd::telemetry::init(&cmd.log_level, cmd.log_format.into(), rust_log.as_deref());
-            return run_async(|token| minerd::devnet::run_cli(cmd.node, token));
+            return run_async(|token| spacetime_devnet::run_cli(cmd.node, token));
         }
         Some(Command::Bench(b)) => {
             let dir = b.dir.unwrap_or_else(std::env::temp_dir);

@@ -9,6 +9,7 @@
 //! (`minerd::rpc::convert`), so proto types never leak into the `spacetime` core.
 
 pub mod client;
+pub mod compat;
 
 /// Generated protobuf types, client and server for `spacetime.miner.v1`.
 #[allow(clippy::all, missing_docs)] // generated code

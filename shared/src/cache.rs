@@ -32,6 +32,7 @@ use crate::atomic_file;
 use crate::hash::Hash32;
 use crate::merkle::{internal_node, level_size, padded_parent};
 use crate::plot::PlotHeader;
+use crate::regular_file::{self, ReadFileError};
 
 pub use build::{build_cache, build_cache_file, CacheBuildError};
 
@@ -300,22 +301,18 @@ impl MerkleCache {
         })
     }
 
-    /// Read and decode a cache file (refusing files past the format's size limit).
+    /// Read and decode a cache file (refusing files past the format's size limit, and
+    /// anything that is not a regular file: a FIFO or device named `<plot>.cache` is an
+    /// error at once, never a hang or an endless read; see [`crate::regular_file`]).
     pub fn read(path: &Path) -> Result<Self, CacheError> {
-        let io = |op| {
-            move |source| CacheError::Io {
-                op,
+        let bytes = regular_file::read_regular(path, MAX_CACHE_BYTES).map_err(|e| match e {
+            ReadFileError::TooLarge { bytes, .. } => CacheError::TooLarge { bytes },
+            other => CacheError::Io {
+                op: "reading",
                 path: path.to_path_buf(),
-                source,
-            }
-        };
-        let len = std::fs::metadata(path)
-            .map_err(io("reading metadata of"))?
-            .len();
-        if len > MAX_CACHE_BYTES {
-            return Err(CacheError::TooLarge { bytes: len });
-        }
-        let bytes = std::fs::read(path).map_err(io("reading"))?;
+                source: other.into_io(),
+            },
+        })?;
         Self::decode(&bytes)
     }
 

@@ -21,7 +21,7 @@
 //! (a final newline is optional) and refuses a file group or others can read.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -29,6 +29,7 @@ use rand::rngs::OsRng;
 use thiserror::Error;
 
 use crate::hash::Hash32;
+use crate::regular_file::{self, ReadFileError};
 
 /// First byte of every Ed25519 key slot.
 pub const ED25519_TAG: u8 = 0xED;
@@ -108,22 +109,25 @@ impl MinerKey {
             path: path.to_path_buf(),
             source,
         };
-        let meta = fs::metadata(path).map_err(io_err)?;
-        if !meta.is_file() {
-            return Err(KeyError::Malformed {
+        // Opened first and checked through the descriptor: a FIFO never blocks us.
+        let (file, len) = regular_file::open_regular(path).map_err(|e| match e {
+            ReadFileError::NotRegular { .. } => KeyError::Malformed {
                 path: path.to_path_buf(),
                 reason: "not a regular file",
-            });
-        }
+            },
+            other => io_err(other.into_io()),
+        })?;
+        let meta = file.metadata().map_err(io_err)?;
         check_permissions(path, &meta)?;
         // The file is two short lines; anything large is not a key file.
-        if meta.len() > 256 {
+        if len > 256 {
             return Err(KeyError::Malformed {
                 path: path.to_path_buf(),
                 reason: "file is larger than a key file can be",
             });
         }
-        let text = fs::read(path).map_err(io_err)?;
+        let mut text = Vec::new();
+        file.take(257).read_to_end(&mut text).map_err(io_err)?;
         parse_key_file(&text).map_err(|reason| KeyError::Malformed {
             path: path.to_path_buf(),
             reason,

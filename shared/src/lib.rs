@@ -19,6 +19,7 @@ pub mod merkle;
 pub mod metadata;
 pub mod plot;
 pub mod prove;
+pub mod regular_file;
 pub mod scan;
 pub mod validate;
 pub mod wire;

@@ -31,6 +31,7 @@ use uuid::Uuid;
 
 use crate::atomic_file;
 use crate::hash::Hash32;
+use crate::regular_file::{self, ReadFileError};
 
 /// Files larger than this are refused before reading (a registry of a million plots is
 /// about 300 MiB; a real one is a few KiB).
@@ -350,15 +351,16 @@ pub fn load(path: &Path) -> Result<Vec<PlotMetadataEntry>, MetadataError> {
             source,
         }
     };
-    let len = match std::fs::metadata(path) {
-        Ok(m) => m.len(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io("reading metadata of")(e)),
+    let bytes = match regular_file::read_regular(path, MAX_METADATA_BYTES) {
+        Ok(bytes) => bytes,
+        Err(ReadFileError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Vec::new())
+        }
+        Err(ReadFileError::TooLarge { bytes, .. }) => {
+            return Err(MetadataError::TooLarge { bytes })
+        }
+        Err(e) => return Err(io("reading")(e.into_io())),
     };
-    if len > MAX_METADATA_BYTES {
-        return Err(MetadataError::TooLarge { bytes: len });
-    }
-    let bytes = std::fs::read(path).map_err(io("reading"))?;
     let text = String::from_utf8(bytes).map_err(|_| MetadataError::NotUtf8)?;
     // The reference writer emits no BOM, but editors may add one.
     parse_metadata(text.strip_prefix('\u{feff}').unwrap_or(&text))

@@ -1,6 +1,6 @@
 //! Harness for the devnet node: runs `minerd devnet-node` on loopback in a temporary data
-//! dir (a [`ChildProcess`]: own process group, killed on drop), and a raw wire peer built on
-//! `spacetime::wire` for talking to it.
+//! dir (a [`ChildProcess`]: own process group, killed on drop). The raw wire peer for
+//! talking to it is the devnet crate's test kit ([`WirePeer`], re-exported here).
 
 use std::ffi::OsStr;
 use std::net::SocketAddr;
@@ -8,17 +8,10 @@ use std::path::Path;
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
-use spacetime::wire::{
-    user_agent, Handshake, Message, MessageDecoder, NewEpoch, WireError, MAX_FRAME_LENGTH,
-};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use anyhow::Context as _;
+pub use spacetime_devnet::testkit::{error_reason, handshake, RecvEnd, WirePeer, DEVNET};
 
 use crate::{minerd_command, ChildProcess, START_TIMEOUT};
-
-/// The Development network id.
-pub const DEVNET: &str = "spacetime-devnet-local";
 
 /// Spawns `minerd devnet-node --listen <listen> --data-dir <data_dir> <extra>` with `HOME`
 /// set to `home` and waits for its "devnet node listening on ADDR" line; returns the
@@ -112,136 +105,4 @@ impl DevnetNode {
         process.kill();
         dir
     }
-}
-
-/// How a receive ended without a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RecvEnd {
-    /// The node closed the connection.
-    Closed,
-    /// Nothing arrived in time.
-    Timeout,
-}
-
-/// A raw peer speaking the wire protocol.
-#[derive(Debug)]
-pub struct WirePeer {
-    stream: TcpStream,
-    decoder: MessageDecoder,
-}
-
-impl WirePeer {
-    /// Connects (TCP_NODELAY, as decisions D9 asks).
-    pub async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        Ok(Self {
-            stream,
-            decoder: MessageDecoder::new(MAX_FRAME_LENGTH),
-        })
-    }
-
-    /// Connects and completes the version-2 handshake on `network`; returns the first
-    /// NewEpoch.
-    pub async fn handshaken(addr: SocketAddr, network: &str) -> anyhow::Result<(Self, NewEpoch)> {
-        let mut p = Self::connect(addr).await?;
-        p.send(&handshake(2, network)).await?;
-        match p.recv(Duration::from_secs(5)).await {
-            Ok(Message::Handshake(_)) => {}
-            other => bail!("expected Handshake, got {other:?}"),
-        }
-        match p.recv(Duration::from_secs(5)).await {
-            Ok(Message::HandshakeAck) => {}
-            other => bail!("expected HandshakeAck, got {other:?}"),
-        }
-        p.send(&Message::HandshakeAck).await?;
-        match p.recv(Duration::from_secs(5)).await {
-            Ok(Message::NewEpoch(e)) => Ok((p, e)),
-            other => bail!("expected NewEpoch, got {other:?}"),
-        }
-    }
-
-    /// Sends one message.
-    pub async fn send(&mut self, m: &Message) -> std::io::Result<()> {
-        self.send_raw(&m.encode()).await
-    }
-
-    /// Sends raw bytes (garbage, hostile lengths).
-    pub async fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.stream.write_all(bytes).await
-    }
-
-    /// The next message within `limit`.
-    pub async fn recv(&mut self, limit: Duration) -> Result<Message, RecvEnd> {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            match self.decoder.next_message() {
-                Ok(Some(m)) => {
-                    return Ok(m);
-                }
-                Ok(None) => {}
-                // A node that sends bad frames is a failure of the node; report it loudly.
-                Err(WireError::Frame(e)) => panic!("node sent a bad frame: {e}"),
-                Err(WireError::Message { error, .. }) => panic!("node sent a bad message: {error}"),
-            }
-            let mut chunk = [0u8; 4096];
-            match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
-                Err(_) => return Err(RecvEnd::Timeout),
-                Ok(Ok(0)) | Ok(Err(_)) => return Err(RecvEnd::Closed),
-                Ok(Ok(n)) => self.decoder.extend(&chunk[..n]),
-            }
-        }
-    }
-
-    /// Skips messages until one matches `pred`, within `limit` overall.
-    pub async fn recv_until(
-        &mut self,
-        limit: Duration,
-        pred: impl Fn(&Message) -> bool,
-    ) -> Result<Message, RecvEnd> {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let m = self.recv(left).await?;
-            if pred(&m) {
-                return Ok(m);
-            }
-        }
-    }
-
-    /// Reads until the node closes (within `limit`); returns what arrived on the way, or
-    /// `Err` with it when the node kept the connection open.
-    pub async fn until_closed(&mut self, limit: Duration) -> Result<Vec<Message>, Vec<Message>> {
-        let deadline = tokio::time::Instant::now() + limit;
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self.recv(left).await {
-                Ok(m) => seen.push(m),
-                Err(RecvEnd::Closed) => return Ok(seen),
-                Err(RecvEnd::Timeout) => return Err(seen),
-            }
-        }
-    }
-}
-
-/// A Handshake of `version` on `network`.
-pub fn handshake(version: i32, network: &str) -> Message {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    Message::Handshake(Handshake {
-        protocol_version: version,
-        timestamp: i64::try_from(now).unwrap_or(i64::MAX),
-        node_id: "e2e-peer".into(),
-        user_agent: user_agent("e2e", "0", network),
-    })
-}
-
-/// The reason of the first Error among `messages`.
-pub fn error_reason(messages: &[Message]) -> Option<&str> {
-    messages.iter().find_map(|m| match m {
-        Message::Error(r) => Some(r.as_str()),
-        _ => None,
-    })
 }

@@ -22,9 +22,9 @@ use spacetime::plot::{create_plot, CacheLevels, CreatePlot};
 use tokio_util::sync::CancellationToken;
 
 use crate::daemon::MiningContext;
-use crate::devnet::{self, DevnetNodeConfig};
 use crate::node::{LinkConfig, PRODUCT};
 use crate::stats::LinkState;
+use spacetime_devnet::{self as devnet, DevnetNodeConfig};
 
 /// Leaves of the plot made for the devnet when there is none (2^16 leaves = 2 MiB).
 pub const DEVNET_PLOT_LEAVES: u64 = 1 << 16;

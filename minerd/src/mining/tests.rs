@@ -10,11 +10,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::config::Config;
-use crate::devnet::{self, DevnetNodeConfig};
 use crate::events::EventBus;
 use crate::node::{Backoff, LinkTimings};
 use crate::plots::PlotManager;
 use crate::stats::{LinkState, MiningStats};
+use spacetime_devnet::{self as devnet, DevnetNodeConfig};
 
 const LIMIT: Duration = Duration::from_secs(30);
 

@@ -1,15 +1,16 @@
 //! One connection to the node: connect, handshake as the connecting side, then serve.
 //!
-//! Framing uses `spacetime::wire::MessageDecoder`, which never holds more than one frame of
-//! at most `max_frame` bytes plus one read chunk: the frame length is checked before the
-//! payload is waited for. Any frame or payload error is answered with Error, then the link
-//! stops sending, reads (and discards) for at most `error_linger` so that the node can read
-//! the Error before the socket closes (D9), and closes. It never tries to find the next frame.
+//! The socket is a [`spacetime_io::Connection`], which reads through
+//! `spacetime::wire::MessageDecoder` (never more than one frame of at most `max_frame`
+//! bytes plus one read chunk: the frame length is checked before the payload is waited
+//! for). Any frame or payload error is answered with Error, then the link stops sending,
+//! reads (and discards) for at most `error_linger` so that the node can read the Error
+//! before the socket closes (D9), and closes. It never tries to find the next frame.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use spacetime::wire::{network_id_of, Handshake, Message, MessageDecoder, PROTOCOL_VERSION};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use spacetime::wire::{network_id_of, Handshake, Message, PROTOCOL_VERSION};
+use spacetime_io::{Connection, ReadError, SendError};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -17,8 +18,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::{LinkConfig, LinkError, LinkEvent, LinkTimings, Outbound};
 
-/// Bytes read from the socket at a time.
-const READ_CHUNK: usize = 64 * 1024;
 /// A close that follows the node's Error within this time is explained by that Error; a
 /// later one is not (the Error refused one request and the connection went on).
 pub const ERROR_CLOSE_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
@@ -26,10 +25,7 @@ pub const ERROR_CLOSE_WINDOW: std::time::Duration = std::time::Duration::from_se
 /// A connected, handshaken link to the node.
 #[derive(Debug)]
 pub struct Session {
-    stream: TcpStream,
-    decoder: MessageDecoder,
-    chunk: Vec<u8>,
-    max_frame: u32,
+    conn: Connection,
     timings: LinkTimings,
     peer_user_agent: String,
 }
@@ -81,10 +77,7 @@ impl Session {
         })?;
         stream.set_nodelay(true)?;
         let mut session = Session {
-            stream,
-            decoder: MessageDecoder::new(config.max_frame),
-            chunk: vec![0; READ_CHUNK],
-            max_frame: config.max_frame,
+            conn: Connection::new(stream, config.max_frame),
             timings: config.timings,
             peer_user_agent: String::new(),
         };
@@ -271,31 +264,25 @@ impl Session {
     /// Our own messages always fit a frame (a block of 1000 transactions is ~160 KiB); one
     /// that does not is dropped with an error log rather than sent.
     async fn send(&mut self, message: &Message) -> Result<(), LinkError> {
-        let bytes = match message.encode_checked(self.max_frame) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(kind = ?message.message_type(), error = %e, "message too large to send; dropped");
-                return Ok(());
-            }
-        };
         let limit = self.timings.close_after;
-        match tokio::time::timeout(limit, self.stream.write_all(&bytes)).await {
-            Ok(r) => Ok(r?),
+        match tokio::time::timeout(limit, self.conn.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(SendError::TooLarge(e))) => {
+                tracing::error!(kind = ?message.message_type(), error = %e, "message too large to send; dropped");
+                Ok(())
+            }
+            Ok(Err(SendError::Io(e))) => Err(LinkError::Io(e)),
             Err(_) => Err(LinkError::WriteStalled(limit)),
         }
     }
 
-    /// Reads the next message. Cancel-safe: bytes read stay in the buffer.
+    /// Reads the next message. Cancel-safe: bytes read stay in the decoder.
     async fn read_message(&mut self) -> Result<Message, LinkError> {
-        loop {
-            if let Some(message) = self.decoder.next_message()? {
-                return Ok(message);
-            }
-            let n = self.stream.read(&mut self.chunk).await?;
-            if n == 0 {
-                return Err(LinkError::Closed);
-            }
-            self.decoder.extend(&self.chunk[..n]);
+        match self.conn.next().await {
+            Ok(Some(message)) => Ok(message),
+            Ok(None) | Err(ReadError::Truncated) => Err(LinkError::Closed),
+            Err(ReadError::Wire(e)) => Err(LinkError::Wire(e)),
+            Err(ReadError::Io(e)) => Err(LinkError::Io(e)),
         }
     }
 
@@ -311,15 +298,8 @@ impl Session {
             LinkError::Silent(d) => format!("silent for {d:?}"),
             _ => return,
         };
-        if self.send(&Message::Error(reason)).await.is_err() {
-            return;
-        }
-        let _ = self.stream.shutdown().await;
-        let linger = self.timings.error_linger;
-        let _ = tokio::time::timeout(linger, async {
-            let mut sink = [0u8; 4096];
-            while matches!(self.stream.read(&mut sink).await, Ok(n) if n > 0) {}
-        })
-        .await;
+        self.conn
+            .close_with_error(reason, self.timings.error_linger)
+            .await;
     }
 }

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use spacetime::wire::{user_agent, Handshake, Message, MessageDecoder, NewEpoch, MAX_FRAME_LENGTH};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use spacetime::wire::{user_agent, Handshake, Message, NewEpoch, MAX_FRAME_LENGTH};
+use spacetime_devnet::testkit::{RecvEnd, WirePeer};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
@@ -41,11 +41,8 @@ fn config(port: u16) -> LinkConfig {
     }
 }
 
-/// The node side of one connection.
-struct Peer {
-    stream: TcpStream,
-    decoder: MessageDecoder,
-}
+/// The node side of one connection: the devnet test kit's raw peer on an accepted socket.
+struct Peer(WirePeer);
 
 impl Peer {
     async fn accept(listener: &TcpListener) -> Peer {
@@ -53,32 +50,24 @@ impl Peer {
             .await
             .expect("the link connects")
             .unwrap();
-        Peer {
-            stream,
-            decoder: MessageDecoder::new(MAX_FRAME_LENGTH),
-        }
+        Peer(WirePeer::from_stream(stream).unwrap())
     }
 
     /// The next message, or `None` when the miner closed the connection.
     async fn read(&mut self) -> Option<Message> {
-        tokio::time::timeout(LIMIT, async {
-            loop {
-                if let Some(m) = self.decoder.next_message().unwrap() {
-                    return Some(m);
-                }
-                let mut chunk = [0u8; 4096];
-                match self.stream.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return None,
-                    Ok(n) => self.decoder.extend(&chunk[..n]),
-                }
-            }
-        })
-        .await
-        .expect("the miner answers in time")
+        match self.0.recv(LIMIT).await {
+            Ok(m) => Some(m),
+            Err(RecvEnd::Closed) => None,
+            Err(RecvEnd::Timeout) => panic!("the miner answers in time"),
+        }
     }
 
     async fn send(&mut self, m: &Message) {
-        self.stream.write_all(&m.encode()).await.unwrap();
+        self.0.send(m).await.unwrap();
+    }
+
+    async fn send_raw(&mut self, bytes: &[u8]) {
+        self.0.send_raw(bytes).await.unwrap();
     }
 
     /// Answers the miner's handshake as a node of `network` speaking `version`.
@@ -273,10 +262,8 @@ async fn garbage_closes_the_connection_and_the_link_reconnects() {
         panic!("expected Connected");
     };
     // An oversized length: the frame is refused from its length bytes alone.
-    peer.stream
-        .write_all(&[0xFF, 0xFF, 0xFF, 0x7F, 0x42, 1, 2, 3])
-        .await
-        .unwrap();
+    peer.send_raw(&[0xFF, 0xFF, 0xFF, 0x7F, 0x42, 1, 2, 3])
+        .await;
     let Some(Message::Error(reason)) = peer.read().await else {
         panic!("expected an Error frame");
     };
@@ -304,7 +291,7 @@ async fn garbage_closes_the_connection_and_the_link_reconnects() {
     // A well-framed message with a bad payload also ends the connection (D3).
     let mut bad = 2u32.to_le_bytes().to_vec();
     bad.extend_from_slice(&[0x41, 0x00]); // BlockAccepted needs 40 bytes
-    peer.stream.write_all(&bad).await.unwrap();
+    peer.send_raw(&bad).await;
     assert!(matches!(peer.read().await, Some(Message::Error(_))));
     assert_eq!(peer.read().await, None);
     let mut peer = Peer::accept(&listener).await;
@@ -463,7 +450,7 @@ async fn a_frame_above_the_links_limit_is_refused_before_its_payload_arrives() {
     // A Block frame announcing 5000 bytes: only its header is sent.
     let mut header = 5000u32.to_le_bytes().to_vec();
     header.push(0x23);
-    peer.stream.write_all(&header).await.unwrap();
+    peer.send_raw(&header).await;
     let Some(Message::Error(reason)) = peer.read().await else {
         panic!("expected an Error frame");
     };

@@ -25,11 +25,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use super::registry::{resolve_id, PlotInfo, PlotState};
+use super::ids::resolve_id;
 use super::PlotManager;
 use crate::error::DaemonError;
 use crate::events::{Event, EventBus};
 use crate::stats::ProvingGate;
+use crate::types::{JobOutcome, JobProgress, PlotInfo, PlotState};
 
 /// Jobs that may wait for a slot; beyond this, new jobs are refused.
 pub const MAX_QUEUED_JOBS: usize = 64;
@@ -63,44 +64,6 @@ pub enum JobState {
     Running,
     /// Cancellation requested.
     Cancelling,
-}
-
-/// Progress of a job.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct JobProgress {
-    /// Leaves written.
-    pub leaves_done: u64,
-    /// Leaves in total.
-    pub leaves_total: u64,
-    /// Bytes produced.
-    pub bytes_written: u64,
-    /// Rate.
-    pub leaves_per_sec: f64,
-    /// Time left, once known.
-    pub eta: Option<Duration>,
-}
-
-impl From<&PlotProgress> for JobProgress {
-    fn from(p: &PlotProgress) -> Self {
-        Self {
-            leaves_done: p.leaves_done,
-            leaves_total: p.leaves_total,
-            bytes_written: p.bytes_written,
-            leaves_per_sec: p.leaves_per_sec,
-            eta: p.eta,
-        }
-    }
-}
-
-/// How a job ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobOutcome {
-    /// Written and registered.
-    Succeeded,
-    /// Failed; nothing left behind.
-    Failed,
-    /// Cancelled; nothing left behind.
-    Cancelled,
 }
 
 /// A job as the API shows it.

@@ -19,6 +19,7 @@
 //! [`FarmedPlots::request_rescan`] instead of waiting for the next periodic one.
 
 mod cache_build;
+pub mod ids;
 pub mod jobs;
 pub mod registry;
 
@@ -34,9 +35,11 @@ use uuid::Uuid;
 
 use crate::error::DaemonError;
 use crate::events::{Event, EventBus};
-pub use jobs::{JobInfo, JobManager, JobOutcome, JobProgress, JobSpec, JobState};
-use registry::{resolve_id, stat_fingerprint, Probe, Summary};
-pub use registry::{PlotInfo, PlotState, Registry};
+pub use crate::types::{JobOutcome, JobProgress, PlotInfo, PlotState};
+use ids::resolve_id;
+pub use jobs::{JobInfo, JobManager, JobSpec, JobState};
+pub use registry::Registry;
+use registry::{stat_fingerprint, Probe, Summary};
 
 /// A plot the mining loop may scan: open, valid, not a duplicate.
 #[derive(Debug, Clone)]

@@ -17,6 +17,8 @@ use crate::prove::{build_proof, ProveError};
 
 /// Leaves per work chunk of the full check.
 const CHUNK_LEVEL: u32 = 16;
+/// Sample indices drawn (and held) per round of a sampled check: 512 KiB of indices.
+const SAMPLE_ROUND: u64 = 1 << 16;
 /// Minimum time between two progress reports.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -245,60 +247,72 @@ fn sampled_check(
 ) -> Result<(), PlotError> {
     let n = plot.leaf_count();
     let gen = miner_pk.map(|pk| LeafGenerator::new(pk, &plot.header().seed));
-    let mut indices: Vec<u64> = if samples >= n {
-        (0..n).collect()
-    } else {
-        let mut rng = StdRng::seed_from_u64(seed);
-        // `samples < n` here, so this allocation is bounded by the plot size.
-        (0..samples).map(|_| rng.gen_range(0..n)).collect()
-    };
-    indices.sort_unstable();
-    let total = indices.len() as u64;
+    // The sample is drawn and checked in bounded rounds, never materialised whole: a
+    // request of `u32::MAX` samples (or "every leaf" of a sparse 2^33-leaf plot) must cost
+    // time the caller can cancel, not memory the daemon does not have. Each round is sorted
+    // for locality; the indices drawn for a seed are the same as one global draw.
+    let total = samples.min(n);
+    let every_leaf = samples >= n;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut drawn = 0u64;
     let mut last_report = Instant::now();
-    for batch in indices.chunks(64) {
+    while drawn < total {
         if cancel.load(Ordering::Relaxed) {
             return Err(PlotError::Cancelled);
         }
-        let results: Vec<(u64, bool, bool)> = batch
-            .par_iter()
-            .map(|&i| {
-                let leaf_ok = match (&gen, plot.leaf(i)?) {
-                    (Some(gen), Some(leaf)) => gen.leaf(i) == leaf,
-                    _ => true,
-                };
-                let path_ok = match build_proof(plot, cache, i) {
-                    Ok(_) => true,
-                    Err(ProveError::Read { reason, .. }) => {
-                        // A read error is the plot's failure, not a bad path.
-                        return Err(PlotError::io(
-                            "reading",
-                            plot.path(),
-                            std::io::Error::other(reason),
-                        ));
-                    }
-                    Err(_) => false,
-                };
-                Ok((i, leaf_ok, path_ok))
-            })
-            .collect::<Result<_, PlotError>>()?;
-        for (i, leaf_ok, path_ok) in results {
-            report.leaves_checked += 1;
-            report.paths_checked += 1;
-            if !leaf_ok {
-                report.bad_leaves += 1;
-                report.first_bad_leaf.get_or_insert(i);
+        let len = (total - drawn).min(SAMPLE_ROUND);
+        let mut indices: Vec<u64> = if every_leaf {
+            (drawn..drawn + len).collect()
+        } else {
+            (0..len).map(|_| rng.gen_range(0..n)).collect()
+        };
+        drawn += len;
+        indices.sort_unstable();
+        for batch in indices.chunks(64) {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(PlotError::Cancelled);
             }
-            if !path_ok {
-                report.bad_paths += 1;
-                report.first_bad_path.get_or_insert(i);
+            let results: Vec<(u64, bool, bool)> = batch
+                .par_iter()
+                .map(|&i| {
+                    let leaf_ok = match (&gen, plot.leaf(i)?) {
+                        (Some(gen), Some(leaf)) => gen.leaf(i) == leaf,
+                        _ => true,
+                    };
+                    let path_ok = match build_proof(plot, cache, i) {
+                        Ok(_) => true,
+                        Err(ProveError::Read { reason, .. }) => {
+                            // A read error is the plot's failure, not a bad path.
+                            return Err(PlotError::io(
+                                "reading",
+                                plot.path(),
+                                std::io::Error::other(reason),
+                            ));
+                        }
+                        Err(_) => false,
+                    };
+                    Ok((i, leaf_ok, path_ok))
+                })
+                .collect::<Result<_, PlotError>>()?;
+            for (i, leaf_ok, path_ok) in results {
+                report.leaves_checked += 1;
+                report.paths_checked += 1;
+                if !leaf_ok {
+                    report.bad_leaves += 1;
+                    report.first_bad_leaf = Some(report.first_bad_leaf.map_or(i, |f| f.min(i)));
+                }
+                if !path_ok {
+                    report.bad_paths += 1;
+                    report.first_bad_path = Some(report.first_bad_path.map_or(i, |f| f.min(i)));
+                }
             }
-        }
-        if last_report.elapsed() >= PROGRESS_INTERVAL || report.leaves_checked == total {
-            last_report = Instant::now();
-            progress(CheckProgress {
-                done: report.leaves_checked,
-                total,
-            });
+            if last_report.elapsed() >= PROGRESS_INTERVAL || report.leaves_checked == total {
+                last_report = Instant::now();
+                progress(CheckProgress {
+                    done: report.leaves_checked,
+                    total,
+                });
+            }
         }
     }
     report.leaves_regenerated = gen.is_some();
@@ -308,6 +322,35 @@ fn sampled_check(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Audit row 4: `CheckPlot{samples: u32::MAX}` on a sparse 256 GiB plot allocated the
+    /// whole 34 GB sample up front and the daemon aborted. The sample is now drawn in
+    /// bounded rounds, so the request costs only (cancellable) time: here it is cancelled
+    /// before the first round and returns at once.
+    #[test]
+    fn a_huge_sample_of_a_huge_sparse_plot_allocates_nothing_up_front() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sparse.plot");
+        let n = 1u64 << 33; // 256 GiB of leaves, never written
+        let header = super::super::PlotHeader::new([1; 32], n, [2; 32]);
+        std::fs::write(&path, header.encode()).unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(super::super::plot_file_len(n).unwrap()).unwrap();
+        drop(f);
+        let plot = PlotFile::open(&path).unwrap();
+        for samples in [u64::from(u32::MAX), u64::MAX] {
+            let cancel = AtomicBool::new(true);
+            let started = Instant::now();
+            let mode = CheckMode::Sampled {
+                samples,
+                miner_pk: Some([3; 32]),
+                seed: 1,
+            };
+            let r = check_plot(&plot, None, &mode, &mut |_| {}, &cancel);
+            assert!(matches!(r, Err(PlotError::Cancelled)), "{r:?}");
+            assert!(started.elapsed() < Duration::from_secs(10));
+        }
+    }
 
     #[test]
     fn a_mismatched_cache_fails_the_check_but_not_the_plot() {

@@ -5,7 +5,7 @@
 //! plot) kills the process with SIGBUS on the next access; a read of the same bytes returns
 //! an error instead. So every leaf read here is a `pread` into a caller's buffer, and a
 //! truncated, overwritten-shorter or failing plot is a [`PlotError::Read`] on that plot
-//! (decisions D15). Large sequential reads with kernel read-ahead are as fast as the map was
+//! (decisions E1). Large sequential reads with kernel read-ahead are as fast as the map was
 //! for scanning, and the copy they cost is small next to the hashing.
 
 use std::fs::File;
@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use super::{plot_file_len, PlotError, PlotHeader, HEADER_LEN, LEAF_LEN};
 use crate::merkle::tree_height;
+use crate::regular_file::{self, ReadFileError};
 
 /// An open, checked plot.
 ///
@@ -37,16 +38,15 @@ impl PlotFile {
     /// leaf size 32, tree height, and that the file holds every leaf. Longer files are
     /// accepted, as by the reference.
     pub fn open(path: &Path) -> Result<Self, PlotError> {
-        let mut file = File::open(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => PlotError::NotFound {
-                path: path.to_path_buf(),
-            },
-            _ => PlotError::io("opening", path, e),
+        // A FIFO or device at a plot path is refused at once (never a blocking open).
+        let (mut file, file_len) = regular_file::open_regular(path).map_err(|e| match e {
+            ReadFileError::Io(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                PlotError::NotFound {
+                    path: path.to_path_buf(),
+                }
+            }
+            other => PlotError::io("opening", path, other.into_io()),
         })?;
-        let file_len = file
-            .metadata()
-            .map_err(|e| PlotError::io("reading metadata of", path, e))?
-            .len();
         if file_len < HEADER_LEN as u64 {
             return Err(PlotError::TooSmall { len: file_len });
         }

@@ -10,22 +10,26 @@
 //! plot and a winning score, before any signature; then every other rule), and offered to
 //! the epoch under the lock again, if that epoch is still the open one. A transaction's
 //! signature is checked before the lock is taken.
+//!
+//! | module | owns |
+//! |---|---|
+//! | this one | [`Shared`] (the lock), [`NodeState`] and the dispatch of each message |
+//! | [`check`] | the lock-free block checks |
+//! | [`peers`] | the peer registry and the broadcast |
 
-use std::collections::HashMap;
+mod check;
+mod peers;
+#[cfg(test)]
+mod tests;
+
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use spacetime::block::{Block, Transaction, BLOCK_HEADER_LEN};
-use spacetime::consensus::{difficulty_to_target, MAX_BLOCK_TRANSACTIONS};
 use spacetime::hash::{to_hex, Hash32};
-use spacetime::validate::{
-    validate_block, validate_transaction, verify_block_proof, BlockError, ChainContext,
-};
+use spacetime::validate::validate_transaction;
 use spacetime::wire::{Message, FRAME_HEADER_LEN, MAX_HEADERS};
-use thiserror::Error;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use super::chain::{BlockHashes, Chain};
 use super::config::DevnetNodeConfig;
@@ -33,19 +37,8 @@ use super::epoch::{Candidate, Epoch, Offer, PeerId};
 use super::mempool::{Mempool, MempoolError};
 use super::now_unix_ms;
 
-/// An encoded frame, shared between the queues of every peer it is broadcast to.
-pub(crate) type Frame = Arc<Vec<u8>>;
-
-/// How the node reaches a connected (handshaken) peer.
-#[derive(Debug)]
-pub(crate) struct PeerLink {
-    /// The peer's bounded outbound queue.
-    pub tx: mpsc::Sender<Frame>,
-    /// Cancelled to drop the peer (a full queue means it is too slow).
-    pub cancel: CancellationToken,
-    /// Remote address, for logs.
-    pub addr: SocketAddr,
-}
+pub(crate) use check::{check_block, CheckedBlock, PendingBlock};
+pub(crate) use peers::{Frame, PeerLink, Peers};
 
 /// Everything the tasks of one node share.
 #[derive(Debug)]
@@ -124,102 +117,6 @@ pub(crate) enum Step {
     CheckTransaction(Transaction),
 }
 
-/// A block admitted for checking, with the context of the epoch it names.
-#[derive(Debug)]
-pub(crate) struct PendingBlock {
-    /// The block.
-    pub block: Block,
-    /// The open epoch's context at admission.
-    pub ctx: ChainContext,
-}
-
-/// A block that passed every rule [`check_block`] can judge without the node state.
-#[derive(Debug)]
-pub(crate) struct CheckedBlock {
-    block: Block,
-    /// The epoch it was checked against.
-    epoch: u64,
-    /// Its transactions' hashes, in order (each listed once).
-    tx_hashes: Vec<Hash32>,
-}
-
-/// Why [`check_block`] refused a block.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub(crate) enum BlockCheckError {
-    /// More transactions than a block may carry (refused before any signature is checked).
-    #[error("it carries {count} transactions; a block may carry at most {max}")]
-    TooManyTransactions {
-        /// Transactions carried.
-        count: usize,
-        /// [`MAX_BLOCK_TRANSACTIONS`].
-        max: usize,
-    },
-    /// A block rule is broken.
-    #[error(transparent)]
-    Invalid(#[from] BlockError),
-    /// The same transaction is listed twice.
-    #[error("transaction #{index} {} is listed twice", to_hex(.hash))]
-    DuplicateTransaction {
-        /// Position of the second listing.
-        index: usize,
-        /// The transaction hash.
-        hash: Hash32,
-    },
-}
-
-/// Every check of a block against the epoch context `ctx` that needs no node state, cheapest
-/// and hardest to forge first: the transaction count, then the challenge and the proof
-/// against the epoch's target (hashes only, and passing them needs a real plot and a
-/// winning score), and only then the signatures with every other rule of
-/// `validate_block`, and duplicate transactions. Pure CPU work: async callers run it on the
-/// blocking pool, without the node's lock.
-pub(crate) fn check_block(
-    block: Block,
-    ctx: &ChainContext,
-) -> Result<CheckedBlock, BlockCheckError> {
-    let count = block.transactions.len();
-    if count > MAX_BLOCK_TRANSACTIONS {
-        return Err(BlockCheckError::TooManyTransactions {
-            count,
-            max: MAX_BLOCK_TRANSACTIONS,
-        });
-    }
-    let h = &block.header;
-    if h.challenge != ctx.expected_challenge {
-        return Err(BlockError::ChallengeMismatch {
-            expected: ctx.expected_challenge,
-            actual: h.challenge,
-        }
-        .into());
-    }
-    let target =
-        difficulty_to_target(ctx.expected_difficulty).map_err(|_| BlockError::ZeroDifficulty)?;
-    verify_block_proof(
-        &block.proof,
-        &h.challenge,
-        &h.plot_root,
-        &h.proof_score,
-        Some(&target),
-        &h.miner_id,
-    )
-    .map_err(BlockError::Proof)?;
-    validate_block(&block, ctx)?;
-    let mut tx_hashes = Vec::with_capacity(count);
-    let mut seen = std::collections::HashSet::with_capacity(count);
-    for (index, tx) in block.transactions.iter().enumerate() {
-        let hash = tx.hash();
-        if !seen.insert(hash) {
-            return Err(BlockCheckError::DuplicateTransaction { index, hash });
-        }
-        tx_hashes.push(hash);
-    }
-    Ok(CheckedBlock {
-        epoch: ctx.expected_epoch,
-        block,
-        tx_hashes,
-    })
-}
-
 /// Logs a refused block and answers the sender with the reason.
 fn block_rejected(addr: SocketAddr, hash: &Hash32, height: u64, reason: &str) -> Outcome {
     tracing::warn!(peer = %addr, block = %to_hex(hash), height, reason = %reason, "block rejected");
@@ -284,7 +181,7 @@ pub(crate) struct NodeState {
     /// deadline is recognised as late rather than invalid.
     previous: Option<Epoch>,
     pub mempool: Mempool,
-    peers: HashMap<PeerId, PeerLink>,
+    peers: Peers,
     pub blocks_accepted: u64,
     max_frame_length: u32,
 }
@@ -296,7 +193,7 @@ impl NodeState {
             epoch,
             previous: None,
             mempool,
-            peers: HashMap::new(),
+            peers: Peers::new(max_frame_length),
             blocks_accepted: 0,
             max_frame_length,
         }
@@ -310,47 +207,18 @@ impl NodeState {
     /// Adds a peer that completed the handshake and queues the current epoch for it, under
     /// the lock, so it sees every later epoch in order.
     pub fn register(&mut self, id: PeerId, link: PeerLink) {
-        let frame = Arc::new(Message::NewEpoch(self.epoch.announcement()).encode());
-        if link.tx.try_send(frame).is_err() {
-            link.cancel.cancel();
-            return;
-        }
-        self.peers.insert(id, link);
+        self.peers
+            .register(id, link, &Message::NewEpoch(self.epoch.announcement()));
     }
 
     /// Removes a peer (its connection ended).
     pub fn unregister(&mut self, id: PeerId) {
-        self.peers.remove(&id);
+        self.peers.unregister(id);
     }
 
-    /// Queues `message` for every peer but `except`. A peer whose queue is full is too slow:
-    /// it is dropped, never waited for.
+    /// Queues `message` for every peer but `except` (see [`Peers::broadcast`]).
     pub fn broadcast(&mut self, message: &Message, except: Option<PeerId>) {
-        let frame = match message.encode_checked(self.max_frame_length) {
-            Ok(f) => Arc::new(f),
-            Err(e) => {
-                tracing::error!(error = %e, kind = ?message.message_type(), "message too large to broadcast");
-                return;
-            }
-        };
-        let mut gone = Vec::new();
-        for (&id, link) in &self.peers {
-            if Some(id) == except {
-                continue;
-            }
-            match link.tx.try_send(Arc::clone(&frame)) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    tracing::warn!(peer = %link.addr, "outbound queue full; dropping slow peer");
-                    link.cancel.cancel();
-                    gone.push(id);
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => gone.push(id),
-            }
-        }
-        for id in gone {
-            self.peers.remove(&id);
-        }
+        self.peers.broadcast(message, except);
     }
 
     /// The first step of one message from a handshaken peer at `now_unix_ms`, under the
@@ -648,170 +516,5 @@ impl NodeState {
     /// The current tip hash.
     pub fn tip_hash(&self) -> Hash32 {
         self.chain.tip().hash()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use spacetime::consensus::DifficultyAdjustmentConfig;
-    use spacetime::validate::{ProofError, TransactionError};
-    use spacetime::wire::MAX_FRAME_LENGTH;
-
-    use super::*;
-    use crate::devnet::chain::{self, GenesisParams};
-    use crate::devnet::test_support::{signed_tx, TestMiner};
-
-    const ADDR: &str = "127.0.0.1:9";
-
-    /// A node state on a new chain in `dir`, in epoch 1, open for `epoch` from now.
-    fn state(dir: &std::path::Path, epoch: Duration) -> NodeState {
-        let params = GenesisParams {
-            network_id: spacetime::consensus::DEVNET_NETWORK_ID.into(),
-            initial_difficulty: 1,
-            epoch_duration_secs: 1,
-            adjustment: DifficultyAdjustmentConfig::default(),
-        };
-        let (chain, _, _) = chain::open(dir, &params, now_unix_ms() / 1000).unwrap();
-        let e = Epoch::begin(
-            1,
-            &chain.tip().header,
-            chain.next_difficulty(),
-            now_unix_ms(),
-            epoch,
-        );
-        NodeState::new(chain, e, Mempool::new(10), MAX_FRAME_LENGTH)
-    }
-
-    fn admitted(st: &mut NodeState, block: Block) -> PendingBlock {
-        match st.handle(
-            ADDR.parse().unwrap(),
-            Message::NewBlock(block),
-            now_unix_ms(),
-        ) {
-            Step::CheckBlock(p) => *p,
-            other => panic!("block not admitted: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn too_many_transactions_are_refused_before_any_signature_is_checked() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut st = state(dir.path(), Duration::from_secs(30));
-        let miner = TestMiner::new(dir.path(), 1);
-        // Unsigned transactions: a signature check would fail on the first one.
-        let tx = signed_tx(5, 1);
-        let txs: Vec<Transaction> = (0..=MAX_BLOCK_TRANSACTIONS as u64)
-            .map(|nonce| Transaction {
-                nonce,
-                signature: [0; 64],
-                ..tx
-            })
-            .collect();
-        let block = miner.block(&st.epoch.announcement(), txs);
-        let p = admitted(&mut st, block);
-        assert_eq!(
-            check_block(p.block, &p.ctx).unwrap_err(),
-            BlockCheckError::TooManyTransactions {
-                count: MAX_BLOCK_TRANSACTIONS + 1,
-                max: MAX_BLOCK_TRANSACTIONS
-            }
-        );
-    }
-
-    #[test]
-    fn the_proof_is_checked_before_transaction_signatures() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut st = state(dir.path(), Duration::from_secs(30));
-        let miner = TestMiner::new(dir.path(), 2);
-        let mut forged = signed_tx(5, 1);
-        forged.amount = 6;
-        let mut block = miner.block(&st.epoch.announcement(), vec![forged]);
-        // A wrong leaf breaks the proof (and the header signature does not cover it).
-        block.proof.leaf[0] ^= 1;
-        let p = admitted(&mut st, block);
-        let err = check_block(p.block, &p.ctx).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                BlockCheckError::Invalid(BlockError::Proof(ProofError::ScoreMismatch { .. }))
-            ),
-            "{err:?}"
-        );
-        // With the proof intact the forged transaction is what fails.
-        let block = miner.block(&st.epoch.announcement(), vec![forged]);
-        let p = admitted(&mut st, block);
-        assert!(matches!(
-            check_block(p.block, &p.ctx).unwrap_err(),
-            BlockCheckError::Invalid(BlockError::Transaction {
-                index: 0,
-                error: TransactionError::InvalidSignature { .. }
-            })
-        ));
-        // A transaction listed twice is caught too.
-        let tx = signed_tx(5, 1);
-        let block = miner.block(&st.epoch.announcement(), vec![tx, tx]);
-        let p = admitted(&mut st, block);
-        assert!(matches!(
-            check_block(p.block, &p.ctx).unwrap_err(),
-            BlockCheckError::DuplicateTransaction { index: 1, .. }
-        ));
-    }
-
-    #[test]
-    fn a_block_checked_while_its_epoch_ended_is_not_offered() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut st = state(dir.path(), Duration::from_secs(30));
-        let addr = ADDR.parse().unwrap();
-        let miner = TestMiner::new(dir.path(), 3);
-        let tx = signed_tx(5, 1);
-        let block = miner.block(&st.epoch.announcement(), vec![tx]);
-        let p = admitted(&mut st, block.clone());
-        let checked = check_block(p.block, &p.ctx).unwrap();
-        assert_eq!(checked.tx_hashes, [tx.hash()]);
-        // The next epoch started while the block was checked: it is late, not offered.
-        st.start_epoch(2, now_unix_ms(), Duration::from_secs(30));
-        assert_eq!(
-            st.offer_block(1, addr, checked, now_unix_ms()),
-            Outcome::default()
-        );
-        assert!(st.epoch.leader().is_none());
-        assert_eq!(st.epoch.blocks, 0);
-
-        // Checked and offered in the same open epoch, it leads.
-        let block = miner.block(&st.epoch.announcement(), vec![tx]);
-        let p = admitted(&mut st, block.clone());
-        let checked = check_block(p.block, &p.ctx).unwrap();
-        assert_eq!(
-            st.offer_block(1, addr, checked, now_unix_ms()),
-            Outcome::default()
-        );
-        assert_eq!(st.epoch.leader().map(|c| &c.block), Some(&block));
-
-        // The same epoch, closed at its deadline while a block was checked: late as well.
-        let other = TestMiner::new(dir.path(), 4);
-        let block = other.block(&st.epoch.announcement(), vec![]);
-        let p = admitted(&mut st, block);
-        let checked = check_block(p.block, &p.ctx).unwrap();
-        st.epoch.close();
-        st.offer_block(2, addr, checked, now_unix_ms());
-        assert_eq!(st.epoch.blocks, 1);
-    }
-
-    #[test]
-    fn a_transaction_is_checked_outside_the_lock_then_added_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut st = state(dir.path(), Duration::from_secs(30));
-        let addr: SocketAddr = ADDR.parse().unwrap();
-        let tx = signed_tx(5, 1);
-        // The locked step does no signature work: it hands the transaction back.
-        assert!(matches!(
-            st.handle(addr, Message::Transaction(tx), now_unix_ms()),
-            Step::CheckTransaction(t) if t == tx
-        ));
-        assert_eq!(st.add_transaction(1, addr, tx), Outcome::default());
-        assert_eq!(st.add_transaction(1, addr, tx), Outcome::default());
-        assert_eq!(st.mempool.len(), 1);
     }
 }

@@ -13,17 +13,14 @@
 //! - Closing with a reason: send Error, stop sending, read until the peer closes (1 s at
 //!   most), then close, so TCP does not reset the connection before the Error is read.
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use spacetime::wire::{
-    network_id_of, user_agent, FrameError, Handshake, Message, MessageDecoder, MessageError,
-    WireError, PROTOCOL_VERSION,
-};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use spacetime::wire::{network_id_of, user_agent, Handshake, Message, WireError, PROTOCOL_VERSION};
+use spacetime_io::{Connection, MessageReader, ReadError};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -38,71 +35,6 @@ use super::{now_unix_ms, PRODUCT};
 pub const MAX_BAD_MESSAGES: u32 = 8;
 /// How long the node reads after sending Error before it closes (decisions D9).
 pub const LINGER: Duration = Duration::from_secs(1);
-/// Bytes read from the socket at a time.
-const READ_CHUNK: usize = 16 * 1024;
-
-/// Why bytes from the peer did not yield a message.
-#[derive(Debug)]
-pub(crate) enum ReadError {
-    /// Framing broken: close.
-    Frame(FrameError),
-    /// One well-formed frame with a bad payload (already skipped).
-    Payload(MessageError),
-    /// The peer closed in the middle of a frame.
-    Truncated,
-    /// The socket failed.
-    Io(io::Error),
-}
-
-/// Turns the byte stream into messages (through `spacetime::wire::MessageDecoder`); never
-/// holds more than one frame (bounded by the frame limit) plus one read chunk.
-pub(crate) struct FrameReader {
-    rd: OwnedReadHalf,
-    decoder: MessageDecoder,
-    chunk: Vec<u8>,
-}
-
-impl FrameReader {
-    pub fn new(rd: OwnedReadHalf, max_frame_length: u32) -> Self {
-        Self {
-            rd,
-            decoder: MessageDecoder::new(max_frame_length),
-            chunk: vec![0; READ_CHUNK],
-        }
-    }
-
-    /// The next message; `Ok(None)` when the peer closed cleanly between frames.
-    /// Cancel-safe: bytes are kept in the decoder between calls.
-    pub async fn next(&mut self) -> Result<Option<Message>, ReadError> {
-        loop {
-            match self.decoder.next_message() {
-                Ok(Some(message)) => return Ok(Some(message)),
-                Ok(None) => {}
-                Err(WireError::Frame(e)) => return Err(ReadError::Frame(e)),
-                Err(WireError::Message { error, .. }) => return Err(ReadError::Payload(error)),
-            }
-            let n = self.rd.read(&mut self.chunk).await.map_err(ReadError::Io)?;
-            if n == 0 {
-                return if self.decoder.pending() == 0 {
-                    Ok(None)
-                } else {
-                    Err(ReadError::Truncated)
-                };
-            }
-            self.decoder.extend(&self.chunk[..n]);
-        }
-    }
-
-    /// Reads and discards until the peer closes or `limit` passes (the linger of D9).
-    pub async fn drain(&mut self, limit: Duration) {
-        let _ = tokio::time::timeout(limit, async {
-            let mut sink = vec![0u8; READ_CHUNK];
-            while matches!(self.rd.read(&mut sink).await, Ok(n) if n > 0) {}
-        })
-        .await;
-    }
-}
-
 /// A token bucket: `burst` messages at once, refilled at `rate` per second.
 #[derive(Debug, Clone)]
 pub(crate) struct TokenBucket {
@@ -178,11 +110,10 @@ pub(crate) async fn serve(
         tracing::warn!(peer = %addr, error = %e, "cannot set TCP_NODELAY");
     }
     let cfg = &shared.cfg;
-    let (rd, wr) = stream.into_split();
+    let (mut reader, wr) = Connection::new(stream, cfg.max_frame_length).into_split();
     let (tx, rx) = mpsc::channel::<Frame>(cfg.outbound_queue);
     let cancel = shutdown.child_token();
     let writer = tokio::spawn(write_loop(wr, rx, cancel.clone()));
-    let mut reader = FrameReader::new(rd, cfg.max_frame_length);
     let end = session(&shared, &mut reader, &tx, id, addr, &cancel).await;
     shared.lock().unregister(id);
     match end {
@@ -273,8 +204,10 @@ async fn send(
 
 fn read_failure(e: ReadError) -> End {
     match e {
-        ReadError::Frame(e) => close(format!("malformed frame: {e}")),
-        ReadError::Payload(e) => close(format!("malformed message: {e}")),
+        ReadError::Wire(WireError::Frame(e)) => close(format!("malformed frame: {e}")),
+        ReadError::Wire(WireError::Message { error, .. }) => {
+            close(format!("malformed message: {error}"))
+        }
         ReadError::Truncated => End::Io("peer closed in the middle of a frame".into()),
         ReadError::Io(e) => End::Io(e.to_string()),
     }
@@ -282,7 +215,7 @@ fn read_failure(e: ReadError) -> End {
 
 async fn session(
     shared: &Arc<Shared>,
-    reader: &mut FrameReader,
+    reader: &mut MessageReader<OwnedReadHalf>,
     tx: &mpsc::Sender<Frame>,
     id: PeerId,
     addr: SocketAddr,
@@ -348,7 +281,7 @@ async fn session(
         let message = match read {
             Ok(Some(m)) => m,
             Ok(None) => return End::PeerClosed,
-            Err(ReadError::Payload(e)) => {
+            Err(ReadError::Wire(WireError::Message { error: e, .. })) => {
                 last_rx = now;
                 bad += 1;
                 if bad > MAX_BAD_MESSAGES {
@@ -388,7 +321,7 @@ async fn session(
 /// Runs the accepting side of the handshake; returns the peer's user agent.
 async fn handshake(
     shared: &Arc<Shared>,
-    reader: &mut FrameReader,
+    reader: &mut MessageReader<OwnedReadHalf>,
     tx: &mpsc::Sender<Frame>,
     cancel: &CancellationToken,
 ) -> Result<String, End> {
@@ -444,16 +377,9 @@ async fn handshake(
 pub(crate) async fn refuse(stream: TcpStream, addr: SocketAddr, reason: String) {
     let _ = stream.set_nodelay(true);
     tracing::warn!(peer = %addr, reason = %reason, "connection refused");
-    let (rd, mut wr) = stream.into_split();
-    let frame = Message::Error(reason).encode();
-    let sent = tokio::time::timeout(LINGER, async {
-        wr.write_all(&frame).await?;
-        wr.shutdown().await
-    })
-    .await;
-    if matches!(sent, Ok(Ok(()))) {
-        FrameReader::new(rd, 1).drain(LINGER).await;
-    }
+    // The reason is short: any frame limit of the protocol fits it.
+    let mut conn = Connection::new(stream, spacetime::wire::MAX_FRAME_LENGTH);
+    conn.close_with_error(reason, LINGER).await;
 }
 
 #[cfg(test)]

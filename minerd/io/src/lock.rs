@@ -1,7 +1,8 @@
-//! The data-directory lock: one daemon per data directory.
+//! The data-directory lock: one process per data directory.
 //!
-//! `<dataDirectory>/minerd.lock` is held with an exclusive `flock` for the daemon's lifetime
-//! and holds its pid (for humans). The kernel drops the lock when the process dies, so a lock
+//! The lock file (`<dataDirectory>/minerd.lock` for the daemon, `devnet.lock` in a devnet
+//! node's data dir) is held with an exclusive `flock` for the process's lifetime and holds
+//! its pid (for humans). The kernel drops the lock when the process dies, so a lock
 //! file left by a crash never blocks the next start; a clean exit also removes the file.
 
 use std::fs::{File, OpenOptions};

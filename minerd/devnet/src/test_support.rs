@@ -1,4 +1,4 @@
-//! Test helpers: a miner with a real tiny plot, and a hand-rolled wire client.
+//! Test helpers: a miner with a real tiny plot, and the kit's wire peer with defaults.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -11,11 +11,11 @@ use spacetime::hash::Hash32;
 use spacetime::keys::MinerKey;
 use spacetime::plot::{create_plot, CacheLevels, CreatePlot, PlotFile};
 use spacetime::prove::build_proof;
-use spacetime::wire::{
-    user_agent, Handshake, Message, MessageDecoder, NewEpoch, WireError, MAX_FRAME_LENGTH,
-};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use spacetime::wire::{Message, NewEpoch};
 use tokio::net::TcpStream;
+
+use crate::testkit::WirePeer;
+pub(crate) use crate::testkit::{error_reason, handshake as hello, RecvEnd};
 
 use super::config::DevnetNodeConfig;
 use super::now_unix_ms;
@@ -105,120 +105,56 @@ pub(crate) fn test_config(dir: &Path, epoch_ms: u64) -> DevnetNodeConfig {
     cfg
 }
 
-/// How a receive ended without a message.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum RecvEnd {
-    Closed,
-    Timeout,
-}
-
-/// A hand-rolled peer speaking `spacetime::wire`.
-pub(crate) struct Client {
-    stream: TcpStream,
-    decoder: MessageDecoder,
-}
+/// The kit's [`WirePeer`] with the defaults these tests use: 5 s limits, and a panic
+/// where a test expects something else.
+pub(crate) struct Client(WirePeer);
 
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Self {
-        Self::from_stream(TcpStream::connect(addr).await.unwrap())
+        Self(WirePeer::connect(addr).await.unwrap())
     }
 
     pub fn from_stream(stream: TcpStream) -> Self {
-        stream.set_nodelay(true).unwrap();
-        Self {
-            stream,
-            decoder: MessageDecoder::new(MAX_FRAME_LENGTH),
-        }
+        Self(WirePeer::from_stream(stream).unwrap())
     }
 
     /// Connects, completes the version-2 handshake on `network`, and returns the first
     /// NewEpoch.
     pub async fn handshaken(addr: SocketAddr, network: &str) -> (Self, NewEpoch) {
-        let mut c = Self::connect(addr).await;
-        c.send(&hello(2, network)).await;
-        assert!(matches!(c.recv().await, Ok(Message::Handshake(_))));
-        assert_eq!(c.recv().await, Ok(Message::HandshakeAck));
-        c.send(&Message::HandshakeAck).await;
-        match c.recv().await {
-            Ok(Message::NewEpoch(e)) => (c, e),
-            other => panic!("expected NewEpoch, got {other:?}"),
-        }
+        let (peer, epoch) = WirePeer::handshaken(addr, network).await.unwrap();
+        (Self(peer), epoch)
     }
 
     pub async fn send(&mut self, m: &Message) {
-        self.send_raw(&m.encode()).await;
+        // The node may already have closed; callers check what comes back.
+        let _ = self.0.send(m).await;
     }
 
     pub async fn send_raw(&mut self, bytes: &[u8]) {
-        // The node may already have closed; callers check what comes back.
-        let _ = self.stream.write_all(bytes).await;
+        let _ = self.0.send_raw(bytes).await;
     }
 
     /// The next message within 5 s.
     pub async fn recv(&mut self) -> Result<Message, RecvEnd> {
-        self.recv_within(Duration::from_secs(5)).await
-    }
-
-    pub async fn recv_within(&mut self, limit: Duration) -> Result<Message, RecvEnd> {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            match self.decoder.next_message() {
-                Ok(Some(m)) => {
-                    return Ok(m);
-                }
-                Ok(None) => {}
-                Err(WireError::Frame(e)) => panic!("node sent a bad frame: {e}"),
-                Err(WireError::Message { error, .. }) => panic!("node sent a bad message: {error}"),
-            }
-            let mut chunk = [0u8; 4096];
-            match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
-                Err(_) => return Err(RecvEnd::Timeout),
-                Ok(Ok(0)) | Ok(Err(_)) => return Err(RecvEnd::Closed),
-                Ok(Ok(n)) => self.decoder.extend(&chunk[..n]),
-            }
-        }
+        self.0.recv(LIMIT).await
     }
 
     /// Skips messages until one matches `pred` (within 5 s overall).
     pub async fn recv_until(&mut self, pred: impl Fn(&Message) -> bool) -> Message {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self.recv_within(left).await {
-                Ok(m) if pred(&m) => return m,
-                Ok(_) => {}
-                Err(e) => panic!("wanted message not received: {e:?}"),
-            }
+        match self.0.recv_until(LIMIT, pred).await {
+            Ok(m) => m,
+            Err(e) => panic!("wanted message not received: {e:?}"),
         }
     }
 
     /// Reads until the node closes (within 5 s); returns the messages seen on the way.
     pub async fn until_closed(&mut self) -> Vec<Message> {
-        let mut seen = Vec::new();
-        loop {
-            match self.recv().await {
-                Ok(m) => seen.push(m),
-                Err(RecvEnd::Closed) => return seen,
-                Err(RecvEnd::Timeout) => panic!("node did not close; saw {seen:?}"),
-            }
+        match self.0.until_closed(LIMIT).await {
+            Ok(seen) => seen,
+            Err(seen) => panic!("node did not close; saw {seen:?}"),
         }
     }
 }
 
-/// A Handshake of `version` naming `network`.
-pub(crate) fn hello(version: i32, network: &str) -> Message {
-    Message::Handshake(Handshake {
-        protocol_version: version,
-        timestamp: (now_unix_ms() / 1000) as i64,
-        node_id: "test-peer".into(),
-        user_agent: user_agent("test", "0", network),
-    })
-}
-
-/// The Error reason among `messages`, if any.
-pub(crate) fn error_reason(messages: &[Message]) -> Option<&str> {
-    messages.iter().find_map(|m| match m {
-        Message::Error(r) => Some(r.as_str()),
-        _ => None,
-    })
-}
+/// How long each receive waits.
+const LIMIT: Duration = Duration::from_secs(5);

@@ -19,7 +19,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
-//! use minerd::devnet::{start, DevnetNodeConfig};
+//! use spacetime_devnet::{start, DevnetNodeConfig};
 //! let mut cfg = DevnetNodeConfig::new("/tmp/devnet");
 //! cfg.listen = "127.0.0.1:0".parse()?;
 //! let token = tokio_util::sync::CancellationToken::new();
@@ -39,6 +39,8 @@ mod peer;
 mod state;
 #[cfg(test)]
 mod test_support;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 #[cfg(test)]
 mod tests;
 
@@ -57,11 +59,11 @@ pub use cli::{run_cli, DevnetNodeArgs};
 pub use config::{ConfigError, DevnetNodeConfig, DEFAULT_LISTEN, DEFAULT_MAX_FRAME_LENGTH};
 pub use peer::{LINGER, MAX_BAD_MESSAGES};
 
-use crate::lock::DataDirLock;
 use chain::{BlockHashes, ChainStore, GenesisParams};
 use epoch::{next_epoch_number, Epoch, EpochCounter, PeerId};
 use mempool::Mempool;
 use peer::ConnectionSlot;
+use spacetime_io::DataDirLock;
 use state::{NodeState, Shared};
 
 /// Product name in the node's user agent.

@@ -1,0 +1,277 @@
+//! Chain and chain-file tests: replay, truncation, adjustment.
+
+use std::time::Duration;
+
+use std::fs::OpenOptions;
+use std::io::Write;
+
+use spacetime::consensus::GenesisConfig;
+use spacetime::keys::MinerKey;
+use std::path::Path;
+
+use super::store::*;
+use super::*;
+use crate::epoch::Epoch;
+use crate::now_unix_ms;
+use crate::test_support::TestMiner;
+use spacetime::consensus::DEVNET_NETWORK_ID;
+
+fn params(adjustment_interval: u64) -> GenesisParams {
+    GenesisParams {
+        network_id: DEVNET_NETWORK_ID.into(),
+        initial_difficulty: 1,
+        epoch_duration_secs: 1,
+        adjustment: DifficultyAdjustmentConfig {
+            adjustment_interval,
+            ..DifficultyAdjustmentConfig::default()
+        },
+    }
+}
+
+/// Mines the next block of `chain` in epoch `epoch` and stores it.
+fn mine(chain: &mut Chain, store: &mut ChainStore, miner: &TestMiner, epoch: u64) -> Block {
+    let e = Epoch::begin(
+        epoch,
+        &chain.tip().header,
+        chain.next_difficulty(),
+        now_unix_ms(),
+        Duration::from_secs(1),
+    );
+    let block = miner.block(&e.announcement(), vec![]);
+    chain.check_replayed(&block).unwrap();
+    store.append(&block).unwrap();
+    chain.push(block.clone());
+    block
+}
+
+fn reopen(dir: &Path) -> (Chain, OpenReport) {
+    let (chain, _store, report) = open(dir, &params(100), now_unix_ms() / 1000).unwrap();
+    (chain, report)
+}
+
+#[test]
+fn a_chain_is_created_replayed_and_bad_tails_are_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_unix_ms() / 1000;
+    let (mut chain, mut store, report) = open(dir.path(), &params(100), now).unwrap();
+    assert!(report.created && report.truncated.is_none());
+    assert_eq!(chain.height(), 0);
+    assert!(dir.path().join(GENESIS_KEY_FILE).exists());
+    let genesis = chain.genesis().clone();
+    let miner = TestMiner::new(dir.path(), 1);
+    let b1 = mine(&mut chain, &mut store, &miner, 1);
+    // Epoch 2 was empty.
+    let b2 = mine(&mut chain, &mut store, &miner, 3);
+    let path = dir.path().join(CHAIN_FILE);
+    let good_len = std::fs::metadata(&path).unwrap().len();
+
+    let (replayed, report) = reopen(dir.path());
+    assert!(!report.created);
+    assert_eq!((report.replayed, report.truncated), (2, None));
+    assert_eq!(replayed.tip(), &b2);
+    assert_eq!(replayed.genesis(), &genesis);
+    assert_eq!(replayed.block_by_hash(&b1.hash()), Some(&b1));
+
+    // A torn record (the file ends inside it) is cut off.
+    let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+    f.write_all(&[200, 0, 0, 0, 1, 2, 3]).unwrap();
+    let (replayed, report) = reopen(dir.path());
+    let t = report.truncated.unwrap();
+    assert_eq!((t.offset, t.dropped), (good_len, 7));
+    assert!(t.reason.contains("torn"), "{}", t.reason);
+    assert_eq!(replayed.tip(), &b2);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), good_len);
+
+    // A flipped byte in the last record fails its checksum: that block goes.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let (replayed, report) = reopen(dir.path());
+    assert!(report.truncated.unwrap().reason.contains("checksum"));
+    assert_eq!(replayed.tip(), &b1);
+
+    // A well-formed record that does not extend the chain is not trusted either.
+    let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+    f.write_all(&encode_record(&b1.encode())).unwrap();
+    let (replayed, report) = reopen(dir.path());
+    let reason = report.truncated.unwrap().reason;
+    assert!(reason.contains("height 2 is invalid"), "{reason}");
+    assert_eq!(replayed.tip(), &b1);
+
+    // Nor is a record length beyond the limit.
+    let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+    f.write_all(&[0xFF; 12]).unwrap();
+    let (_, report) = reopen(dir.path());
+    assert!(report.truncated.unwrap().reason.contains("record length"));
+    let (replayed, report) = reopen(dir.path());
+    assert_eq!((replayed.tip(), report.truncated), (&b1, None));
+}
+
+#[test]
+fn a_clock_that_stepped_back_keeps_the_whole_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_unix_ms() / 1000;
+    let (mut chain, mut store, _) = open(dir.path(), &params(100), now).unwrap();
+    let miner = TestMiner::new(dir.path(), 2);
+    mine(&mut chain, &mut store, &miner, 1);
+    let b2 = mine(&mut chain, &mut store, &miner, 2);
+    drop(store);
+    let path = dir.path().join(CHAIN_FILE);
+    let len = std::fs::metadata(&path).unwrap().len();
+
+    // The clock is now an hour behind the stored blocks: nothing is cut off.
+    let (replayed, _, report) = open(dir.path(), &params(100), now - 3600).unwrap();
+    assert_eq!((report.replayed, report.truncated), (2, None));
+    assert_eq!(replayed.tip(), &b2);
+    assert!(report.tip_ahead_of_clock_secs.unwrap() >= 3600);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), len);
+
+    // With the clock back in step the report is quiet, and the chain is intact.
+    let (replayed, report) = reopen(dir.path());
+    assert_eq!((report.replayed, report.tip_ahead_of_clock_secs), (2, None));
+    assert_eq!(replayed.tip(), &b2);
+}
+
+#[test]
+fn a_bad_header_or_another_network_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_unix_ms() / 1000;
+    drop(open(dir.path(), &params(100), now).unwrap());
+    let other = GenesisParams {
+        network_id: "other-net".into(),
+        ..params(100)
+    };
+    assert!(matches!(
+        open(dir.path(), &other, now),
+        Err(ChainError::OtherNetwork { .. })
+    ));
+    // The stored difficulty rule wins over the configured one, and says so.
+    let (_, _, report) = open(dir.path(), &params(7), now).unwrap();
+    assert!(report.adjustment_differs);
+    assert_eq!(report.replayed, 0);
+    let path = dir.path().join(CHAIN_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[0] = b'X';
+    std::fs::write(&path, &bytes).unwrap();
+    let err = open(dir.path(), &params(100), now).unwrap_err();
+    assert!(err.to_string().contains("magic"), "{err}");
+    bytes[0] = b'S';
+    std::fs::write(&path, &bytes[..FILE_HEADER_LEN + 5]).unwrap();
+    let err = open(dir.path(), &params(100), now).unwrap_err();
+    assert!(err.to_string().contains("genesis record"), "{err}");
+}
+
+#[test]
+fn random_tails_never_panic_and_are_never_trusted() {
+    use rand::{Rng, SeedableRng};
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_unix_ms() / 1000;
+    let (genesis, _, _) = open(dir.path(), &params(100), now).unwrap();
+    let path = dir.path().join(CHAIN_FILE);
+    let clean = std::fs::read(&path).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for round in 0..150 {
+        let mut bytes = clean.clone();
+        let n = rng.gen_range(1..600);
+        let mut tail: Vec<u8> = (0..n).map(|_| rng.gen()).collect();
+        // Half the tails carry a plausible length, so the body and checksum paths run.
+        if round % 2 == 0 && tail.len() >= 4 {
+            let len = rng.gen_range(1..700u32);
+            tail[..4].copy_from_slice(&len.to_le_bytes());
+        }
+        // Some carry a correct checksum over random bytes, so the decoder runs.
+        if round % 3 == 0 {
+            tail = encode_record(&tail);
+        }
+        bytes.extend_from_slice(&tail);
+        std::fs::write(&path, &bytes).unwrap();
+        let (chain, _, report) = open(dir.path(), &params(100), now).unwrap();
+        assert_eq!(chain.tip(), genesis.tip(), "round {round}");
+        let t = report.truncated.expect("a random tail is cut off");
+        assert_eq!(t.offset, clean.len() as u64);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), clean.len() as u64);
+    }
+}
+
+fn synthetic(height: u64, timestamp: u64, difficulty: u64) -> Block {
+    let miner = MinerKey::from_secret_bytes(&[1; 32]);
+    let mut genesis = GenesisConfig {
+        initial_difficulty: difficulty,
+        ..GenesisConfig::custom(DEVNET_NETWORK_ID, timestamp)
+    }
+    .build_genesis_block(&miner)
+    .unwrap();
+    genesis.header.height = height;
+    genesis
+}
+
+#[test]
+fn difficulty_adjusts_only_at_the_interval_by_the_reference_rule() {
+    let adjustment = DifficultyAdjustmentConfig {
+        target_block_time_secs: 10,
+        adjustment_interval: 2,
+        ..DifficultyAdjustmentConfig::default()
+    };
+    let mut chain = Chain::new(synthetic(0, 1000, 100), adjustment).unwrap();
+    assert_eq!(chain.next_difficulty(), 100);
+    chain.push(synthetic(1, 1001, 100));
+    assert_eq!(
+        chain.next_difficulty(),
+        100,
+        "height 1 is not an adjustment point"
+    );
+    chain.push(synthetic(2, 1002, 100));
+    // Two blocks in 2 s instead of 20 s: raw 1000, dampened 100 + 900/4 = 325.
+    let expected = DifficultyAdjuster::new(adjustment)
+        .unwrap()
+        .next_difficulty(100, 1002, 1000)
+        .unwrap();
+    assert_eq!(expected, 325);
+    assert_eq!(chain.next_difficulty(), 325);
+    chain.push(synthetic(3, 1003, 325));
+    assert_eq!(chain.next_difficulty(), 325);
+    // Slow blocks (40 s for a 20 s window) lower it; a clock that runs backwards
+    // counts as the shortest window instead of failing.
+    chain.push(synthetic(4, 1042, 325));
+    assert!(chain.next_difficulty() < 325);
+    chain.push(synthetic(5, 1043, 300));
+    chain.push(synthetic(6, 900, 300));
+    assert!(chain.next_difficulty() > 300);
+}
+
+#[test]
+fn headers_follow_the_locator_and_stop() {
+    let adjustment = DifficultyAdjustmentConfig::default();
+    let mut chain = Chain::new(synthetic(0, 1000, 1), adjustment).unwrap();
+    let blocks: Vec<Block> = (1..=4).map(|h| synthetic(h, 1000 + h, 1)).collect();
+    for b in &blocks {
+        chain.push(b.clone());
+    }
+    let all = chain.headers_after(&[0; 32], None, 100).unwrap();
+    assert_eq!(all.len(), 5);
+    let after1 = chain.headers_after(&blocks[0].hash(), None, 2).unwrap();
+    assert_eq!(after1, vec![blocks[1].header, blocks[2].header]);
+    let stop = chain
+        .headers_after(&blocks[0].hash(), Some(&blocks[1].hash()), 10)
+        .unwrap();
+    assert_eq!(stop, vec![blocks[1].header]);
+    assert!(chain.headers_after(&[7; 32], None, 10).is_none());
+    // A stop block before the locator, or unknown, does not stop the walk.
+    for stop in [blocks[0].hash(), [9; 32]] {
+        let after2 = chain
+            .headers_after(&blocks[1].hash(), Some(&stop), 10)
+            .unwrap();
+        assert_eq!(after2, vec![blocks[2].header, blocks[3].header]);
+    }
+    // The stop block itself is the last header, even with room for more.
+    let to3 = chain
+        .headers_after(&[0; 32], Some(&blocks[2].hash()), 10)
+        .unwrap();
+    assert_eq!(to3.len(), 4);
+    assert_eq!(to3[3], blocks[2].header);
+    assert_eq!(
+        chain.headers_after(&blocks[3].hash(), None, 10).unwrap(),
+        vec![]
+    );
+}

@@ -1,0 +1,93 @@
+//! The registry of connected (handshaken) peers and the broadcast to them: each peer has a
+//! bounded outbound queue, and a peer whose queue is full is dropped, never waited for.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use spacetime::wire::Message;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::epoch::PeerId;
+
+/// An encoded frame, shared between the queues of every peer it is broadcast to.
+pub(crate) type Frame = Arc<Vec<u8>>;
+
+/// How the node reaches a connected (handshaken) peer.
+#[derive(Debug)]
+pub(crate) struct PeerLink {
+    /// The peer's bounded outbound queue.
+    pub tx: mpsc::Sender<Frame>,
+    /// Cancelled to drop the peer (a full queue means it is too slow).
+    pub cancel: CancellationToken,
+    /// Remote address, for logs.
+    pub addr: SocketAddr,
+}
+
+/// The connected peers, by id.
+#[derive(Debug)]
+pub(crate) struct Peers {
+    links: HashMap<PeerId, PeerLink>,
+    max_frame_length: u32,
+}
+
+impl Peers {
+    /// No peers; broadcasts are limited to frames of `max_frame_length` bytes.
+    pub fn new(max_frame_length: u32) -> Self {
+        Self {
+            links: HashMap::new(),
+            max_frame_length,
+        }
+    }
+
+    /// Connected peers.
+    pub fn len(&self) -> usize {
+        self.links.len()
+    }
+
+    /// Adds a peer after queueing `first` for it (a peer that cannot take it is dropped).
+    pub fn register(&mut self, id: PeerId, link: PeerLink, first: &Message) {
+        let frame = Arc::new(first.encode());
+        if link.tx.try_send(frame).is_err() {
+            link.cancel.cancel();
+            return;
+        }
+        self.links.insert(id, link);
+    }
+
+    /// Removes a peer (its connection ended).
+    pub fn unregister(&mut self, id: PeerId) {
+        self.links.remove(&id);
+    }
+
+    /// Queues `message` for every peer but `except`. A peer whose queue is full is too slow:
+    /// it is dropped, never waited for.
+    pub fn broadcast(&mut self, message: &Message, except: Option<PeerId>) {
+        let frame = match message.encode_checked(self.max_frame_length) {
+            Ok(f) => Arc::new(f),
+            Err(e) => {
+                tracing::error!(error = %e, kind = ?message.message_type(), "message too large to broadcast");
+                return;
+            }
+        };
+        let mut gone = Vec::new();
+        for (&id, link) in &self.links {
+            if Some(id) == except {
+                continue;
+            }
+            match link.tx.try_send(Arc::clone(&frame)) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!(peer = %link.addr, "outbound queue full; dropping slow peer");
+                    link.cancel.cancel();
+                    gone.push(id);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => gone.push(id),
+            }
+        }
+        for id in gone {
+            self.links.remove(&id);
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! A metadata write ([`PendingSave`]): prepared under the registry lock, written outside it.
+
+use std::path::{Path, PathBuf};
+
+use spacetime::metadata::PlotMetadataEntry;
+
+use super::failed_checks::{failed_checks_path, FailedCheck};
+use crate::error::DaemonError;
+
+/// A metadata write prepared under the registry lock and performed outside it.
+#[derive(Debug)]
+pub struct PendingSave {
+    pub(super) metadata_path: PathBuf,
+    pub(super) entries: Vec<PlotMetadataEntry>,
+    pub(super) failed: Vec<FailedCheck>,
+}
+
+impl PendingSave {
+    /// Writes the metadata and the failed-check record atomically (the record is removed
+    /// when empty).
+    pub fn write(&self) -> Result<(), DaemonError> {
+        if let Some(dir) = self.metadata_path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| DaemonError::internal(format!("creating {}", dir.display()), e))?;
+        }
+        spacetime::metadata::save_atomic(&self.metadata_path, &self.entries).map_err(|e| {
+            DaemonError::internal(format!("writing {}", self.metadata_path.display()), e)
+        })?;
+        let path = failed_checks_path(&self.metadata_path);
+        let io = |e| DaemonError::internal(format!("writing {}", path.display()), e);
+        if self.failed.is_empty() {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+                _ => return Ok(()),
+            }
+        }
+        let json = serde_json::to_vec_pretty(&self.failed)
+            .map_err(|e| DaemonError::internal("encoding the failed-check record", e))?;
+        write_atomic(&path, &json).map_err(io)
+    }
+}
+
+/// Writes `bytes` to `path` through a synced temporary file and a rename.
+pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}

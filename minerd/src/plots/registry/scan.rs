@@ -1,0 +1,94 @@
+//! The directory scan: a [`ScanPlan`] taken under the registry lock, run without it
+//! (`readdir` + `stat`, opening only what is new or changed), giving a [`ScanResult`].
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use uuid::Uuid;
+
+use super::entry::{stat_fingerprint, Fingerprint};
+use super::probe::Probe;
+use crate::types::PlotState;
+
+/// A registered plot as a directory scan sees it.
+#[derive(Debug, Clone)]
+pub(super) struct KnownPlot {
+    pub(super) id: Uuid,
+    pub(super) generation: u64,
+    pub(super) path: PathBuf,
+    pub(super) cache_path: Option<PathBuf>,
+    pub(super) state: PlotState,
+    pub(super) sticky: bool,
+    pub(super) fingerprint: Option<Fingerprint>,
+}
+
+/// The input of a directory scan, taken from the registry under its lock; [`ScanPlan::run`]
+/// then does the file I/O without it.
+#[derive(Debug, Clone)]
+pub struct ScanPlan {
+    pub(super) miner_pk: [u8; 32],
+    pub(super) plot_dir: PathBuf,
+    pub(super) skip: Vec<PathBuf>,
+    pub(super) known: Vec<KnownPlot>,
+    pub(super) ignored: HashMap<PathBuf, Option<Fingerprint>>,
+}
+
+/// What a directory scan found, for [`Registry::apply_scan`].
+#[derive(Debug, Default)]
+pub struct ScanResult {
+    /// Registered plots re-opened: id, generation seen by the plan, what was found.
+    pub(super) reloads: Vec<(Uuid, u64, Probe)>,
+    /// New `*.plot` files and what opening them found.
+    pub(super) new_files: Vec<(PathBuf, Probe)>,
+}
+
+impl ScanPlan {
+    /// `readdir` + `stat`; opens only the files that are new, changed, back, or that failed
+    /// to load last time (a load failure such as a permission error may be fixed without
+    /// changing the file's length or mtime).
+    pub fn run(self) -> ScanResult {
+        let mut out = ScanResult::default();
+        for k in &self.known {
+            let now = stat_fingerprint(&k.path);
+            let reload = match (k.state, &now) {
+                (PlotState::Missing, Some(_)) => true,
+                (PlotState::Missing, None) => false,
+                (_, None) => true,
+                (PlotState::Corrupted, Some(_)) if !k.sticky => true,
+                (_, Some(fp)) => k.fingerprint.as_ref() != Some(fp),
+            };
+            if reload {
+                let probe = Probe::run(&k.path, k.cache_path.as_deref(), &self.miner_pk);
+                out.reloads.push((k.id, k.generation, probe));
+            }
+        }
+        let dir = match std::fs::read_dir(&self.plot_dir) {
+            Ok(d) => d,
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(dir = %self.plot_dir.display(), error = %e, "cannot read the plot directory");
+                }
+                return out;
+            }
+        };
+        let mut found: Vec<PathBuf> = dir
+            .filter_map(Result::ok)
+            .map(|d| d.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "plot") && p.is_file())
+            .collect();
+        found.sort();
+        for path in found {
+            if self.skip.contains(&path) || self.known.iter().any(|k| k.path == path) {
+                continue;
+            }
+            if let Some(fp) = self.ignored.get(&path) {
+                if *fp == stat_fingerprint(&path) {
+                    continue;
+                }
+            }
+            let probe = Probe::run(&path, None, &self.miner_pk);
+            out.new_files.push((path, probe));
+        }
+        out
+    }
+}
