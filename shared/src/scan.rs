@@ -216,8 +216,30 @@ pub fn scan_plots(
     deadline: Option<Instant>,
     cancel: &AtomicBool,
 ) -> ScanOutcome {
+    scan_plots_observed(
+        plots,
+        challenge,
+        strategy,
+        deadline,
+        cancel,
+        &AtomicU64::new(0),
+    )
+}
+
+/// [`scan_plots`] that adds the leaves it scores to `progress` as it goes (after each
+/// chunk or work item), so that another thread can report the scan's progress while it
+/// runs.
+pub fn scan_plots_observed(
+    plots: &[&PlotFile],
+    challenge: &Hash32,
+    strategy: &ScanStrategy,
+    deadline: Option<Instant>,
+    cancel: &AtomicBool,
+    progress: &AtomicU64,
+) -> ScanOutcome {
     let shared = Shared {
         plots,
+        progress,
         ctx: ScoreContext::new(challenge),
         backend: Backend::active(),
         strategy: *strategy,
@@ -241,6 +263,8 @@ pub fn scan_plots(
 /// State of one scan, shared by its readers and hashers.
 struct Shared<'a> {
     plots: &'a [&'a PlotFile],
+    /// Leaves scored so far, for an observer.
+    progress: &'a AtomicU64,
     ctx: ScoreContext,
     backend: Backend,
     strategy: ScanStrategy,
@@ -302,6 +326,7 @@ impl Shared<'_> {
             }
         }
         self.scanned[p].fetch_add(count, Ordering::Relaxed);
+        self.progress.fetch_add(count, Ordering::Relaxed);
         let ns = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.finished_ns[p].fetch_max(ns, Ordering::Relaxed);
     }
