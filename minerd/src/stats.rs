@@ -110,6 +110,10 @@ pub struct EpochScan {
     pub leaves_per_sec: f64,
     /// Time left, once known.
     pub eta: Option<Duration>,
+    /// Leaves of the farmed plots.
+    pub leaves_farmed: u64,
+    /// The scan ended (last report of the epoch).
+    pub finished: bool,
 }
 
 /// The lifetime counters on disk: `<dataDirectory>/counters.json`, camelCase fields of
@@ -207,6 +211,8 @@ pub struct StatsSnapshot {
     pub expected_time_to_win: Option<Duration>,
     /// The scan of the current epoch, while it runs.
     pub scan: Option<EpochScan>,
+    /// The last finished scan (effective farm size).
+    pub last_scan: Option<EpochScan>,
 }
 
 impl StatsSnapshot {
@@ -265,6 +271,7 @@ impl ProvingGate {
 pub struct MiningStats {
     inner: Arc<Mutex<StatsSnapshot>>,
     proving: ProvingGate,
+    observations: crate::metrics::Observations,
 }
 
 impl MiningStats {
@@ -286,8 +293,10 @@ impl MiningStats {
                 lifetime_base: Counters::default(),
                 expected_time_to_win: None,
                 scan: None,
+                last_scan: None,
             })),
             proving: ProvingGate::default(),
+            observations: crate::metrics::Observations::default(),
         }
     }
 
@@ -322,11 +331,17 @@ impl MiningStats {
 
     /// Sets the link state; `Connected` clears the error and failure count and stamps the
     /// time, other states keep the last error.
+    /// What the metrics record as it happens (histograms, scanned leaves, node connects).
+    pub fn observations(&self) -> &crate::metrics::Observations {
+        &self.observations
+    }
+
     pub fn set_link_state(&self, state: LinkState, error: Option<String>) {
         self.update(|s| {
             s.link.state = state;
             match state {
                 LinkState::Connected => {
+                    self.observations.node_connects.inc();
                     s.link.last_error = None;
                     s.link.failed_attempts = 0;
                     s.link.connected_since = Some(SystemTime::now());
