@@ -12,6 +12,7 @@
 //! * [`wait_until`] / [`wait_until_async`] poll a condition with a deadline: no bare sleeps.
 
 pub mod devnet;
+pub mod load;
 pub mod mining;
 pub mod process;
 

@@ -5,5 +5,6 @@ mod clients;
 mod config;
 mod daemon;
 mod devnet;
+mod load;
 mod mining;
 mod plots;
