@@ -44,7 +44,7 @@ impl Default for LoadOptions {
     fn default() -> Self {
         Self {
             plots: 1000,
-            plot_leaves: 64,
+            plot_leaves: 1024,
             clients: 200,
             subscribers: 50,
             duration: Duration::from_secs(20),

@@ -11,7 +11,7 @@ use e2e::load::{run, LoadOptions};
 async fn status_and_events_under_load_and_hostile_connections() {
     let opts = LoadOptions {
         plots: 100,
-        plot_leaves: 64,
+        plot_leaves: 1024,
         clients: 20,
         subscribers: 6,
         duration: Duration::from_secs(4),
