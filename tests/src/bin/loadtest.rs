@@ -33,17 +33,7 @@ fn main() -> anyhow::Result<()> {
             other => anyhow::bail!("unknown argument {other:?} (try --help)"),
         }
     }
-    // The binaries sit beside this one.
-    let dir = std::env::current_exe()?
-        .parent()
-        .context("no directory")?
-        .to_owned();
-    for (var, name) in [("MINERD_BIN", "minerd"), ("MINERCTL_BIN", "minerctl")] {
-        if std::env::var_os(var).is_none() {
-            // Single-threaded here: no other thread reads the environment yet.
-            std::env::set_var(var, dir.join(name));
-        }
-    }
+    // The binaries are found beside this one (or through $MINERD_BIN / $MINERCTL_BIN).
     let rt = tokio::runtime::Runtime::new()?;
     println!(
         "load: {} plots, {} clients, {} subscribers for {:?}, then {} hostile connections",
