@@ -94,6 +94,8 @@ pub struct DaemonStatus {
     pub plot_jobs: usize,
     /// Shutdown has begun.
     pub shutting_down: bool,
+    /// Counters over the data directory's lifetime.
+    pub lifetime: crate::stats::Counters,
 }
 
 /// The daemon's shared state.
@@ -202,10 +204,11 @@ impl Daemon {
             uptime: self.started.elapsed(),
             mining_enabled: enabled,
             mining_state,
-            mining,
             plots,
             plot_jobs: self.jobs.count(),
             shutting_down: self.shutdown.is_cancelled(),
+            lifetime: mining.lifetime(),
+            mining,
         }
     }
 }
@@ -278,6 +281,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         tracing::warn!("no valid plot: create one with `minerctl create-plot --size 100MiB`");
     }
     let stats = MiningStats::new(config.node_endpoint());
+    let counters_file = crate::stats::CountersFile::in_dir(&config.data_directory);
+    {
+        let f = counters_file.clone();
+        let base = tokio::task::spawn_blocking(move || f.read()).await?;
+        stats.update(|s| s.lifetime_base = base);
+    }
     let jobs = JobManager::new(
         plots.clone(),
         events.clone(),
@@ -301,11 +310,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     ));
 
     let servers = crate::rpc::serve(daemon.clone(), shutdown.clone()).await?;
+    let metrics = match config.metrics_address {
+        Some(addr) => Some(crate::metrics::serve(addr, daemon.clone()).await?),
+        None => None,
+    };
 
     let watcher = tokio::spawn(plots::watch_directory(
         plots.clone(),
         jobs.clone(),
         Duration::from_secs(config.plot_scan_interval_seconds),
+        shutdown.clone(),
+    ));
+    let counters_task = tokio::spawn(persist_counters(
+        daemon.stats.clone(),
+        counters_file.clone(),
         shutdown.clone(),
     ));
     let mining_token = shutdown.child_token();
@@ -333,14 +351,59 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .await;
     }
     drain("plot jobs", GRACE, jobs.shutdown()).await;
+    let _ = counters_task.await;
+    {
+        let life = daemon.stats.snapshot().lifetime();
+        let f = counters_file.clone();
+        match tokio::task::spawn_blocking(move || f.write(&life)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot write the lifetime counters at shutdown")
+            }
+            Err(e) => tracing::error!(error = %e, "writing the lifetime counters panicked"),
+        }
+    }
     let _ = watcher.await;
     servers.stop().await;
+    if let Some(m) = metrics {
+        m.stop().await;
+    }
     if let Err(e) = tokio::task::spawn_blocking(move || plots.flush()).await? {
         tracing::error!(error = %e, "cannot write the plot metadata at shutdown");
     }
     drop(lock);
     tracing::info!(elapsed = ?begun.elapsed(), "minerd stopped");
     Ok(())
+}
+
+/// How often the lifetime counters are written while they change.
+const COUNTERS_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Writes the lifetime counters whenever they changed, every [`COUNTERS_INTERVAL`], until
+/// shutdown (the final write happens after mining stopped).
+async fn persist_counters(
+    stats: MiningStats,
+    file: crate::stats::CountersFile,
+    shutdown: CancellationToken,
+) {
+    let mut written = stats.snapshot().counters;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(COUNTERS_INTERVAL) => {}
+        }
+        let snap = stats.snapshot();
+        if snap.counters == written {
+            continue;
+        }
+        let life = snap.lifetime();
+        let f = file.clone();
+        match tokio::task::spawn_blocking(move || f.write(&life)).await {
+            Ok(Ok(())) => written = snap.counters,
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot write the lifetime counters"),
+            Err(e) => tracing::warn!(error = %e, "writing the lifetime counters panicked"),
+        }
+    }
 }
 
 /// Sets mode 0600 on a file the daemon created for its owner only.

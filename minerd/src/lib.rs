@@ -4,6 +4,7 @@ pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod events;
+pub mod metrics;
 pub mod mining;
 pub mod node;
 pub mod plots;

@@ -19,6 +19,7 @@
 //! [`FarmedPlots::request_rescan`] instead of waiting for the next periodic one.
 
 mod cache_build;
+pub mod choices;
 pub mod ids;
 pub mod jobs;
 pub mod registry;
@@ -96,14 +97,44 @@ pub enum CheckKind {
     },
 }
 
+/// Prefix of the `id` argument of [`PlotManager::check`] that names a file by its path.
+pub const FILE_PREFIX: &str = "file:";
+
 /// Default number of samples of a sampled check.
 pub const DEFAULT_CHECK_SAMPLES: u64 = 1000;
+
+/// The kind of check that is run for `asked` on a plot of `leaf_count` leaves: a sampled
+/// check whose Merkle paths would together read at least as many leaves as a full check
+/// (each path reads the `2^c`-leaf subtree below the cache's lowest level `c`, or about the
+/// whole plot without a cache) becomes the full check, which is stronger and no slower.
+pub fn effective_check(
+    asked: CheckKind,
+    leaf_count: u64,
+    cache: Option<&MerkleCache>,
+) -> CheckKind {
+    match asked {
+        CheckKind::Full => CheckKind::Full,
+        CheckKind::Sampled { samples, .. } => {
+            let per_path = cache
+                .and_then(|c| 1u64.checked_shl(c.start_level))
+                .unwrap_or(leaf_count)
+                .min(leaf_count);
+            if samples.saturating_mul(per_path) >= leaf_count {
+                CheckKind::Full
+            } else {
+                asked
+            }
+        }
+    }
+}
 
 /// The result of [`PlotManager::check`].
 #[derive(Debug, Clone)]
 pub struct CheckOutcome {
-    /// The plot, in its state after the check.
-    pub plot: PlotInfo,
+    /// The plot, in its state after the check; `None` for a file that is not registered.
+    pub plot: Option<PlotInfo>,
+    /// The plot file checked.
+    pub path: PathBuf,
     /// What the check found.
     pub report: CheckReport,
     /// What the daemon did about it beyond the plot's state (e.g. a stale cache removed).
@@ -286,9 +317,19 @@ impl PlotManager {
         id: Uuid,
         path: &Path,
         cache_path: Option<&Path>,
+        cache_disabled: bool,
     ) -> Result<PlotInfo, DaemonError> {
         let probe = Probe::run(path, cache_path, &self.inner.miner_pk);
-        self.mutate(|reg| reg.register_probed(id, path, probe))
+        self.mutate(|reg| {
+            let (_, events) = reg.register_probed(id, path, probe)?;
+            if cache_disabled {
+                reg.set_cache_disabled(&id);
+            }
+            let info = reg
+                .info(&id)
+                .ok_or_else(|| DaemonError::PlotNotFound { id: id.to_string() })?;
+            Ok((info, events))
+        })
     }
 
     /// Unregisters a plot, optionally deleting its file and cache. Returns the plot as it
@@ -334,7 +375,16 @@ impl PlotManager {
     ) -> Result<CheckOutcome, DaemonError> {
         let (id, path, cache_path, state, plot_dir) = {
             let reg = self.registry();
-            let id = reg.resolve(id)?;
+            let id = match id.strip_prefix(FILE_PREFIX) {
+                Some(file) => match reg.find_path(Path::new(file)) {
+                    Some(id) => id,
+                    None => {
+                        drop(reg);
+                        return self.check_file(Path::new(file), kind, progress, cancel);
+                    }
+                },
+                None => reg.resolve(id)?,
+            };
             let info = reg
                 .info(&id)
                 .ok_or_else(|| DaemonError::PlotNotFound { id: id.to_string() })?;
@@ -385,6 +435,7 @@ impl PlotManager {
                 None
             }
         };
+        let kind = effective_check(kind, file.leaf_count(), cache.as_ref());
         let mode = match kind {
             CheckKind::Full => CheckMode::Full {
                 miner_pk: Some(self.inner.miner_pk),
@@ -401,6 +452,16 @@ impl PlotManager {
                 other => DaemonError::internal(format!("checking plot {id}"), other),
             })?;
         drop(file);
+        let last = choices::LastCheck {
+            at_unix_ms: crate::timefmt::unix_ms(std::time::SystemTime::now()),
+            ok: report.plot_ok(),
+            full: kind == CheckKind::Full,
+            checked: report.leaves_checked.max(report.paths_checked),
+        };
+        self.mutate(|reg| {
+            reg.record_check(&id, last);
+            Ok(((), Vec::new()))
+        })?;
         if report.cache_ok == Some(false) {
             stale_cache = report.cache_error.clone().or(Some("mismatch".into()));
         }
@@ -458,7 +519,66 @@ impl PlotManager {
             notes.push("the full check passed: the plot is farmed again".into());
         }
         Ok(CheckOutcome {
-            plot,
+            plot: Some(plot),
+            path,
+            report,
+            notes,
+        })
+    }
+
+    /// Checks a plot file that is not registered: reads it (and its cache beside it), changes
+    /// nothing. Blocking.
+    fn check_file(
+        &self,
+        path: &Path,
+        kind: CheckKind,
+        progress: &mut dyn FnMut(CheckProgress),
+        cancel: &AtomicBool,
+    ) -> Result<CheckOutcome, DaemonError> {
+        let file = PlotFile::open(path).map_err(|e| DaemonError::FailedPrecondition {
+            reason: format!("{} cannot be opened as a plot: {e}", path.display()),
+        })?;
+        let mut notes = vec!["this file is not registered: the check changed nothing".into()];
+        let cache_path = MerkleCache::path_for(path);
+        let cache = if cache_path.exists() {
+            match MerkleCache::read(&cache_path) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    notes.push(format!(
+                        "the Merkle cache {} is unusable: {e}",
+                        cache_path.display()
+                    ));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let kind = effective_check(kind, file.leaf_count(), cache.as_ref());
+        let mode = match kind {
+            CheckKind::Full => CheckMode::Full {
+                miner_pk: Some(self.inner.miner_pk),
+            },
+            CheckKind::Sampled { samples, seed } => CheckMode::Sampled {
+                samples,
+                miner_pk: Some(self.inner.miner_pk),
+                seed: seed.unwrap_or_else(rand::random),
+            },
+        };
+        let report =
+            check_plot(&file, cache.as_ref(), &mode, progress, cancel).map_err(|e| match e {
+                spacetime::plot::PlotError::Cancelled => DaemonError::Cancelled,
+                other => DaemonError::internal(format!("checking {}", path.display()), other),
+            })?;
+        if report.cache_ok == Some(false) {
+            notes.push(format!(
+                "the Merkle cache {} does not match the plot",
+                cache_path.display()
+            ));
+        }
+        Ok(CheckOutcome {
+            plot: None,
+            path: path.to_owned(),
             report,
             notes,
         })
@@ -591,6 +711,31 @@ mod tests {
     use crate::stats::ProvingGate;
     use spacetime::plot::{create_plot, CacheLevels, CreatePlot};
 
+    #[test]
+    fn a_sampled_check_that_would_read_the_plot_becomes_the_full_check() {
+        let sampled = |samples| CheckKind::Sampled {
+            samples,
+            seed: None,
+        };
+        // Without a cache one path reads about the whole plot.
+        assert_eq!(effective_check(sampled(1), 1 << 20, None), CheckKind::Full);
+        let cache = MerkleCache {
+            tree_height: 20,
+            start_level: 12,
+            levels: Vec::new(),
+        };
+        // 2^12 leaves per path: 255 paths read less than 2^20 leaves, 256 as many.
+        assert_eq!(
+            effective_check(sampled(255), 1 << 20, Some(&cache)),
+            sampled(255)
+        );
+        assert_eq!(
+            effective_check(sampled(256), 1 << 20, Some(&cache)),
+            CheckKind::Full
+        );
+        assert_eq!(effective_check(CheckKind::Full, 8, None), CheckKind::Full);
+    }
+
     const PK: [u8; 32] = [4; 32];
 
     fn make(path: &Path, seed: u8, cache: CacheLevels) {
@@ -666,8 +811,15 @@ mod tests {
             let out = check(&plots, id, kind);
             assert!(out.report.plot_ok(), "{kind:?}: {:?}", out.report);
             assert_eq!(out.report.cache_ok, Some(false));
-            assert_eq!(out.plot.state, PlotState::Valid, "{kind:?}");
-            assert!(!out.plot.cache_in_use && out.plot.cache_path.is_none());
+            assert_eq!(
+                out.plot.as_ref().unwrap().state,
+                PlotState::Valid,
+                "{kind:?}"
+            );
+            assert!(
+                !out.plot.as_ref().unwrap().cache_in_use
+                    && out.plot.as_ref().unwrap().cache_path.is_none()
+            );
             assert!(
                 out.notes.iter().any(|n| n.contains("removed")),
                 "{:?}",
@@ -737,12 +889,12 @@ mod tests {
             },
         );
         assert!(out.report.plot_ok() && out.report.cache_ok == Some(false));
-        assert_eq!(out.plot.state, PlotState::Corrupted);
+        assert_eq!(out.plot.as_ref().unwrap().state, PlotState::Corrupted);
         assert!(!MerkleCache::path_for(&a).exists());
         let out = check(&plots, id, CheckKind::Full);
         assert!(out.report.passed());
-        assert_eq!(out.plot.state, PlotState::Valid);
-        assert!(out.plot.problem.is_none());
+        assert_eq!(out.plot.as_ref().unwrap().state, PlotState::Valid);
+        assert!(out.plot.as_ref().unwrap().problem.is_none());
         assert_eq!(plots.farmed().current().len(), 1);
         // And it stays so across a restart (the failed-check record is cleared).
         drop(plots);
