@@ -478,7 +478,22 @@ fn scan_json(e: &pb::EpochScan) -> Value {
         "leavesTotal": e.leaves_total,
         "leavesPerSecond": e.leaves_per_second,
         "etaMs": e.eta_ms,
+        "leavesFarmed": e.leaves_farmed,
+        "finished": e.finished,
     })
+}
+
+/// `65536 of 65536 farmed leaves scored in epoch 12 (100.0%)`.
+fn farm_text(e: &pb::EpochScan) -> String {
+    let pct = if e.leaves_farmed == 0 {
+        0.0
+    } else {
+        e.leaves_scanned as f64 * 100.0 / e.leaves_farmed as f64
+    };
+    format!(
+        "{} of {} farmed leaves scored in epoch {} ({pct:.1}%)",
+        e.leaves_scanned, e.leaves_farmed, e.epoch
+    )
 }
 
 /// `epoch 12: 45.0% of 4194304 leaves, 12.3 M leaves/s, ETA 0.4s`.
@@ -496,6 +511,9 @@ fn scan_text(e: &pb::EpochScan) -> String {
     );
     if let Some(eta) = e.eta_ms {
         let _ = write!(s, ", ETA {}", duration_ms(eta));
+    }
+    if e.finished {
+        let _ = write!(s, "; done: {}", farm_text(e));
     }
     s
 }
@@ -535,6 +553,7 @@ pub fn status_json(s: &pb::Status) -> Value {
         "lifetimeCounters": counters_json(&s.lifetime_counters.unwrap_or_default()),
         "expectedTimeToWinMs": s.expected_time_to_win_ms,
         "scan": s.scan.as_ref().map(scan_json),
+        "lastScan": s.last_scan.as_ref().map(scan_json),
         "lastProofLatencyMs": s.last_proof_latency_ms,
         "plots": {
             "total": p.total,
@@ -596,6 +615,9 @@ pub fn status_text(s: &pb::Status) -> String {
     }
     if let Some(scan) = &s.scan {
         f("scanning:", scan_text(scan));
+    }
+    if let Some(last) = &s.last_scan {
+        f("effective farm:", farm_text(last));
     }
     f("this run:", counters_text(&c));
     f(

@@ -110,6 +110,10 @@ pub struct EpochScan {
     pub leaves_per_sec: f64,
     /// Time left, once known.
     pub eta: Option<Duration>,
+    /// Leaves of the farmed plots.
+    pub leaves_farmed: u64,
+    /// The scan ended (last report of the epoch).
+    pub finished: bool,
 }
 
 /// The lifetime counters on disk: `<dataDirectory>/counters.json`, camelCase fields of
@@ -207,6 +211,8 @@ pub struct StatsSnapshot {
     pub expected_time_to_win: Option<Duration>,
     /// The scan of the current epoch, while it runs.
     pub scan: Option<EpochScan>,
+    /// The last finished scan (effective farm size).
+    pub last_scan: Option<EpochScan>,
 }
 
 impl StatsSnapshot {
@@ -287,6 +293,7 @@ impl MiningStats {
                 lifetime_base: Counters::default(),
                 expected_time_to_win: None,
                 scan: None,
+                last_scan: None,
             })),
             proving: ProvingGate::default(),
             observations: crate::metrics::Observations::default(),

@@ -96,6 +96,7 @@ struct Miner {
 struct ScanWatch {
     epoch: u64,
     leaves_total: u64,
+    leaves_farmed: u64,
     progress: Arc<AtomicU64>,
     started: Instant,
     scan_deadline: Instant,
@@ -137,6 +138,8 @@ async fn report_scan_progress(
             leaves_total: w.leaves_total,
             leaves_per_sec: rate,
             eta,
+            leaves_farmed: w.leaves_farmed,
+            finished: false,
         }
     };
     let mut next = Instant::now() + SCAN_REPORT_INTERVAL;
@@ -154,12 +157,14 @@ async fn report_scan_progress(
     }
     let s = crate::stats::EpochScan {
         eta: None,
+        finished: true,
         ..snapshot(&w)
     };
     stats.update(|st| {
         if st.scan.is_none_or(|c| c.epoch == w.epoch) {
             st.scan = None;
         }
+        st.last_scan = Some(s);
     });
     events.emit(Event::EpochScan(s));
 }
@@ -531,6 +536,7 @@ impl Miner {
             ScanWatch {
                 epoch,
                 leaves_total,
+                leaves_farmed: input.plots.iter().map(|p| p.file.leaf_count()).sum(),
                 progress: input.progress.clone(),
                 started: now,
                 scan_deadline: input.scan_deadline,
