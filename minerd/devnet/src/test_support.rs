@@ -51,7 +51,7 @@ impl TestMiner {
     /// The best proof of the plot for `challenge`, and its score.
     pub fn prove(&self, challenge: &Hash32) -> (BlockProof, Hash32) {
         let (index, best) = (0..self.plot.leaf_count())
-            .map(|i| (i, score(challenge, &self.plot.leaf(i).unwrap())))
+            .map(|i| (i, score(challenge, &self.plot.leaf(i).unwrap().unwrap())))
             .min_by(|a, b| a.1.cmp(&b.1))
             .unwrap();
         let path = build_proof(&self.plot, None, index).unwrap();
@@ -102,6 +102,8 @@ pub(crate) fn test_config(dir: &Path, epoch_ms: u64) -> DevnetNodeConfig {
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.epoch_duration = Duration::from_millis(epoch_ms);
     cfg.initial_difficulty = 1;
+    // The test plots are a few hundred leaves.
+    cfg.min_plot_leaves = 1;
     cfg
 }
 
