@@ -11,4 +11,5 @@ mod load;
 mod metrics;
 mod mining;
 mod plots;
+mod systemd;
 mod terminal;
