@@ -13,6 +13,7 @@ mod codec;
 mod compress;
 pub mod consensus;
 pub mod hash;
+pub mod kernel;
 pub mod keys;
 pub mod merkle;
 pub mod metadata;
