@@ -32,7 +32,7 @@ use super::epoch::{
 };
 use super::mempool::{Admission, Mempool};
 use super::work::{self, Found, WorkInput, WorkOutcome};
-use crate::daemon::MiningContext;
+use crate::context::MiningContext;
 use crate::events::{Event, LateWhat};
 use crate::node::{LinkEvent, Outbound};
 use crate::stats::EpochInfo;

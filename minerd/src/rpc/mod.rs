@@ -26,8 +26,9 @@ use tonic::service::Interceptor;
 use tonic::transport::Server;
 use tonic::Status;
 
-use crate::daemon::{set_owner_only, Daemon};
+use crate::context::Daemon;
 use crate::error::DaemonError;
+use crate::files::set_owner_only;
 use crate::shutdown::{drain, GRACE};
 pub use service::MinerRpc;
 
