@@ -5,7 +5,7 @@
 //! keys, and the plot metadata file. Byte layouts follow the C# reference implementation
 //! (`runcodedad/spacetime`); where this crate departs from it, `docs/decisions.md` says why.
 
-mod atomic_file;
+pub mod atomic_file;
 pub mod bench;
 pub mod block;
 pub mod cache;
