@@ -170,20 +170,7 @@ impl Cli {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        // Transport errors often repeat their cause in their own message.
-        let text = c.to_string();
-        if !s.ends_with(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        src = c.source();
-    }
-    s
-}
+use spacetime::error_chain;
 
 /// Connects, turning "nobody there" into exit 69 with a hint on how to start the daemon.
 async fn connect(target: &Target, verbose: bool) -> Result<MinerClient, Failure> {

@@ -9,9 +9,11 @@ pub mod atomic_file;
 pub mod bench;
 pub mod block;
 pub mod cache;
+pub mod clock;
 mod codec;
 mod compress;
 pub mod consensus;
+mod error_chain;
 pub mod hash;
 pub mod keys;
 pub mod merkle;
@@ -24,3 +26,4 @@ pub mod validate;
 pub mod wire;
 
 pub use codec::DecodeError;
+pub use error_chain::error_chain;
