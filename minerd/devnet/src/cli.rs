@@ -48,6 +48,10 @@ pub struct DevnetNodeArgs {
     /// Most simultaneous connections; more are refused with "too many peers"
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub max_peers: usize,
+    /// Most simultaneous connections from one IP address; more are refused with
+    /// "too many connections from"
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub max_peers_per_ip: usize,
     /// Largest frame accepted or sent, in bytes (4096..=16777216)
     #[arg(long, default_value_t = DEFAULT_MAX_FRAME_LENGTH, value_name = "BYTES")]
     pub max_frame_bytes: u32,
@@ -79,6 +83,7 @@ impl DevnetNodeArgs {
         cfg.target_block_time = Duration::from_secs(self.target_block_seconds);
         cfg.adjustment_interval = self.adjustment_interval;
         cfg.max_peers = self.max_peers;
+        cfg.max_peers_per_ip = self.max_peers_per_ip;
         cfg.max_frame_length = self.max_frame_bytes;
         cfg.max_messages_per_sec = self.max_messages_per_sec;
         cfg.message_burst = self.max_messages_per_sec.saturating_mul(2);

@@ -51,6 +51,9 @@ pub struct DevnetNodeConfig {
     pub dampening_factor: u64,
     /// Most simultaneous connections (handshaking ones included).
     pub max_peers: usize,
+    /// Most simultaneous connections from one IP address, so that one host cannot hold
+    /// every slot (loopback included: a local test rig is one address too).
+    pub max_peers_per_ip: usize,
     /// Largest frame accepted or sent (`length` field, at most 16 MiB).
     pub max_frame_length: u32,
     /// Sustained messages per second a peer may send (token bucket refill rate).
@@ -86,6 +89,7 @@ impl DevnetNodeConfig {
             adjustment_interval: adjust.adjustment_interval,
             dampening_factor: adjust.dampening_factor,
             max_peers: 64,
+            max_peers_per_ip: 16,
             max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
             max_messages_per_sec: 200,
             message_burst: 400,
@@ -137,6 +141,7 @@ impl DevnetNodeConfig {
             ("adjustment_interval", self.adjustment_interval),
             ("dampening_factor", self.dampening_factor),
             ("max_peers", self.max_peers as u64),
+            ("max_peers_per_ip", self.max_peers_per_ip as u64),
             ("max_messages_per_sec", u64::from(self.max_messages_per_sec)),
             ("message_burst", u64::from(self.message_burst)),
             ("outbound_queue", self.outbound_queue as u64),

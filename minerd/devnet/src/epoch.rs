@@ -76,7 +76,15 @@ pub struct Epoch {
     pub blocks: u64,
     closed: bool,
     best: Option<Candidate>,
+    /// Hashes of the blocks already taken for checking in this epoch (at most
+    /// [`MAX_SEEN_BLOCKS`]): a replayed block is dropped before any work is spent on it.
+    seen: std::collections::HashSet<Hash32>,
 }
+
+/// Distinct blocks per epoch whose hashes are remembered. Reaching it needs that many
+/// distinct blocks that each beat the epoch's best score so far; past it, blocks are
+/// still judged (never refused for it), only no longer remembered.
+pub const MAX_SEEN_BLOCKS: usize = 4096;
 
 impl Epoch {
     /// Epoch `number` on `tip`, starting at `start_unix_ms` and lasting `duration`.
@@ -101,7 +109,31 @@ impl Epoch {
             blocks: 0,
             closed: false,
             best: None,
+            seen: std::collections::HashSet::new(),
         }
+    }
+
+    /// Whether a block is worth checking: claiming a score below the leader's (a block that
+    /// cannot lead needs no check at all, as the epoch keeps one block; this costs nothing),
+    /// and not seen before in this epoch. "Seen" is keyed on the hash of the whole encoding,
+    /// not the header hash (which does not cover the proof or the transactions), so a
+    /// corrupted copy sent first cannot make the real block look like a replay. Records it.
+    pub fn worth_checking(&mut self, block: &Block) -> bool {
+        if let Some(best) = &self.best {
+            if compare_scores(&block.header.proof_score, &best.block.header.proof_score)
+                != std::cmp::Ordering::Less
+            {
+                return false;
+            }
+        }
+        let digest = spacetime::hash::sha256(&block.encode());
+        if self.seen.contains(&digest) {
+            return false;
+        }
+        if self.seen.len() < MAX_SEEN_BLOCKS {
+            self.seen.insert(digest);
+        }
+        true
     }
 
     /// The NewEpoch message announcing this epoch.

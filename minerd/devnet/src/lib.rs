@@ -98,6 +98,11 @@ pub struct DevnetStatus {
     pub mempool: usize,
     /// Blocks accepted since this node started.
     pub blocks_accepted: u64,
+    /// Blocks that went through the full check (signatures included) since start.
+    pub blocks_checked: u64,
+    /// Blocks dropped before any check: replays of a block already taken in the epoch,
+    /// or blocks whose score cannot beat the epoch's leader.
+    pub blocks_ignored: u64,
 }
 
 /// A running node: its address, its status, and its end.
@@ -129,6 +134,8 @@ impl DevnetNodeHandle {
             connections: self.shared.connections.load(Ordering::SeqCst),
             mempool: st.mempool.len(),
             blocks_accepted: st.blocks_accepted,
+            blocks_checked: st.blocks_checked,
+            blocks_ignored: st.blocks_ignored,
         }
     }
 
@@ -313,17 +320,15 @@ async fn run_node(
                 }
             }
         };
-        let open = shared.connections.load(Ordering::SeqCst);
-        let max = shared.cfg.max_peers;
-        if open >= max {
-            if refusals.len() < MAX_REFUSALS {
-                let reason = format!("too many peers ({open} connected, max {max})");
-                refusals.spawn(peer::refuse(stream, addr, reason));
+        let slot = match ConnectionSlot::take(&shared, addr.ip()) {
+            Ok(slot) => slot,
+            Err(reason) => {
+                if refusals.len() < MAX_REFUSALS {
+                    refusals.spawn(peer::refuse(stream, addr, reason));
+                }
+                continue;
             }
-            continue;
-        }
-        shared.connections.fetch_add(1, Ordering::SeqCst);
-        let slot = ConnectionSlot(Arc::clone(&shared));
+        };
         next_id += 1;
         tracing::debug!(peer = %addr, id = next_id, "connection accepted");
         peers.spawn(peer::serve(

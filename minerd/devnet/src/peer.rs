@@ -13,12 +13,15 @@
 //! - Closing with a reason: send Error, stop sending, read until the peer closes (1 s at
 //!   most), then close, so TCP does not reset the connection before the Error is read.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use spacetime::wire::{network_id_of, user_agent, Handshake, Message, WireError, PROTOCOL_VERSION};
+use spacetime::wire::{
+    network_id_of, printable, user_agent, Handshake, Message, WireError, MAX_PEER_TEXT,
+    PROTOCOL_VERSION,
+};
 use spacetime_io::{Connection, MessageReader, ReadError};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -88,12 +91,56 @@ fn close(reason: String) -> End {
     })
 }
 
-/// Decrements the connection count when the connection ends.
-pub(crate) struct ConnectionSlot(pub Arc<Shared>);
+/// One taken connection slot (in the total and in the per-address count), given back
+/// when the connection ends.
+pub(crate) struct ConnectionSlot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl ConnectionSlot {
+    /// Takes a slot for a connection from `ip`, or says why there is none: the node is
+    /// full, or this address holds its share already.
+    pub fn take(shared: &Arc<Shared>, ip: IpAddr) -> Result<Self, String> {
+        let mut per_ip = shared
+            .per_ip
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let open = shared.connections.load(Ordering::SeqCst);
+        let max = shared.cfg.max_peers;
+        if open >= max {
+            return Err(format!("too many peers ({open} connected, max {max})"));
+        }
+        let mine = per_ip.entry(ip).or_insert(0);
+        if *mine >= shared.cfg.max_peers_per_ip {
+            return Err(format!(
+                "too many connections from {ip} ({mine} open, max {} per address)",
+                shared.cfg.max_peers_per_ip
+            ));
+        }
+        *mine += 1;
+        shared.connections.fetch_add(1, Ordering::SeqCst);
+        Ok(Self {
+            shared: Arc::clone(shared),
+            ip,
+        })
+    }
+}
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::SeqCst);
+        let mut per_ip = self
+            .shared
+            .per_ip
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+        self.shared.connections.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -337,6 +384,8 @@ async fn handshake(
         Ok(None) => return Err(End::PeerClosed),
         Err(e) => return Err(read_failure(e)),
     };
+    // The peer's text is logged and echoed: bounded and inert from here on.
+    let agent = printable(&hello.user_agent, MAX_PEER_TEXT);
     if hello.protocol_version < PROTOCOL_VERSION {
         return Err(close(format!(
             "protocol version {} is not supported; this node speaks version {PROTOCOL_VERSION}",
@@ -347,11 +396,13 @@ async fn handshake(
         Some(id) if id == cfg.network_id => {}
         theirs => {
             return Err(close(format!(
-                "network id mismatch: this node is on {:?}, the peer's user agent {:?} names {}",
-                cfg.network_id,
-                hello.user_agent,
-                theirs.map_or_else(|| "no network".to_owned(), |t| format!("{t:?}"))
-            )))
+            "network id mismatch: this node is on {:?}, the peer's user agent \"{agent}\" names {}",
+            cfg.network_id,
+            theirs.map_or_else(
+                || "no network".to_owned(),
+                |t| format!("\"{}\"", printable(t, MAX_PEER_TEXT))
+            )
+        )))
         }
     }
     let ours = Message::Handshake(Handshake {
@@ -363,7 +414,7 @@ async fn handshake(
     send(tx, &ours, cfg.max_frame_length, cancel).await?;
     send(tx, &Message::HandshakeAck, cfg.max_frame_length, cancel).await?;
     match reader.next().await {
-        Ok(Some(Message::HandshakeAck)) => Ok(hello.user_agent),
+        Ok(Some(Message::HandshakeAck)) => Ok(agent),
         Ok(Some(other)) => Err(close(format!(
             "expected HandshakeAck, got {:?}",
             other.message_type()

@@ -623,3 +623,122 @@ async fn a_peer_that_does_not_read_is_dropped_without_stalling_the_node() {
     token.cancel();
     node.wait().await.unwrap();
 }
+
+/// Audit row 7: one valid 1000-transaction block replayed 20 times a second cost a full
+/// core (1001 signature checks per copy). A replay, or any block that cannot beat the
+/// epoch's leader, is now dropped before any check.
+#[tokio::test]
+async fn a_replayed_block_is_checked_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, token) = node(test_config(dir.path(), 5_000)).await;
+    let miner = TestMiner::new(dir.path(), 9);
+    let (mut c, _) = Client::handshaken(node.local_addr(), NET).await;
+    let txs: Vec<_> = (0..1000).map(|i| signed_tx(10 + i, 1)).collect();
+    let e = fresh_epoch(&mut c).await;
+    let block = miner.block(&e, txs);
+    for _ in 0..20 {
+        c.send(&Message::NewBlock(block.clone())).await;
+    }
+    // The node answers in order: once the Pong is back, every copy has been handled.
+    c.send(&Message::Ping {
+        nonce: 77,
+        timestamp: 0,
+    })
+    .await;
+    c.recv_until(|m| matches!(m, Message::Pong { nonce: 77, .. }))
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while node.status().blocks_checked + node.status().blocks_ignored < 20 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            node.status()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let st = node.status();
+    assert_eq!((st.blocks_checked, st.blocks_ignored), (1, 19), "{st:?}");
+    token.cancel();
+    node.wait().await.unwrap();
+}
+
+/// Audit row 8: 64 idle peers from one address held every slot. One address now gets at
+/// most `max_peers_per_ip` of them; another address still gets in.
+#[tokio::test]
+async fn one_address_cannot_hold_every_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path(), 2_000);
+    cfg.max_peers = 10;
+    cfg.max_peers_per_ip = 3;
+    let (node, token) = node(cfg).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(Client::handshaken(node.local_addr(), NET).await.0);
+    }
+    let mut extra = Client::connect(node.local_addr()).await;
+    let seen = extra.until_closed().await;
+    assert!(
+        error_reason(&seen)
+            .unwrap()
+            .contains("too many connections from 127.0.0.1"),
+        "{seen:?}"
+    );
+    // Another loopback address is another host.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let stream = socket.connect(node.local_addr()).await.unwrap();
+    let mut other = Client::from_stream(stream);
+    other.send(&hello(2, NET)).await;
+    other
+        .recv_until(|m| matches!(m, Message::HandshakeAck))
+        .await;
+    other.send(&Message::HandshakeAck).await;
+    other
+        .recv_until(|m| matches!(m, Message::NewEpoch(_)))
+        .await;
+    // A slot given back is free again for the first address.
+    drop(held.pop());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while node.status().connections > 3 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    held.push(Client::handshaken(node.local_addr(), NET).await.0);
+    token.cancel();
+    node.wait().await.unwrap();
+}
+
+/// Audit row 9: a 1 MB user agent was logged (and echoed) verbatim, 40 MB of log for 40
+/// handshakes, terminal escapes included. Peer text is now bounded and inert wherever it
+/// goes: the refusal echoes at most [`spacetime::wire::MAX_PEER_TEXT`] characters of it,
+/// escaped.
+#[tokio::test]
+async fn a_huge_hostile_user_agent_is_bounded_and_escaped() {
+    use spacetime::wire::Handshake;
+    let dir = tempfile::tempdir().unwrap();
+    let (node, token) = node(test_config(dir.path(), 2_000)).await;
+    let agent = format!(
+        "\x1b]0;pwned\x07\x1b[2J{} network=other",
+        "A".repeat(1 << 20)
+    );
+    let mut c = Client::connect(node.local_addr()).await;
+    c.send(&Message::Handshake(Handshake {
+        protocol_version: 2,
+        timestamp: 1,
+        node_id: "x".into(),
+        user_agent: agent,
+    }))
+    .await;
+    let seen = c.until_closed().await;
+    let reason = error_reason(&seen).unwrap();
+    assert!(reason.contains("network id mismatch"), "{reason}");
+    assert!(
+        reason.len() < 2 * spacetime::wire::MAX_PEER_TEXT,
+        "{}",
+        reason.len()
+    );
+    assert!(!reason.chars().any(char::is_control), "{reason:?}");
+    assert!(reason.contains("\\u{1b}]0;pwned"), "{reason}");
+    token.cancel();
+    node.wait().await.unwrap();
+}

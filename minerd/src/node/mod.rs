@@ -160,6 +160,9 @@ pub enum LinkError {
     /// The node closed the connection.
     #[error("node closed the connection")]
     Closed,
+    /// The node closed the connection in the middle of a frame.
+    #[error("node closed the connection in the middle of a frame (truncated frame)")]
+    Truncated,
     /// The node went silent.
     #[error("node silent for {0:?}")]
     Silent(Duration),
@@ -250,6 +253,11 @@ async fn run(
     let timings = config.timings;
     let unreachable_after = config.max_retries.max(1);
     let mut failures: u32 = 0;
+    // Consecutive sessions that broke the protocol within `stable_after` of their
+    // handshake.
+    let mut short_sessions: u32 = 0;
+    // A session counts as stable once it outlived the longest backoff delay.
+    let stable_after = timings.backoff.cap.max(timings.backoff.base);
     let mut generation: u64 = 0;
     stats.update(|s| s.link.address = endpoint.clone());
     loop {
@@ -264,6 +272,7 @@ async fn run(
             Ok(mut session) => {
                 generation += 1;
                 failures = 0;
+                let up_since = tokio::time::Instant::now();
                 let ua = session.peer_user_agent().to_owned();
                 stats.set_link_state(LinkState::Connected, None);
                 stats.update(|s| s.link.peer_user_agent = Some(ua.clone()));
@@ -285,6 +294,12 @@ async fn run(
                 let ended = session
                     .serve(generation, &to_miner, &mut outbound, &shutdown)
                     .await;
+                // Bytes that break the protocol are the node's fault, unlike a close or a
+                // restart.
+                let faulty = matches!(
+                    ended,
+                    Err(LinkError::Wire(_) | LinkError::Protocol(_) | LinkError::Truncated)
+                );
                 let reason = match ended {
                     Ok(()) => None,
                     Err(e) => Some(e.to_string()),
@@ -306,10 +321,18 @@ async fn run(
                         break;
                     }
                     Some(reason) => {
-                        tracing::warn!(node = %endpoint, error = %reason, "lost the node");
+                        // A session that stayed up, or ended by a close (a restart),
+                        // retries after the base delay. One that broke the protocol soon
+                        // after its handshake (a node that answers the handshake and then
+                        // sends garbage) is a failure too: such sessions back off like
+                        // failed connects, or the link would reconnect in a tight loop.
+                        if !faulty || up_since.elapsed() >= stable_after {
+                            short_sessions = 0;
+                        }
+                        short_sessions = short_sessions.saturating_add(1);
+                        tracing::warn!(node = %endpoint, error = %reason, retry = short_sessions, "lost the node");
                         stats.set_link_state(LinkState::Disconnected, Some(reason));
-                        // A session that was up retries after the base delay.
-                        1
+                        short_sessions
                     }
                 }
             }

@@ -7,7 +7,9 @@
 //! reads (and discards) for at most `error_linger` so that the node can read the Error
 //! before the socket closes (D9), and closes. It never tries to find the next frame.
 
-use spacetime::wire::{network_id_of, Handshake, Message, PROTOCOL_VERSION};
+use spacetime::wire::{
+    network_id_of, printable, Handshake, Message, MAX_PEER_TEXT, PROTOCOL_VERSION,
+};
 use spacetime_io::{Connection, ReadError, SendError};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -276,8 +278,9 @@ impl Session {
     /// Reads the next message. Cancel-safe: bytes read stay in the decoder.
     async fn read_message(&mut self) -> Result<Message, LinkError> {
         match self.conn.next().await {
-            Ok(Some(message)) => Ok(message),
-            Ok(None) | Err(ReadError::Truncated) => Err(LinkError::Closed),
+            Ok(Some(message)) => Ok(inert(message)),
+            Ok(None) => Err(LinkError::Closed),
+            Err(ReadError::Truncated) => Err(LinkError::Truncated),
             Err(ReadError::Wire(e)) => Err(LinkError::Wire(e)),
             Err(ReadError::Io(e)) => Err(LinkError::Io(e)),
         }
@@ -298,5 +301,19 @@ impl Session {
         self.conn
             .close_with_error(reason, self.timings.error_linger)
             .await;
+    }
+}
+
+/// The node's free text (Error reasons, handshake ids) made safe to log, keep and show
+/// through the API (bounded, control characters escaped): see [`printable`].
+fn inert(message: Message) -> Message {
+    match message {
+        Message::Error(reason) => Message::Error(printable(&reason, MAX_PEER_TEXT)),
+        Message::Handshake(mut h) => {
+            h.user_agent = printable(&h.user_agent, MAX_PEER_TEXT);
+            h.node_id = printable(&h.node_id, MAX_PEER_TEXT);
+            Message::Handshake(h)
+        }
+        other => other,
     }
 }

@@ -441,3 +441,49 @@ async fn a_frame_above_the_links_limit_is_refused_before_its_payload_arrives() {
     assert_eq!(peer.read().await, None);
     h.stop().await;
 }
+
+/// Audit row 11: a node that completes the handshake and then sends garbage was
+/// reconnected to every ~0.7 s forever, with no backoff; and a frame cut off by the close
+/// was reported as a clean close.
+#[tokio::test]
+async fn garbage_after_the_handshake_backs_off_and_a_torn_frame_is_named() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut cfg = config(listener.local_addr().unwrap().port());
+    cfg.timings.error_linger = Duration::from_millis(20);
+    cfg.timings.backoff = Backoff {
+        base: Duration::from_millis(40),
+        cap: Duration::from_secs(5),
+    };
+    let h = Harness::start(cfg);
+    // Session 1: a truncated frame (a Ping header promising 17 bytes, then the close).
+    let mut peer = Peer::accept(&listener).await;
+    peer.handshake().await;
+    peer.send_raw(&[17, 0, 0, 0, 0x04, 1, 2]).await;
+    drop(peer);
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let err = h.stats.snapshot().link.last_error.unwrap_or_default();
+        if err.contains("truncated frame") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "last error {err:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Then sessions that each end with garbage right after the handshake: the pauses
+    // between them must grow (40 ms base, doubling, half of it jittered).
+    let mut accepted_at = Vec::new();
+    for _ in 0..5 {
+        let mut peer = Peer::accept(&listener).await;
+        accepted_at.push(tokio::time::Instant::now());
+        peer.handshake().await;
+        peer.send_raw(&[0xFF, 0xFF, 0xFF, 0x7F, 0x01]).await;
+        // The miner answers Error and closes; read until it does.
+        while peer.read().await.is_some() {}
+    }
+    let gaps: Vec<_> = accepted_at.windows(2).map(|w| w[1] - w[0]).collect();
+    // Retry n waits at least half of 40 ms · 2^(n−1): the 4th gap follows the 5th faulty
+    // session in a row (the torn frame counts), so it is at least 320 ms.
+    assert!(gaps[3] >= Duration::from_millis(320), "{gaps:?}");
+    assert!(gaps[3] > gaps[0], "{gaps:?}");
+    h.stop().await;
+}

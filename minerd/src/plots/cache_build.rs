@@ -306,8 +306,11 @@ mod tests {
             cache.start_level,
             CacheLevels::Default.start_level(12).unwrap()
         );
-        let meta = std::fs::read_to_string(&s.metadata).unwrap();
-        assert!(meta.contains("a.plot.cache"), "{meta}");
+        // The metadata file is saved after the registry shows the cache: poll for it.
+        wait_for("the cache path in the metadata file", || {
+            std::fs::read_to_string(&s.metadata).is_ok_and(|m| m.contains("a.plot.cache"))
+        })
+        .await;
 
         // A check that finds a stale cache removes it; the builder then makes a good one.
         let other = s.plot_dir.join("other.tmp");

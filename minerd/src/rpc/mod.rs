@@ -5,8 +5,12 @@
 //! * TCP (optional, `listenTcp`): every call needs `authorization: Bearer <token>`, the token
 //!   being the content of `tokenFile` (created 0600 with 256 random bits if absent).
 //! * Both serve `spacetime.miner.v1.MinerService`, `grpc.health.v1.Health` (SERVING while the
-//!   daemon runs) and server reflection v1.
+//!   daemon runs) and server reflection, both v1 and v1alpha (grpcurl asks v1; Python's
+//!   `grpcio-reflection` and many other clients only speak v1alpha).
+//! * The Unix socket accepts the `:authority` gRPC core and grpc-java send for Unix sockets
+//!   (see [`authority`]).
 
+pub mod authority;
 pub mod convert;
 pub mod service;
 
@@ -20,6 +24,7 @@ use anyhow::Context as _;
 use spacetime_proto::pb::miner_service_server::MinerServiceServer;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
@@ -212,6 +217,11 @@ pub async fn serve(daemon: Arc<Daemon>, _shutdown: CancellationToken) -> anyhow:
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building the reflection service")?;
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(spacetime_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("building the reflection service (v1alpha)")?;
     let stop = CancellationToken::new();
     let mut tasks = Vec::new();
 
@@ -228,12 +238,13 @@ pub async fn serve(daemon: Arc<Daemon>, _shutdown: CancellationToken) -> anyhow:
         let router = Server::builder()
             .add_service(MinerServiceServer::new(rpc.clone()))
             .add_service(health_service.clone())
-            .add_service(reflection.clone());
+            .add_service(reflection.clone())
+            .add_service(reflection_alpha.clone());
         let stop = stop.clone();
         tasks.push((
             "unix listener".to_owned(),
             tokio::spawn(router.serve_with_incoming_shutdown(
-                UnixListenerStream::new(unix),
+                UnixListenerStream::new(unix).map(|c| c.map(authority::FixAuthority::new)),
                 stop.cancelled_owned(),
             )),
         ));
@@ -257,7 +268,8 @@ pub async fn serve(daemon: Arc<Daemon>, _shutdown: CancellationToken) -> anyhow:
                 auth.clone(),
             ))
             .add_service(InterceptedService::new(health_service, auth.clone()))
-            .add_service(InterceptedService::new(reflection, auth));
+            .add_service(InterceptedService::new(reflection, auth.clone()))
+            .add_service(InterceptedService::new(reflection_alpha, auth));
         let stop = stop.clone();
         tasks.push((
             "tcp listener".to_owned(),

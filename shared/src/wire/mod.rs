@@ -104,9 +104,49 @@ impl MessageDecoder {
     }
 }
 
+/// Longest peer-supplied text (user agent, Error reason) kept for logs and the API.
+pub const MAX_PEER_TEXT: usize = 512;
+
+/// Peer-supplied text made safe to log, store and print: at most `max_chars` characters
+/// (the rest replaced by a note of how much was cut), and every control character (terminal
+/// escapes, newlines that would forge log lines, bidi controls) written as a Rust escape,
+/// so what reaches a log or a terminal is inert. Plain text is returned unchanged.
+pub fn printable(text: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max_chars * 2));
+    let mut chars = text.char_indices();
+    for (n, (at, c)) in chars.by_ref().enumerate() {
+        if n == max_chars {
+            out.push_str(&format!("… ({} more bytes)", text.len() - at));
+            break;
+        }
+        let bidi = matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || bidi {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peer_text_is_bounded_and_inert() {
+        assert_eq!(
+            printable("minerd/0.1 network=x", 64),
+            "minerd/0.1 network=x"
+        );
+        assert_eq!(printable("a\x1b[31mred\n", 64), "a\\u{1b}[31mred\\n");
+        assert_eq!(printable("ab\u{202E}c", 64), "ab\\u{202e}c");
+        let long = "x".repeat(1_000_000);
+        let p = printable(&long, MAX_PEER_TEXT);
+        assert!(p.len() < MAX_PEER_TEXT + 40, "{}", p.len());
+        assert!(p.ends_with("… (999488 more bytes)"), "{p}");
+        assert_eq!(printable("é", 0), "… (2 more bytes)");
+    }
 
     #[test]
     fn decoder_yields_messages_across_arbitrary_splits_and_skips_bad_payloads() {

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `minerd` and `minerctl` binaries in temporary home directories.
 //! One test binary; one module per area.
 
+mod clients;
 mod config;
 mod daemon;
 mod devnet;

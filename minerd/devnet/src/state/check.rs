@@ -86,7 +86,7 @@ pub(crate) fn check_block(
         &h.miner_id,
     )
     .map_err(BlockError::Proof)?;
-    validate_block(&block, ctx)?;
+    // Duplicate transactions are found with hashes alone: before any signature.
     let mut tx_hashes = Vec::with_capacity(count);
     let mut seen = std::collections::HashSet::with_capacity(count);
     for (index, tx) in block.transactions.iter().enumerate() {
@@ -96,6 +96,7 @@ pub(crate) fn check_block(
         }
         tx_hashes.push(hash);
     }
+    validate_block(&block, ctx)?;
     Ok(CheckedBlock {
         epoch: ctx.expected_epoch,
         block,

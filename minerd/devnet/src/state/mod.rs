@@ -49,6 +49,8 @@ pub(crate) struct Shared {
     pub node_id: String,
     /// Open connections, handshaking ones included (bounded by `max_peers`).
     pub connections: AtomicUsize,
+    /// Open connections per remote address (bounded by `max_peers_per_ip`).
+    pub per_ip: Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
     state: Mutex<NodeState>,
 }
 
@@ -58,6 +60,7 @@ impl Shared {
             cfg,
             node_id,
             connections: AtomicUsize::new(0),
+            per_ip: Mutex::new(std::collections::HashMap::new()),
             state: Mutex::new(state),
         }
     }
@@ -183,6 +186,10 @@ pub(crate) struct NodeState {
     pub mempool: Mempool,
     peers: Peers,
     pub blocks_accepted: u64,
+    /// Blocks taken for the full check (signatures included).
+    pub blocks_checked: u64,
+    /// Blocks dropped unchecked: replays, or not better than the epoch's leader.
+    pub blocks_ignored: u64,
     max_frame_length: u32,
 }
 
@@ -195,6 +202,8 @@ impl NodeState {
             mempool,
             peers: Peers::new(max_frame_length),
             blocks_accepted: 0,
+            blocks_checked: 0,
+            blocks_ignored: 0,
             max_frame_length,
         }
     }
@@ -289,7 +298,10 @@ impl NodeState {
             Message::Error(reason) => Outcome {
                 replies: Vec::new(),
                 close: Some(Close {
-                    reason: format!("peer sent Error: {reason}"),
+                    reason: format!(
+                        "peer sent Error: {}",
+                        spacetime::wire::printable(&reason, spacetime::wire::MAX_PEER_TEXT)
+                    ),
                     send_error: false,
                 }),
             },
@@ -355,7 +367,7 @@ impl NodeState {
 
     /// Admits a block for checking if it names the open epoch: a block of an earlier (or
     /// closed) epoch is late and ignored, one of a later epoch is refused.
-    fn admit_block(&self, addr: SocketAddr, block: Block, now_unix_ms: u64) -> Step {
+    fn admit_block(&mut self, addr: SocketAddr, block: Block, now_unix_ms: u64) -> Step {
         let h = &block.header;
         let current = self.epoch.number;
         if h.epoch < current || (h.epoch == current && !self.epoch.is_open(now_unix_ms)) {
@@ -375,6 +387,15 @@ impl NodeState {
             );
             return Step::Done(block_rejected(addr, &block.hash(), h.height, &reason));
         }
+        // Cheap before expensive: a block whose claimed score cannot beat the leader, or
+        // one already taken in this epoch (a replay), is dropped here for the price of one
+        // hash of its bytes; only the rest reach the proof and signature checks.
+        if !self.epoch.worth_checking(&block) {
+            tracing::debug!(peer = %addr, block = %to_hex(&block.hash()), "block ignored: already seen in this epoch or not better than the leader");
+            self.blocks_ignored += 1;
+            return Step::Done(Outcome::default());
+        }
+        self.blocks_checked += 1;
         Step::CheckBlock(Box::new(PendingBlock {
             ctx: self.epoch.context(now_unix_ms / 1000),
             block,

@@ -142,6 +142,8 @@ fn a_block_checked_while_its_epoch_ended_is_not_offered() {
 
     // The same epoch, closed at its deadline while a block was checked: late as well.
     let other = TestMiner::new(dir.path(), 4);
+    // (Without a leader, so that this block is worth checking whatever its score.)
+    st.epoch.take_winner();
     let block = other.block(&st.epoch.announcement(), vec![]);
     let p = admitted(&mut st, block);
     let checked = check_block(p.block, &p.ctx).unwrap();
