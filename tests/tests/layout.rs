@@ -18,6 +18,12 @@ const CRATES: &[&str] = &[
     "tests/src",
 ];
 
+/// Cycles that exist and are still to be broken, so that the test fails on any new one
+/// and on one of these disappearing (then remove it here). `spacetime`'s `plot` module holds
+/// both the format (read by `cache` and `prove`) and the operations that use them
+/// (`create_plot` writes a cache, `check_plot` builds proofs).
+const KNOWN_CYCLES: &[&str] = &["shared/src: {cache, plot, prove}"];
+
 /// Most lines a source file may have outside its tests.
 const MAX_CODE_LINES: usize = 800;
 
@@ -197,6 +203,7 @@ fn cycles(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
 fn no_crate_has_a_cycle_between_its_top_level_modules() {
     let root = workspace();
     let mut found = Vec::new();
+    let mut known: Vec<String> = Vec::new();
     for krate in CRATES {
         let graph = module_graph(&root.join(krate));
         println!("{krate}:");
