@@ -223,14 +223,20 @@ fn no_crate_has_a_cycle_between_its_top_level_modules() {
                         .map(move |to| format!("{from} -> {to}"))
                 })
                 .collect();
-            found.push(format!(
-                "{krate}: {{{}}} via {}",
-                c.join(", "),
-                edges.join("; ")
-            ));
+            let name = format!("{krate}: {{{}}}", c.join(", "));
+            if !KNOWN_CYCLES.contains(&name.as_str()) {
+                found.push(format!("{name} via {}", edges.join("; ")));
+            }
+            known.push(name);
         }
     }
     assert!(found.is_empty(), "module cycles:\n{}", found.join("\n"));
+    for k in KNOWN_CYCLES {
+        assert!(
+            known.iter().any(|n| n == k),
+            "{k} is gone: remove it from KNOWN_CYCLES"
+        );
+    }
 }
 
 #[test]
