@@ -4,49 +4,47 @@
 //! 0 ok, 64 usage error or a request the daemon rejected as invalid, 69 daemon unreachable,
 //! 1 anything else.
 
-mod cmds;
-mod output;
+/// `println!` that ends quietly (exit 0) when stdout is closed: see [`output::write_stdout`].
+#[macro_export]
+macro_rules! outln {
+    () => { $crate::output::write_stdout(format_args!("\n")) };
+    ($($t:tt)*) => { $crate::output::write_stdout(format_args!("{}\n", format_args!($($t)*))) };
+}
 
-use std::path::PathBuf;
+/// `print!` that ends quietly (exit 0) when stdout is closed.
+#[macro_export]
+macro_rules! out {
+    ($($t:tt)*) => { $crate::output::write_stdout(format_args!($($t)*)) };
+}
+
+mod cmds;
+mod conn;
+mod output;
+mod prompt;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use spacetime_proto::client::{self, ConnectError, MinerClient, Target};
 
 /// Exit code for usage errors (sysexits EX_USAGE).
 pub const EXIT_USAGE: u8 = 64;
 /// Exit code when the daemon cannot be reached (sysexits EX_UNAVAILABLE).
 pub const EXIT_UNAVAILABLE: u8 = 69;
 
-/// Control a running Spacetime miner daemon (minerd).
+/// Control the Spacetime miner daemon (minerd): plots, mining, status.
 ///
 /// minerctl talks to minerd over its Unix socket (default ~/.spacetime/minerd.sock) or, with
-/// --tcp, over TCP with the bearer token from the daemon's token file.
+/// --tcp, over TCP with the bearer token from the daemon's token file. With -c/--config it
+/// reads the daemon's miner.yaml to find them. `minerctl start --daemon` starts minerd in the
+/// background when none is running.
 #[derive(Debug, Parser)]
 #[command(name = "minerctl", version, about, long_about)]
-struct Cli {
-    /// The daemon's control socket [default: ~/.spacetime/minerd.sock]
-    #[arg(
-        long,
-        global = true,
-        env = "SPACETIME_MINER_SOCKET",
-        value_name = "PATH"
-    )]
-    socket: Option<PathBuf>,
-    /// Connect over TCP instead, to HOST:PORT (the daemon's listenTcp)
-    #[arg(
-        long,
-        global = true,
-        value_name = "HOST:PORT",
-        conflicts_with = "socket"
-    )]
-    tcp: Option<String>,
-    /// Bearer token file for --tcp [default: ~/.spacetime/minerd.token]
-    #[arg(long, global = true, value_name = "PATH", requires = "tcp")]
-    token_file: Option<PathBuf>,
-    /// Print diagnostics (connection target, timings) to stderr
-    #[arg(short, long, global = true)]
-    verbose: bool,
+pub struct Cli {
+    #[command(flatten)]
+    conn: conn::ConnArgs,
+    /// Print diagnostics (connection target, configuration file) to stderr
+    #[arg(long, global = true, help_heading = "Global options")]
+    debug: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -54,30 +52,32 @@ struct Cli {
 /// Commands, grouped by noun in `cmds/`.
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Show what the daemon is doing: mining, node link, epoch, counters, plots.
-    Status(cmds::status::StatusArgs),
-    /// Enable mining.
-    Start,
-    /// Disable mining (plots, jobs and the node link are unaffected).
-    Stop,
-    /// Create a plot in the daemon's plot directory and follow its progress.
+    /// Create a plot and follow its progress (1 GB unless --size or --leaves says otherwise).
     CreatePlot(cmds::plots::CreateArgs),
     /// List every plot: valid, corrupted, missing, duplicate and being created.
     ListPlots(cmds::plots::ListArgs),
     /// Show one plot.
     ShowPlot(cmds::plots::ShowArgs),
-    /// Unregister a plot, optionally deleting its file and cache.
+    /// Unregister a plot (after a confirmation), optionally deleting its file and cache.
     DeletePlot(cmds::plots::DeleteArgs),
-    /// Verify a plot against the miner key (sampled by default, or --full).
+    /// Verify a plot file against the miner key (sampled by default, or --full).
     CheckPlot(cmds::plots::CheckArgs),
     /// List queued and running plot jobs.
     Jobs(cmds::plots::JobsArgs),
     /// Cancel a plot job (its partial file is removed).
     CancelJob(cmds::plots::CancelArgs),
+    /// Enable mining; with --daemon, start minerd in the background first if none runs.
+    Start(cmds::daemon::StartArgs),
+    /// Disable mining (the daemon keeps running); with --shutdown, end the daemon.
+    Stop(cmds::daemon::StopArgs),
+    /// Show what the daemon is doing: mining, node link, epoch, counters, farm, plots.
+    Status(cmds::status::StatusArgs),
     /// Follow the daemon's events until interrupted.
     Events(cmds::events::EventsArgs),
-    /// Ask the daemon to shut down gracefully.
-    Shutdown,
+    /// Ask the daemon to shut down gracefully (same as `stop --shutdown`).
+    Shutdown(cmds::daemon::ShutdownArgs),
+    /// Print a shell completion script (bash, zsh or fish) to stdout.
+    Completions(cmds::completions::CompletionsArgs),
 }
 
 /// A failure with its exit code; the message is printed once by `main`.
@@ -140,74 +140,45 @@ impl From<tonic::Status> for Failure {
 /// Result of a command.
 pub type CmdResult = Result<(), Failure>;
 
-fn home_file(name: &str) -> Option<PathBuf> {
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(|h| PathBuf::from(h).join(".spacetime").join(name))
-}
-
-impl Cli {
-    fn target(&self) -> Result<Target, Failure> {
-        if let Some(address) = &self.tcp {
-            let token_file = self
-                .token_file
-                .clone()
-                .or_else(|| home_file("minerd.token"))
-                .ok_or_else(|| Failure::usage("HOME is not set: pass --token-file"))?;
-            let token = client::read_token_file(&token_file)
-                .map_err(|e| Failure::usage(error_chain(&e)))?;
-            return Ok(Target::Tcp {
-                address: address.clone(),
-                token: Some(token),
-            });
-        }
-        let socket = self
-            .socket
-            .clone()
-            .or_else(|| home_file("minerd.sock"))
-            .ok_or_else(|| Failure::usage("HOME is not set: pass --socket"))?;
-        Ok(Target::Unix(socket))
-    }
-}
-
-use spacetime::error_chain;
-
-/// Connects, turning "nobody there" into exit 69 with a hint on how to start the daemon.
-async fn connect(target: &Target, verbose: bool) -> Result<MinerClient, Failure> {
-    if verbose {
-        eprintln!("minerctl: connecting to {target}");
-    }
-    client::connect(target).await.map_err(|e| match &e {
-        ConnectError::Unreachable { .. } => Failure {
-            code: EXIT_UNAVAILABLE,
-            message: format!(
-                "{}\nIs minerd running? Start it with `minerd` (or `systemctl start minerd`), \
-                 or point minerctl at it with --socket PATH or --tcp HOST:PORT.",
-                error_chain(&e)
-            ),
-        },
-        ConnectError::InvalidAddress { .. }
-        | ConnectError::InvalidToken
-        | ConnectError::TokenFile { .. } => Failure::usage(error_chain(&e)),
-    })
-}
+/// The error and its causes on one line.
+pub use spacetime::error_chain;
 
 async fn run(cli: Cli) -> CmdResult {
-    let target = cli.target()?;
-    let mut c = connect(&target, cli.verbose).await?;
+    use Command as C;
+    let debug = cli.debug;
+    // Commands that need no running daemon (or start one).
+    match &cli.command {
+        C::Completions(a) => return cmds::completions::print(a),
+        C::Start(a) => return cmds::daemon::start(&cli.conn, a, debug).await,
+        // Usage errors before connecting: they do not depend on the daemon.
+        C::CreatePlot(a) => {
+            a.request()?;
+        }
+        _ => {}
+    }
+    let resolved = cli.conn.resolve()?;
+    if debug {
+        let (file, exists) = &resolved.config_file;
+        eprintln!(
+            "minerctl: configuration {} ({})",
+            file.display(),
+            if *exists { "read" } else { "absent: defaults" }
+        );
+    }
+    let mut c = conn::connect(&resolved.target, debug).await?;
     match cli.command {
-        Command::Status(a) => cmds::status::status(&mut c, &a).await,
-        Command::Start => cmds::mining::start(&mut c).await,
-        Command::Stop => cmds::mining::stop(&mut c).await,
-        Command::CreatePlot(a) => cmds::plots::create(&mut c, &a).await,
-        Command::ListPlots(a) => cmds::plots::list(&mut c, &a).await,
-        Command::ShowPlot(a) => cmds::plots::show(&mut c, &a).await,
-        Command::DeletePlot(a) => cmds::plots::delete(&mut c, &a).await,
-        Command::CheckPlot(a) => cmds::plots::check(&mut c, &a).await,
-        Command::Jobs(a) => cmds::plots::jobs(&mut c, &a).await,
-        Command::CancelJob(a) => cmds::plots::cancel(&mut c, &a).await,
-        Command::Events(a) => cmds::events::follow(&mut c, &a).await,
-        Command::Shutdown => cmds::daemon::shutdown(&mut c).await,
+        C::Status(a) => cmds::status::status(&mut c, &a).await,
+        C::Stop(a) => cmds::daemon::stop(&mut c, &resolved.target, &a).await,
+        C::CreatePlot(a) => cmds::plots::create(&mut c, &a).await,
+        C::ListPlots(a) => cmds::plots::list(&mut c, &a).await,
+        C::ShowPlot(a) => cmds::plots::show(&mut c, &a).await,
+        C::DeletePlot(a) => cmds::plots::delete(&mut c, &a).await,
+        C::CheckPlot(a) => cmds::plots::check(&mut c, &a).await,
+        C::Jobs(a) => cmds::plots::jobs(&mut c, &a).await,
+        C::CancelJob(a) => cmds::plots::cancel(&mut c, &a).await,
+        C::Events(a) => cmds::events::follow(&mut c, &a).await,
+        C::Shutdown(a) => cmds::daemon::shutdown(&mut c, &resolved.target, &a).await,
+        C::Completions(_) | C::Start(_) => Ok(()),
     }
 }
 
@@ -230,7 +201,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // Do not wait for a question still reading stdin (a second Ctrl-C answered it).
+    runtime.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             eprintln!("minerctl: error: {}", f.message);

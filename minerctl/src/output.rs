@@ -7,9 +7,25 @@ use serde_json::{json, Value};
 use spacetime_proto::pb;
 use spacetime_proto::pb::watch_events_response::Event as E;
 
+/// Writes to stdout. A closed stdout (`minerctl list-plots | head -1`) ends the program
+/// quietly with exit code 0: the reader has what it wanted. Any other write error ends it
+/// with exit code 1 and one message. (Rust ignores SIGPIPE, so a write to a closed pipe
+/// returns `BrokenPipe` instead of killing the process; `println!` would panic on it.)
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut o = std::io::stdout().lock();
+    if let Err(e) = o.write_fmt(args).and_then(|()| o.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("minerctl: error: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// Prints pretty JSON.
 pub fn print_json(v: &Value) {
-    println!(
+    crate::outln!(
         "{}",
         serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
     );
@@ -17,7 +33,7 @@ pub fn print_json(v: &Value) {
 
 /// Prints one compact JSON line.
 pub fn print_json_line(v: &Value) {
-    println!("{v}");
+    crate::outln!("{v}");
 }
 
 /// `1.5 GiB`-style sizes.
@@ -33,6 +49,20 @@ pub fn bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Decimal sizes, as the brief counts plot sizes: `1.00 GB`, `2.0 MB`, `64.0 kB`.
+pub fn decimal_bytes(n: u64) -> String {
+    let v = n as f64;
+    if v >= 1e9 {
+        format!("{:.2} GB", v / 1e9)
+    } else if v >= 1e6 {
+        format!("{:.1} MB", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1} kB", v / 1e3)
+    } else {
+        format!("{n} B")
     }
 }
 
@@ -53,6 +83,11 @@ fn word(full: &str, prefix: &str) -> String {
         .unwrap_or(full)
         .to_ascii_lowercase()
         .replace('_', "-")
+}
+
+/// The state word of a plot (`valid`, `wrong-key`, ...).
+pub fn plot_state_word(v: i32) -> String {
+    plot_state(v)
 }
 
 fn plot_state(v: i32) -> String {
@@ -143,6 +178,45 @@ pub fn progress_text(p: &pb::PlotJobProgress) -> String {
     s
 }
 
+/// `12.3 M leaves/s, ETA 1m02s`: the message beside the progress bar.
+pub fn rate_eta(p: &pb::PlotJobProgress) -> String {
+    let mut s = format!("{} leaves/s", si(p.leaves_per_second));
+    if let Some(eta) = p.eta_ms {
+        let _ = write!(s, ", ETA {}", duration_ms(eta));
+    }
+    s
+}
+
+/// `950`, `12.3 k`, `4.7 M`, `1.1 G`.
+pub fn si(v: f64) -> String {
+    if !v.is_finite() || v < 1e3 {
+        return format!("{:.0}", v.max(0.0));
+    }
+    let (d, u) = if v >= 1e9 {
+        (1e9, "G")
+    } else if v >= 1e6 {
+        (1e6, "M")
+    } else {
+        (1e3, "k")
+    };
+    format!("{:.1} {u}", v / d)
+}
+
+/// The plot progress bar: one percentage, the bar, rate and ETA; at most 80 columns
+/// (` 45% [##########----] 12.3 M leaves/s, ETA 1m02s`).
+pub fn progress_bar(total: u64) -> indicatif::ProgressBar {
+    let b = indicatif::ProgressBar::new(total);
+    b.set_style(
+        indicatif::ProgressStyle::with_template(PROGRESS_TEMPLATE)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("#>-"),
+    );
+    b
+}
+
+/// Template of [`progress_bar`]: 4 + 2 + 30 + 2 + a message of at most ~36 characters.
+pub const PROGRESS_TEMPLATE: &str = "{percent:>3}% [{bar:30}] {msg}";
+
 fn progress_json(p: &pb::PlotJobProgress) -> Value {
     json!({
         "leavesDone": p.leaves_done,
@@ -170,7 +244,49 @@ pub fn plot_json(p: &pb::Plot) -> Value {
         "duplicateOf": p.duplicate_of,
         "cacheInUse": p.cache_in_use,
         "progress": p.progress.as_ref().map(progress_json),
+        "cacheLevels": p.cache_levels,
+        "cacheDisabled": p.cache_disabled,
+        "lastCheck": p.last_check.as_ref().map(|c| json!({
+            "atUnixMs": c.at_unix_ms,
+            "ok": c.ok,
+            "full": c.full,
+            "checked": c.checked,
+        })),
     })
+}
+
+/// `2026-01-02 03:04:05 UTC` from Unix milliseconds.
+pub fn utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let tod = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        tod / 3600,
+        tod / 60 % 60,
+        tod % 60
+    )
+}
+
+fn last_check_text(c: &pb::LastCheck) -> String {
+    format!(
+        "{} ({} check, {} {}) at {}",
+        if c.ok { "passed" } else { "FAILED" },
+        if c.full { "full" } else { "sampled" },
+        c.checked,
+        if c.full { "leaves" } else { "samples" },
+        utc(c.at_unix_ms)
+    )
 }
 
 /// The plot table of `list-plots`.
@@ -225,9 +341,26 @@ pub fn plot_detail(p: &pb::Plot) -> String {
     );
     f("leaves:", p.leaf_count.to_string());
     f("tree height:", p.tree_height.to_string());
+    f(
+        "cache levels:",
+        if p.cache_disabled {
+            "0 (no cache, by choice: none is built in the background)".into()
+        } else if p.cache_in_use {
+            p.cache_levels.to_string()
+        } else {
+            "none in use".into()
+        },
+    );
     f("seed:", hex::encode(&p.seed));
     f("merkle root:", hex::encode(&p.merkle_root));
-    f("registered:", p.created_at_utc.clone());
+    f("created:", p.created_at_utc.clone());
+    f(
+        "last check:",
+        p.last_check
+            .as_ref()
+            .map(last_check_text)
+            .unwrap_or_else(|| "never".into()),
+    );
     f("problem:", p.problem.clone());
     f("duplicate of:", p.duplicate_of.clone());
     if let Some(pr) = &p.progress {
@@ -280,22 +413,89 @@ pub fn check_json(r: &pb::CheckReport) -> Value {
         "findings": r.findings,
         "elapsedMs": r.elapsed_ms,
         "state": plot_state(r.state),
+        "full": r.full,
+        "filePath": r.file_path,
     })
 }
 
 /// A check report as text.
 pub fn check_text(r: &pb::CheckReport) -> String {
+    let name = if r.plot_id.is_empty() {
+        r.file_path.clone()
+    } else {
+        r.plot_id.clone()
+    };
     let mut s = format!(
-        "plot {}: {} ({} checked, {} failures, {}); state {}\n",
-        r.plot_id,
+        "plot {name}: {} ({} check, {} {} checked, {} failures, {})",
         if r.ok { "OK" } else { "FAILED" },
+        if r.full { "full" } else { "sampled" },
         r.checked,
+        if r.full { "leaves" } else { "samples" },
         r.failures,
         duration_ms(r.elapsed_ms),
-        plot_state(r.state)
     );
+    if r.state != pb::PlotState::Unspecified as i32 {
+        let _ = write!(s, "; state {}", plot_state(r.state));
+    } else {
+        s.push_str("; not registered");
+    }
+    s.push('\n');
     for f in &r.findings {
         let _ = writeln!(s, "  - {f}");
+    }
+    s
+}
+
+fn counters_json(c: &pb::Counters) -> Value {
+    json!({
+        "challengesReceived": c.challenges_received,
+        "proofsGenerated": c.proofs_generated,
+        "proofsSubmitted": c.proofs_submitted,
+        "blocksWon": c.blocks_won,
+        "blocksAccepted": c.blocks_accepted,
+        "lateEpochs": c.late_epochs,
+        "missedEpochs": c.missed_epochs,
+    })
+}
+
+fn counters_text(c: &pb::Counters) -> String {
+    format!(
+        "{} challenges, {} proofs, {} submitted, {} blocks won, {} accepted, {} late, {} missed",
+        c.challenges_received,
+        c.proofs_generated,
+        c.proofs_submitted,
+        c.blocks_won,
+        c.blocks_accepted,
+        c.late_epochs,
+        c.missed_epochs
+    )
+}
+
+fn scan_json(e: &pb::EpochScan) -> Value {
+    json!({
+        "epoch": e.epoch,
+        "leavesScanned": e.leaves_scanned,
+        "leavesTotal": e.leaves_total,
+        "leavesPerSecond": e.leaves_per_second,
+        "etaMs": e.eta_ms,
+    })
+}
+
+/// `epoch 12: 45.0% of 4194304 leaves, 12.3 M leaves/s, ETA 0.4s`.
+fn scan_text(e: &pb::EpochScan) -> String {
+    let pct = if e.leaves_total == 0 {
+        100.0
+    } else {
+        e.leaves_scanned as f64 * 100.0 / e.leaves_total as f64
+    };
+    let mut s = format!(
+        "epoch {}: {pct:.1}% of {} leaves, {} leaves/s",
+        e.epoch,
+        e.leaves_total,
+        si(e.leaves_per_second)
+    );
+    if let Some(eta) = e.eta_ms {
+        let _ = write!(s, ", ETA {}", duration_ms(eta));
     }
     s
 }
@@ -331,15 +531,10 @@ pub fn status_json(s: &pb::Status) -> Value {
             "deadlineUnixMs": e.deadline_unix_ms,
             "receivedAtUnixMs": e.received_at_unix_ms,
         })),
-        "counters": {
-            "challengesReceived": c.challenges_received,
-            "proofsGenerated": c.proofs_generated,
-            "proofsSubmitted": c.proofs_submitted,
-            "blocksWon": c.blocks_won,
-            "blocksAccepted": c.blocks_accepted,
-            "lateEpochs": c.late_epochs,
-            "missedEpochs": c.missed_epochs,
-        },
+        "counters": counters_json(&c),
+        "lifetimeCounters": counters_json(&s.lifetime_counters.unwrap_or_default()),
+        "expectedTimeToWinMs": s.expected_time_to_win_ms,
+        "scan": s.scan.as_ref().map(scan_json),
         "lastProofLatencyMs": s.last_proof_latency_ms,
         "plots": {
             "total": p.total,
@@ -399,18 +594,19 @@ pub fn status_text(s: &pb::Status) -> String {
         ),
         None => f("epoch:", "none yet".into()),
     }
+    if let Some(scan) = &s.scan {
+        f("scanning:", scan_text(scan));
+    }
+    f("this run:", counters_text(&c));
     f(
-        "counters:",
-        format!(
-            "{} challenges, {} proofs, {} submitted, {} blocks won, {} accepted, {} late, {} missed",
-            c.challenges_received,
-            c.proofs_generated,
-            c.proofs_submitted,
-            c.blocks_won,
-            c.blocks_accepted,
-            c.late_epochs,
-            c.missed_epochs
-        ),
+        "lifetime:",
+        counters_text(&s.lifetime_counters.unwrap_or_default()),
+    );
+    f(
+        "expected to win:",
+        s.expected_time_to_win_ms
+            .map(|ms| format!("in {} on average", duration_ms(ms)))
+            .unwrap_or_else(|| "- (no epoch scanned yet)".into()),
     );
     f(
         "last proof latency:",
@@ -495,6 +691,7 @@ fn event_parts(ev: &pb::WatchEventsResponse) -> (&'static str, Value, String) {
             json!({"epoch": e.epoch, "reason": e.reason}),
             format!("epoch {}: {}", e.epoch, e.reason),
         ),
+        Some(E::EpochScan(e)) => ("epochScan", scan_json(e), scan_text(e)),
         Some(E::PlotAdded(e)) => {
             let p = e.plot.clone().unwrap_or_default();
             (
@@ -603,6 +800,11 @@ mod tests {
     fn sizes_and_durations_read_well() {
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(100 << 20), "100.0 MiB");
+        assert_eq!(decimal_bytes(1_000_000_000), "1.00 GB");
+        assert_eq!(decimal_bytes(2_000_000), "2.0 MB");
+        assert_eq!(si(4_700_000.0), "4.7 M");
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_796_116_332_906), "2026-12-01 09:12:12 UTC");
         assert_eq!(duration_ms(1500), "1.5s");
         assert_eq!(duration_ms(61_000), "1m01s");
         assert_eq!(duration_ms(3_723_000), "1h02m03s");

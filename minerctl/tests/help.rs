@@ -8,7 +8,9 @@ fn help(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_minerctl"))
         .args(args)
         .env("COLUMNS", "100")
-        .env_remove("SPACETIME_MINER_SOCKET")
+        .env_remove("SPACETIME_MINER_CONTROL_SOCKET")
+        .env_remove("SPACETIME_MINER_CONFIG")
+        .env_remove("SPACETIME_MINER_DATA_DIRECTORY")
         .output()
         .expect("run minerctl");
     assert!(out.status.success(), "{args:?}: {out:?}");
@@ -17,6 +19,7 @@ fn help(args: &[&str]) -> String {
 
 #[test]
 fn help_matches_snapshot() {
+    // Every command of the top-level help is in the snapshot (none forgotten).
     let mut text = String::new();
     let top = help(&["--help"]);
     text.push_str("$ minerctl --help\n");
@@ -34,12 +37,25 @@ fn help_matches_snapshot() {
         "cancel-job",
         "events",
         "shutdown",
+        "completions",
     ];
     for cmd in commands {
         assert!(top.contains(cmd), "top-level help lacks {cmd}");
         text.push_str(&format!("\n$ minerctl {cmd} --help\n"));
         text.push_str(&help(&[cmd, "--help"]));
     }
+    let mut listed: Vec<&str> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    listed.sort_unstable();
+    let mut want: Vec<&str> = commands.to_vec();
+    want.sort_unstable();
+    assert_eq!(listed, want, "the snapshot must cover every command");
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/help.txt");
     if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
         std::fs::write(&path, &text).expect("write snapshot");

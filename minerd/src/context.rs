@@ -87,6 +87,8 @@ pub struct DaemonStatus {
     pub plot_jobs: usize,
     /// Shutdown has begun.
     pub shutting_down: bool,
+    /// Counters over the data directory's lifetime.
+    pub lifetime: crate::stats::Counters,
 }
 
 /// The daemon's shared state.
@@ -195,10 +197,11 @@ impl Daemon {
             uptime: self.started.elapsed(),
             mining_enabled: enabled,
             mining_state,
-            mining,
             plots,
             plot_jobs: self.jobs.count(),
             shutting_down: self.shutdown.is_cancelled(),
+            lifetime: mining.lifetime(),
+            mining,
         }
     }
 }

@@ -78,6 +78,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         tracing::warn!("no valid plot: create one with `minerctl create-plot --size 100MiB`");
     }
     let stats = MiningStats::new(config.node_endpoint());
+    let counters_file = crate::stats::CountersFile::in_dir(&config.data_directory);
+    {
+        let f = counters_file.clone();
+        let base = tokio::task::spawn_blocking(move || f.read()).await?;
+        stats.update(|s| s.lifetime_base = base);
+    }
     let jobs = JobManager::new(
         plots.clone(),
         events.clone(),
@@ -108,6 +114,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         Duration::from_secs(config.plot_scan_interval_seconds),
         shutdown.clone(),
     ));
+    let counters_task = tokio::spawn(persist_counters(
+        daemon.stats.clone(),
+        counters_file.clone(),
+        shutdown.clone(),
+    ));
     let mining_token = shutdown.child_token();
     let mining = crate::mining::spawn_mining(daemon.mining_context(), mining_token.clone());
 
@@ -128,6 +139,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     })
     .await;
     drain("plot jobs", GRACE, jobs.shutdown()).await;
+    let _ = counters_task.await;
+    {
+        let life = daemon.stats.snapshot().lifetime();
+        let f = counters_file.clone();
+        match tokio::task::spawn_blocking(move || f.write(&life)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot write the lifetime counters at shutdown")
+            }
+            Err(e) => tracing::error!(error = %e, "writing the lifetime counters panicked"),
+        }
+    }
     let _ = watcher.await;
     servers.stop().await;
     if let Err(e) = tokio::task::spawn_blocking(move || plots.flush()).await? {
@@ -136,6 +159,36 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     drop(lock);
     tracing::info!(elapsed = ?begun.elapsed(), "minerd stopped");
     Ok(())
+}
+
+/// How often the lifetime counters are written while they change.
+const COUNTERS_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Writes the lifetime counters whenever they changed, every [`COUNTERS_INTERVAL`], until
+/// shutdown (the final write happens after mining stopped).
+async fn persist_counters(
+    stats: MiningStats,
+    file: crate::stats::CountersFile,
+    shutdown: CancellationToken,
+) {
+    let mut written = stats.snapshot().counters;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(COUNTERS_INTERVAL) => {}
+        }
+        let snap = stats.snapshot();
+        if snap.counters == written {
+            continue;
+        }
+        let life = snap.lifetime();
+        let f = file.clone();
+        match tokio::task::spawn_blocking(move || f.write(&life)).await {
+            Ok(Ok(())) => written = snap.counters,
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot write the lifetime counters"),
+            Err(e) => tracing::warn!(error = %e, "writing the lifetime counters panicked"),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -110,6 +110,8 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// Progress of an epoch's scan (about once a second, and when the work ended).
+    EpochScan(crate::stats::EpochScan),
     /// A plot was registered.
     PlotAdded(Box<PlotInfo>),
     /// A plot was unregistered.

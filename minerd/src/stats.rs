@@ -2,7 +2,9 @@
 //! `GetStatus`.
 //!
 //! One small mutex-protected [`StatsSnapshot`]; writers hold it for a few field updates only,
-//! readers copy it out. Counters are not persisted (they restart at zero with the daemon).
+//! readers copy it out. The counters of this run start at zero; the lifetime counters add
+//! them to the totals of earlier runs, persisted in `<dataDirectory>/counters.json`
+//! ([`CountersFile`]: written every few seconds while they change, and at shutdown).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -78,8 +80,118 @@ pub struct Counters {
     pub missed_epochs: u64,
 }
 
+impl Counters {
+    /// Field-wise sum (saturating).
+    pub fn plus(&self, o: &Counters) -> Counters {
+        Counters {
+            challenges_received: self
+                .challenges_received
+                .saturating_add(o.challenges_received),
+            proofs_generated: self.proofs_generated.saturating_add(o.proofs_generated),
+            proofs_submitted: self.proofs_submitted.saturating_add(o.proofs_submitted),
+            blocks_won: self.blocks_won.saturating_add(o.blocks_won),
+            blocks_accepted: self.blocks_accepted.saturating_add(o.blocks_accepted),
+            late_epochs: self.late_epochs.saturating_add(o.late_epochs),
+            missed_epochs: self.missed_epochs.saturating_add(o.missed_epochs),
+        }
+    }
+}
+
+/// Progress of the scan of one epoch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpochScan {
+    /// Epoch number.
+    pub epoch: u64,
+    /// Leaves scored so far.
+    pub leaves_scanned: u64,
+    /// Leaves the scan scores if it runs to the end.
+    pub leaves_total: u64,
+    /// Rate.
+    pub leaves_per_sec: f64,
+    /// Time left, once known.
+    pub eta: Option<Duration>,
+}
+
+/// The lifetime counters on disk: `<dataDirectory>/counters.json`, camelCase fields of
+/// [`Counters`], written atomically.
+#[derive(Debug, Clone)]
+pub struct CountersFile {
+    path: std::path::PathBuf,
+}
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct CountersJson {
+    challenges_received: u64,
+    proofs_generated: u64,
+    proofs_submitted: u64,
+    blocks_won: u64,
+    blocks_accepted: u64,
+    late_epochs: u64,
+    missed_epochs: u64,
+}
+
+impl CountersFile {
+    /// The file in `data_dir`.
+    pub fn in_dir(data_dir: &std::path::Path) -> Self {
+        Self {
+            path: data_dir.join("counters.json"),
+        }
+    }
+
+    /// The totals of earlier runs; a missing file is zero, an unreadable or corrupt one is
+    /// logged and counts as zero (it is replaced at the next write).
+    pub fn read(&self) -> Counters {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Counters::default(),
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot read the lifetime counters; starting them at zero");
+                return Counters::default();
+            }
+        };
+        match serde_json::from_str::<CountersJson>(&text) {
+            Ok(j) => Counters {
+                challenges_received: j.challenges_received,
+                proofs_generated: j.proofs_generated,
+                proofs_submitted: j.proofs_submitted,
+                blocks_won: j.blocks_won,
+                blocks_accepted: j.blocks_accepted,
+                late_epochs: j.late_epochs,
+                missed_epochs: j.missed_epochs,
+            },
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "corrupt lifetime counters; starting them at zero");
+                Counters::default()
+            }
+        }
+    }
+
+    /// Writes `c` atomically.
+    pub fn write(&self, c: &Counters) -> std::io::Result<()> {
+        let j = CountersJson {
+            challenges_received: c.challenges_received,
+            proofs_generated: c.proofs_generated,
+            proofs_submitted: c.proofs_submitted,
+            blocks_won: c.blocks_won,
+            blocks_accepted: c.blocks_accepted,
+            late_epochs: c.late_epochs,
+            missed_epochs: c.missed_epochs,
+        };
+        let bytes = serde_json::to_vec_pretty(&j).map_err(std::io::Error::other)?;
+        let tmp = self.path.with_extension("json.tmp");
+        {
+            use std::io::Write as _;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &self.path)
+    }
+}
+
 /// Everything the mining side reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StatsSnapshot {
     /// The node link.
     pub link: LinkStatus,
@@ -89,6 +201,19 @@ pub struct StatsSnapshot {
     pub counters: Counters,
     /// Challenge-to-submission latency of the last submitted proof.
     pub last_proof_latency: Option<Duration>,
+    /// Totals of earlier runs (the lifetime counters are these plus `counters`).
+    pub lifetime_base: Counters,
+    /// Expected time to win at the current difficulty with the leaves scored last epoch.
+    pub expected_time_to_win: Option<Duration>,
+    /// The scan of the current epoch, while it runs.
+    pub scan: Option<EpochScan>,
+}
+
+impl StatsSnapshot {
+    /// Counters over the data directory's lifetime, this run included.
+    pub fn lifetime(&self) -> Counters {
+        self.lifetime_base.plus(&self.counters)
+    }
 }
 
 /// Counts proofs being generated, so that background work (plot jobs) can step aside while
@@ -158,6 +283,9 @@ impl MiningStats {
                 epoch: None,
                 counters: Counters::default(),
                 last_proof_latency: None,
+                lifetime_base: Counters::default(),
+                expected_time_to_win: None,
+                scan: None,
             })),
             proving: ProvingGate::default(),
         }
@@ -257,6 +385,28 @@ mod tests {
         assert!(!gate.is_active());
         cancel.store(false, Ordering::Relaxed);
         assert!(gate.wait_idle(Duration::from_secs(10), &cancel) < Duration::from_millis(50));
+    }
+
+    #[test]
+    fn lifetime_counters_add_earlier_runs_and_survive_a_rewrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = CountersFile::in_dir(dir.path());
+        assert_eq!(file.read(), Counters::default());
+        let earlier = Counters {
+            challenges_received: 5,
+            blocks_won: 2,
+            ..Counters::default()
+        };
+        file.write(&earlier).unwrap();
+        let stats = MiningStats::new(String::new());
+        stats.update(|s| {
+            s.lifetime_base = file.read();
+            s.counters.challenges_received = 1;
+        });
+        let life = stats.snapshot().lifetime();
+        assert_eq!((life.challenges_received, life.blocks_won), (6, 2));
+        std::fs::write(dir.path().join("counters.json"), b"garbage").unwrap();
+        assert_eq!(file.read(), Counters::default());
     }
 
     #[test]

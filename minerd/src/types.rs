@@ -76,6 +76,26 @@ pub struct PlotInfo {
     pub cache_in_use: bool,
     /// For a plot being created: its job's progress.
     pub progress: Option<JobProgress>,
+    /// Tree levels in the cache in use (0 when none is in use).
+    pub cache_levels: u32,
+    /// Created with cache levels 0: no cache is ever built for it in the background.
+    pub cache_disabled: bool,
+    /// The outcome of its last check.
+    pub last_check: Option<LastCheck>,
+}
+
+/// The outcome of a plot's last check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastCheck {
+    /// When it ended, Unix milliseconds.
+    pub at_unix_ms: i64,
+    /// Passed.
+    pub ok: bool,
+    /// Full (else sampled).
+    pub full: bool,
+    /// Leaves or samples checked.
+    pub checked: u64,
 }
 
 /// Progress of a job.

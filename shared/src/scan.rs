@@ -198,6 +198,27 @@ pub fn scan_plots(
     deadline: Option<Instant>,
     cancel: &AtomicBool,
 ) -> ScanOutcome {
+    scan_plots_observed(
+        plots,
+        challenge,
+        strategy,
+        deadline,
+        cancel,
+        &AtomicU64::new(0),
+    )
+}
+
+/// [`scan_plots`] that adds the leaves it scores to `progress` as it goes (after each work
+/// item of at most a few thousand leaves), so that another thread can report the scan's
+/// progress while it runs.
+pub fn scan_plots_observed(
+    plots: &[&PlotFile],
+    challenge: &Hash32,
+    strategy: &ScanStrategy,
+    deadline: Option<Instant>,
+    cancel: &AtomicBool,
+    progress: &AtomicU64,
+) -> ScanOutcome {
     let started = Instant::now();
     // Work items: (plot, range of strategy positions), in file order.
     let mut items: Vec<(usize, Range<u64>)> = Vec::new();
@@ -248,6 +269,7 @@ pub fn scan_plots(
                 }
             }
             scanned[p].fetch_add(count, Ordering::Relaxed);
+            progress.fetch_add(count, Ordering::Relaxed);
             let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             finished_ns[p].fetch_max(ns, Ordering::Relaxed);
         }

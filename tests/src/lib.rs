@@ -300,6 +300,32 @@ impl Minerd {
         self.process.terminate(timeout)
     }
 
+    /// Stops the daemon with SIGTERM (bounded) and hands back its home, to start another
+    /// daemon on the same files.
+    pub fn stop_keep_home(mut self, timeout: Duration) -> anyhow::Result<Home> {
+        let status = self.process.terminate(timeout)?;
+        if !status.success() {
+            bail!("minerd exited with {status}\n{}", self.process.log());
+        }
+        let Minerd { process, home, .. } = self;
+        drop(process);
+        Ok(home)
+    }
+
+    /// Runs `minerctl --socket <socket> <args>` in directory `cwd`.
+    pub fn minerctl_in(&self, cwd: &Path, args: &[&str]) -> Output {
+        Command::new(binary("minerctl"))
+            .arg("--socket")
+            .arg(self.home.socket())
+            .args(args)
+            .current_dir(cwd)
+            .env_clear()
+            .env("HOME", self.home.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run minerctl")
+    }
+
     /// Waits (bounded) for the daemon to exit by itself.
     pub fn wait(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
         self.process.wait(timeout)

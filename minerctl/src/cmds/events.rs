@@ -29,7 +29,7 @@ pub async fn follow(c: &mut MinerClient, a: &EventsArgs) -> CmdResult {
         if a.json {
             output::print_json_line(&output::event_json(&ev));
         } else {
-            println!("{}", output::event_text(&ev));
+            crate::outln!("{}", output::event_text(&ev));
         }
         seen += 1;
         if a.count.is_some_and(|n| seen >= n) {

@@ -2,14 +2,16 @@
 //! `jobs`, `cancel-job`.
 
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
+use serde_json::json;
 use spacetime_proto::client::MinerClient;
 use spacetime_proto::pb;
 
-use crate::output;
+use crate::{output, prompt};
 use crate::{CmdResult, Failure};
 
 /// Parses a size: a plain byte count or a number with a unit (KiB, MiB, GiB, TiB, or the
@@ -58,100 +60,187 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
+/// Parses `--size`: gigabytes as a decimal number (`1`, `0.5`, `10`: 10^9 bytes each, as
+/// the brief says), or a size with a unit (`100MiB`, `1GiB`, `4096B`).
+pub fn parse_plot_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        let gb: f64 = t
+            .parse()
+            .map_err(|_| format!("{s:?} is not a number of gigabytes"))?;
+        let bytes = gb * 1e9;
+        if !(bytes.is_finite() && bytes < u64::MAX as f64) {
+            return Err(format!("{s:?} is out of range"));
+        }
+        return Ok(bytes.round() as u64);
+    }
+    parse_size(t)
+}
+
+/// The default plot size of the brief: 1 GB.
+pub const DEFAULT_SIZE_BYTES: u64 = 1_000_000_000;
+
 /// Options of `create-plot`.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("amount").required(true).args(["size", "leaves"])))]
 pub struct CreateArgs {
-    /// Plot size, e.g. 100MiB, 1GiB, 4096 (bytes of leaves; the file is 121 bytes larger)
-    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    /// Plot size: gigabytes as a decimal number (0.5, 10), or with a unit (100MiB, 1GiB)
+    /// [default: 1]
+    #[arg(short = 's', long, value_parser = parse_plot_size, value_name = "SIZE", conflicts_with = "leaves")]
     pub size: Option<u64>,
     /// Number of 32-byte leaves instead of a size
     #[arg(long, value_name = "N")]
     pub leaves: Option<u64>,
-    /// Merkle cache levels below the root to store beside the plot (0 = no cache file)
-    /// [default: the daemon's, sized for fast proofs]
-    #[arg(long, value_name = "K")]
+    /// Plot file to write, any path (relative to this directory); the plot is registered and
+    /// farmed from there [default: a new name in the daemon's plot directory]
+    #[arg(short = 'o', long, value_name = "PATH", conflicts_with = "name")]
+    pub output: Option<PathBuf>,
+    /// File name in the plot directory (must end in .plot) [default: derived from the seed]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Write the Merkle cache (<plot>.cache) while plotting, for fast proofs (minerd does
+    /// this by default; the flag makes it explicit and refuses --cache-levels 0)
+    #[arg(long)]
+    pub cache: bool,
+    /// Merkle cache levels below the root to store (the reference meaning); 0 = no cache,
+    /// ever: remembered for the plot, so the daemon never builds one in the background
+    /// [default: the levels that bound a proof to 4096 leaves of the plot]
+    #[arg(long, value_name = "N")]
     pub cache_levels: Option<u32>,
     /// Plot seed as 64 hex characters [default: random]
     #[arg(long, value_name = "HEX")]
     pub seed: Option<String>,
-    /// File name in the plot directory (must end in .plot) [default: derived from the seed]
-    #[arg(long, value_name = "NAME")]
-    pub name: Option<String>,
-    /// Hashing threads [default: the daemon's plotThreads]
+    /// Hashing threads, at most the daemon machine's cores [default: the daemon's
+    /// plotThreads]
     #[arg(long, value_name = "N")]
     pub threads: Option<u32>,
     /// Print the job id and return at once; the daemon keeps writing
     #[arg(long)]
     pub no_wait: bool,
-    /// Print the result as JSON
+    /// Print JSON lines: {"type":"started","job":…}, then {"type":"finished","plot":…}
     #[arg(long)]
     pub json: bool,
 }
 
-/// Starts a plot job and follows it.
+impl CreateArgs {
+    /// The request, or a usage error found without asking the daemon.
+    pub fn request(&self) -> Result<pb::CreatePlotRequest, Failure> {
+        let a = self;
+        let seed = match &a.seed {
+            None => Vec::new(),
+            Some(h) => match hex::decode(h.trim()) {
+                Ok(b) if b.len() == 32 => b,
+                _ => {
+                    return Err(Failure::usage(
+                        "--seed must be 64 hex characters (32 bytes)",
+                    ))
+                }
+            },
+        };
+        if a.cache && a.cache_levels == Some(0) {
+            return Err(Failure::usage(
+                "--cache asks for a Merkle cache and --cache-levels 0 for none: choose one",
+            ));
+        }
+        let output_path = match &a.output {
+            Some(p) => {
+                let abs = crate::conn::absolute(p);
+                if abs.extension().is_none_or(|e| e != "plot") {
+                    return Err(Failure::usage(format!(
+                        "--output {}: a plot file name must end in .plot",
+                        p.display()
+                    )));
+                }
+                abs.to_string_lossy().into_owned()
+            }
+            None => String::new(),
+        };
+        let (leaf_count, size_bytes) = match (a.leaves, a.size) {
+            (Some(n), _) => (n, 0),
+            (None, Some(b)) => (0, b),
+            (None, None) => (0, DEFAULT_SIZE_BYTES),
+        };
+        Ok(pb::CreatePlotRequest {
+            leaf_count,
+            size_bytes,
+            cache_levels: a.cache_levels,
+            seed,
+            file_name: a.name.clone().unwrap_or_default(),
+            threads: a.threads.unwrap_or(0),
+            output_path,
+        })
+    }
+}
+
+/// Starts a plot job and follows it. The job id is printed first, in every mode. On a
+/// terminal, Ctrl-C asks whether to cancel the job or leave it running in the daemon.
 pub async fn create(c: &mut MinerClient, a: &CreateArgs) -> CmdResult {
     use pb::create_plot_response::Kind;
-    let seed = match &a.seed {
-        None => Vec::new(),
-        Some(h) => match hex::decode(h.trim()) {
-            Ok(b) if b.len() == 32 => b,
-            _ => {
-                return Err(Failure::usage(
-                    "--seed must be 64 hex characters (32 bytes)",
-                ))
-            }
-        },
-    };
-    let req = pb::CreatePlotRequest {
-        leaf_count: a.leaves.unwrap_or(0),
-        size_bytes: a.size.unwrap_or(0),
-        cache_levels: a.cache_levels,
-        seed,
-        file_name: a.name.clone().unwrap_or_default(),
-        threads: a.threads.unwrap_or(0),
-    };
+    let req = a.request()?;
     let mut stream = c.create_plot(req).await?.into_inner();
     let tty = std::io::stdout().is_terminal() && !a.json;
+    let ask_on_interrupt = tty && prompt::interactive();
     let mut bar: Option<ProgressBar> = None;
+    let mut job_id = String::new();
     let mut last_line = Instant::now() - Duration::from_secs(10);
-    while let Some(msg) = stream.message().await? {
+    // Ctrl-C is caught only on a terminal, once the job id is known (before that, and
+    // in scripts, it ends minerctl as usual; the job goes on in the daemon either way).
+    let mut sigint: Option<tokio::signal::unix::Signal> = None;
+    loop {
+        let msg = if let Some(sig) = sigint.as_mut() {
+            tokio::select! {
+                m = stream.message() => m?,
+                _ = sig.recv() => {
+                    if let Some(b) = bar.take() {
+                        b.abandon();
+                    }
+                    return interrupted(c, &job_id, sig).await;
+                }
+            }
+        } else {
+            stream.message().await?
+        };
+        let Some(msg) = msg else { break };
         match msg.kind {
             Some(Kind::Started(job)) => {
+                job_id = job.job_id.clone();
+                if ask_on_interrupt {
+                    sigint =
+                        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                            .ok();
+                }
+                if a.json {
+                    output::print_json_line(
+                        &json!({"type": "started", "job": output::job_json(&job)}),
+                    );
+                } else {
+                    outln!(
+                        "plot job {}: {} ({} leaves, {})",
+                        job.job_id,
+                        job.file_path,
+                        job.leaf_count,
+                        output::decimal_bytes(job.leaf_count.saturating_mul(32))
+                    );
+                }
                 if a.no_wait {
-                    if a.json {
-                        output::print_json(&output::job_json(&job));
-                    } else {
-                        println!("plot job {} started: {}", job.job_id, job.file_path);
-                        println!("follow it with `minerctl jobs`; cancel it with `minerctl cancel-job {}`", job.job_id);
+                    if !a.json {
+                        outln!(
+                            "follow it with `minerctl jobs`; cancel it with `minerctl cancel-job {}`",
+                            job.job_id
+                        );
                     }
                     return Ok(());
                 }
                 if tty {
-                    let b = ProgressBar::new(job.leaf_count);
-                    b.set_style(
-                        ProgressStyle::with_template(
-                            "{spinner} [{elapsed_precise}] [{bar:40}] {percent:>3}% {msg}",
-                        )
-                        .unwrap_or_else(|_| ProgressStyle::default_bar())
-                        .progress_chars("=> "),
-                    );
-                    b.set_message(job.file_path.clone());
-                    bar = Some(b);
-                } else if !a.json {
-                    println!(
-                        "plot job {} started: {} ({} leaves)",
-                        job.job_id, job.file_path, job.leaf_count
-                    );
+                    bar = Some(output::progress_bar(job.leaf_count));
                 }
             }
             Some(Kind::Progress(p)) => {
                 if let Some(b) = &bar {
                     b.set_position(p.leaves_done);
-                    b.set_message(output::progress_text(&p));
+                    b.set_message(output::rate_eta(&p));
                 } else if !a.json && last_line.elapsed() >= Duration::from_secs(1) {
                     last_line = Instant::now();
-                    println!("progress: {}", output::progress_text(&p));
+                    outln!("progress: {}", output::progress_text(&p));
                 }
             }
             Some(Kind::Finished(plot)) => {
@@ -159,10 +248,12 @@ pub async fn create(c: &mut MinerClient, a: &CreateArgs) -> CmdResult {
                     b.finish_and_clear();
                 }
                 if a.json {
-                    output::print_json(&output::plot_json(&plot));
+                    output::print_json_line(
+                        &json!({"type": "finished", "plot": output::plot_json(&plot)}),
+                    );
                 } else {
-                    println!("plot created: {} ({})", plot.plot_id, plot.file_path);
-                    print!("{}", output::plot_detail(&plot));
+                    outln!("plot created: {} ({})", plot.plot_id, plot.file_path);
+                    out!("{}", output::plot_detail(&plot));
                 }
                 return Ok(());
             }
@@ -177,10 +268,50 @@ pub async fn create(c: &mut MinerClient, a: &CreateArgs) -> CmdResult {
     ))
 }
 
+/// Ctrl-C while following a job on a terminal: cancel it, or leave it running.
+async fn interrupted(
+    c: &mut MinerClient,
+    job_id: &str,
+    sigint: &mut tokio::signal::unix::Signal,
+) -> CmdResult {
+    let question = format!(
+        "\nCancel plot job {job_id}? (y: cancel it and remove its partial file; \
+         n: leave it running in the daemon)"
+    );
+    // The answer is read on a blocking thread; a second Ctrl-C means "leave it".
+    let answer = tokio::select! {
+        a = tokio::task::spawn_blocking(move || prompt::ask_yes_no(&question)) => a.ok().flatten(),
+        _ = sigint.recv() => None,
+    };
+    if answer == Some(true) {
+        c.cancel_plot_job(pb::CancelPlotJobRequest {
+            job_id: job_id.to_owned(),
+        })
+        .await?;
+        outln!("plot job {job_id} cancelled; its partial file was removed");
+        return Err(Failure {
+            code: EXIT_INTERRUPTED,
+            message: "plot creation cancelled".into(),
+        });
+    }
+    outln!(
+        "plot job {job_id} keeps running in the daemon: follow it with `minerctl jobs`, \
+         cancel it with `minerctl cancel-job {job_id}`"
+    );
+    Ok(())
+}
+
+/// Exit code after the user cancelled with Ctrl-C (128 + SIGINT).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
 /// Options of `list-plots`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Print JSON instead of a table
+    /// Show every plot in detail: Merkle root, leaf count, tree height, cache levels, created
+    /// time, last check
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+    /// Print JSON instead of a table (every field, with or without --verbose)
     #[arg(long)]
     pub json: bool,
 }
@@ -196,8 +327,15 @@ pub async fn list(c: &mut MinerClient, a: &ListArgs) -> CmdResult {
         output::print_json(&serde_json::Value::Array(
             plots.iter().map(output::plot_json).collect(),
         ));
+    } else if a.verbose && !plots.is_empty() {
+        for (i, p) in plots.iter().enumerate() {
+            if i > 0 {
+                outln!();
+            }
+            out!("{}", output::plot_detail(p));
+        }
     } else {
-        print!("{}", output::plots_table(&plots));
+        out!("{}", output::plots_table(&plots));
     }
     Ok(())
 }
@@ -225,7 +363,7 @@ pub async fn show(c: &mut MinerClient, a: &ShowArgs) -> CmdResult {
     if a.json {
         output::print_json(&output::plot_json(&plot));
     } else {
-        print!("{}", output::plot_detail(&plot));
+        crate::out!("{}", output::plot_detail(&plot));
     }
     Ok(())
 }
@@ -238,34 +376,84 @@ pub struct DeleteArgs {
     /// Also delete the plot file and its Merkle cache file
     #[arg(long)]
     pub delete_file: bool,
-    /// Print JSON instead of text
+    /// Do not ask for confirmation (needed when stdin is not a terminal)
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Print the result as JSON
     #[arg(long)]
     pub json: bool,
 }
 
-/// Unregisters (and optionally deletes) a plot.
+/// What `delete-plot` would remove, as text.
+fn removal_text(p: &pb::Plot, delete_file: bool) -> String {
+    let mut s = format!(
+        "plot {} ({}, {}, {})\n",
+        p.plot_id,
+        output::plot_state_word(p.state),
+        output::bytes(p.size_bytes),
+        p.file_path
+    );
+    if delete_file {
+        s.push_str(&format!("  delete file  {}\n", p.file_path));
+        if !p.cache_file_path.is_empty() {
+            s.push_str(&format!("  delete file  {}\n", p.cache_file_path));
+        }
+    } else {
+        s.push_str("  unregister it; the file stays on disk and is no longer farmed\n");
+    }
+    s
+}
+
+/// Unregisters (and optionally deletes) a plot after showing what goes and asking.
 pub async fn delete(c: &mut MinerClient, a: &DeleteArgs) -> CmdResult {
+    let plot = c
+        .get_plot(pb::GetPlotRequest {
+            plot_id: a.id.clone(),
+        })
+        .await?
+        .into_inner()
+        .plot
+        .ok_or_else(|| Failure::other("the daemon sent an empty plot"))?;
+    if plot.state == pb::PlotState::Creating as i32 {
+        return Err(Failure::usage(format!(
+            "plot {} is being created; cancel its job with `minerctl cancel-job {}`",
+            plot.plot_id, plot.plot_id
+        )));
+    }
+    if !a.force {
+        eprint!("This removes {}", removal_text(&plot, a.delete_file));
+        if !prompt::interactive() {
+            return Err(Failure::usage(
+                "not removed: confirmation needed but stdin is not a terminal; \
+                 pass --force (-f) to remove without asking",
+            ));
+        }
+        if prompt::ask_yes_no("Remove it?") != Some(true) {
+            return Err(Failure::other("not confirmed; nothing was removed"));
+        }
+    }
     let r = c
         .delete_plot(pb::DeletePlotRequest {
-            plot_id: a.id.clone(),
+            plot_id: plot.plot_id.clone(),
             delete_files: a.delete_file,
         })
         .await?
         .into_inner();
-    let plot = r.plot.unwrap_or_default();
+    let plot = r.plot.unwrap_or(plot);
     if a.json {
-        output::print_json(&serde_json::json!({
+        output::print_json(&json!({
             "plot": output::plot_json(&plot),
             "deletedFiles": r.deleted_files,
         }));
     } else {
-        println!("plot {} removed ({})", plot.plot_id, plot.file_path);
+        outln!("plot {} removed ({})", plot.plot_id, plot.file_path);
         for f in &r.deleted_files {
-            println!("deleted {f}");
+            outln!("deleted {f}");
         }
         if !a.delete_file {
-            println!(
-                "the file was kept; it is not farmed until minerd restarts or the file changes"
+            outln!(
+                "the file was kept; it stays unregistered (also after a restart) until you \
+                 move it away or delete it"
             );
         }
     }
@@ -275,17 +463,25 @@ pub async fn delete(c: &mut MinerClient, a: &DeleteArgs) -> CmdResult {
 /// Options of `check-plot`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Plot id (a unique prefix of at least 4 characters is enough)
-    pub id: String,
-    /// Check every leaf and recompute the Merkle root (slow for large plots)
+    /// Plot id (a unique prefix of at least 4 characters is enough), or the path of any plot
+    /// file, registered or not
+    #[arg(value_name = "ID|PATH")]
+    pub plot: String,
+    /// Check every leaf and recompute the Merkle root
     #[arg(long, conflicts_with = "samples")]
     pub full: bool,
-    /// Number of random leaves to check [default: 1000]
-    #[arg(long, value_name = "N")]
+    /// Number of random leaves to check, at least 1 (a plot small enough that the full check
+    /// is as fast gets the full check) [default: 1000]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub samples: Option<u32>,
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,
+}
+
+/// Whether the argument of `check-plot` names a file rather than a plot id.
+fn names_a_file(arg: &str) -> bool {
+    arg.contains('/') || arg.ends_with(".plot") || Path::new(arg).is_file()
 }
 
 /// Checks a plot; exits 1 when the check fails.
@@ -299,10 +495,17 @@ pub async fn check(c: &mut MinerClient, a: &CheckArgs) -> CmdResult {
             seed: None,
         })
     };
+    let (plot_id, file_path) = if names_a_file(&a.plot) {
+        let abs = crate::conn::absolute(Path::new(&a.plot));
+        (String::new(), abs.to_string_lossy().into_owned())
+    } else {
+        (a.plot.clone(), String::new())
+    };
     let mut stream = c
         .check_plot(pb::CheckPlotRequest {
-            plot_id: a.id.clone(),
+            plot_id,
             mode: Some(mode),
+            file_path,
         })
         .await?
         .into_inner();
@@ -322,7 +525,7 @@ pub async fn check(c: &mut MinerClient, a: &CheckArgs) -> CmdResult {
                 if a.json {
                     output::print_json(&output::check_json(&r));
                 } else {
-                    print!("{}", output::check_text(&r));
+                    out!("{}", output::check_text(&r));
                 }
                 return if r.ok {
                     Ok(())
@@ -361,7 +564,7 @@ pub async fn jobs(c: &mut MinerClient, a: &JobsArgs) -> CmdResult {
             jobs.iter().map(output::job_json).collect(),
         ));
     } else {
-        print!("{}", output::jobs_table(&jobs));
+        out!("{}", output::jobs_table(&jobs));
     }
     Ok(())
 }
@@ -371,6 +574,9 @@ pub async fn jobs(c: &mut MinerClient, a: &JobsArgs) -> CmdResult {
 pub struct CancelArgs {
     /// Job id (a unique prefix of at least 4 characters is enough)
     pub id: String,
+    /// Print the cancelled job as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Cancels a plot job.
@@ -383,10 +589,15 @@ pub async fn cancel(c: &mut MinerClient, a: &CancelArgs) -> CmdResult {
         .into_inner()
         .job
         .unwrap_or_default();
-    println!(
-        "plot job {} cancelled ({} removed)",
-        job.job_id, job.file_path
-    );
+    if a.json {
+        output::print_json(&output::job_json(&job));
+    } else {
+        outln!(
+            "plot job {} cancelled ({} removed)",
+            job.job_id,
+            job.file_path
+        );
+    }
     Ok(())
 }
 
@@ -405,5 +616,24 @@ mod tests {
         assert!(parse_size("10 parsecs").is_err());
         assert!(parse_size("MiB").is_err());
         assert!(parse_size("99999999999TiB").is_err());
+    }
+
+    #[test]
+    fn plot_sizes_are_gigabytes_unless_a_unit_says_otherwise() {
+        assert_eq!(parse_plot_size("1"), Ok(1_000_000_000));
+        assert_eq!(parse_plot_size("0.5"), Ok(500_000_000));
+        assert_eq!(parse_plot_size("10"), Ok(10_000_000_000));
+        assert_eq!(parse_plot_size("100MiB"), Ok(100 << 20));
+        assert_eq!(parse_plot_size("4096B"), Ok(4096));
+        assert!(parse_plot_size("ten").is_err());
+        assert!(parse_plot_size("1e400").is_err());
+    }
+
+    #[test]
+    fn check_plot_tells_files_from_ids() {
+        assert!(names_a_file("./a.plot"));
+        assert!(names_a_file("/mnt/x"));
+        assert!(names_a_file("p.plot"));
+        assert!(!names_a_file("550e8400"));
     }
 }

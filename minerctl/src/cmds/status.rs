@@ -26,7 +26,7 @@ pub async fn status(c: &mut MinerClient, a: &StatusArgs) -> CmdResult {
     if a.json {
         output::print_json(&output::status_json(&s));
     } else {
-        print!("{}", output::status_text(&s));
+        crate::out!("{}", output::status_text(&s));
     }
     Ok(())
 }

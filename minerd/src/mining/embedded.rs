@@ -45,10 +45,34 @@ pub fn node_config(config: &crate::config::Config) -> DevnetNodeConfig {
     cfg
 }
 
+/// Whether `e` failed because its address is taken.
+fn addr_in_use(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse)
+    })
+}
+
 /// Runs the embedded node and the miner until `shutdown`.
 pub async fn run(ctx: MiningContext, shutdown: CancellationToken) {
     let cfg = node_config(&ctx.config);
-    let node = match devnet::start(cfg, shutdown.child_token()).await {
+    let wanted = cfg.listen;
+    let mut started = devnet::start(cfg.clone(), shutdown.child_token()).await;
+    if started.as_ref().is_err_and(addr_in_use) && wanted.port() != 0 {
+        // Another node (often a second `minerd --devnet`, or a real node) has the port:
+        // the embedded node takes any free loopback port, and the log says which.
+        let mut any = cfg;
+        any.listen.set_port(0);
+        started = devnet::start(any, shutdown.child_token()).await;
+        if let Ok(node) = &started {
+            tracing::warn!(
+                wanted = %wanted, listening = %node.local_addr(),
+                "devnet.listenPort {} is taken; the embedded devnet node listens on port {} instead",
+                wanted.port(), node.local_addr().port()
+            );
+        }
+    }
+    let node = match started {
         Ok(node) => node,
         Err(e) => {
             let reason = format!("embedded devnet node failed to start: {e:#}");

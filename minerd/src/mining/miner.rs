@@ -88,6 +88,80 @@ struct Miner {
     current: Option<EpochRecord>,
     /// Hashes (and transactions) of blocks we sent, newest last.
     own_blocks: VecDeque<(Hash32, Block)>,
+    /// Epoch number and deadline of the last epoch worked on (to measure the epoch length).
+    last_deadline: Option<(u64, u64)>,
+}
+
+/// What the scan progress reporter watches.
+struct ScanWatch {
+    epoch: u64,
+    leaves_total: u64,
+    progress: Arc<AtomicU64>,
+    started: Instant,
+    scan_deadline: Instant,
+    done: Arc<AtomicBool>,
+}
+
+/// How often the progress of an epoch's scan is published (status and event feed).
+const SCAN_REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Publishes the progress of an epoch's scan every [`SCAN_REPORT_INTERVAL`] while it runs
+/// (`Status.scan` and an `EpochScan` event), and once more when the work ended; then clears
+/// `Status.scan`. The time estimate is the rest at the measured rate, bounded by the scan
+/// deadline (the scan stops there whatever is left).
+async fn report_scan_progress(
+    w: ScanWatch,
+    stats: crate::stats::MiningStats,
+    events: crate::events::EventBus,
+) {
+    let snapshot = |w: &ScanWatch| {
+        let scanned = w.progress.load(Ordering::Relaxed).min(w.leaves_total);
+        let elapsed = w.started.elapsed().as_secs_f64();
+        let rate = if elapsed > 0.0 {
+            scanned as f64 / elapsed
+        } else {
+            0.0
+        };
+        let left = w.leaves_total - scanned;
+        let eta = if left == 0 {
+            Some(Duration::ZERO)
+        } else if rate > 0.0 {
+            let by_rate = Duration::from_secs_f64(left as f64 / rate);
+            Some(by_rate.min(w.scan_deadline.saturating_duration_since(Instant::now())))
+        } else {
+            None
+        };
+        crate::stats::EpochScan {
+            epoch: w.epoch,
+            leaves_scanned: scanned,
+            leaves_total: w.leaves_total,
+            leaves_per_sec: rate,
+            eta,
+        }
+    };
+    let mut next = Instant::now() + SCAN_REPORT_INTERVAL;
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if w.done.load(Ordering::SeqCst) {
+            break;
+        }
+        if Instant::now() >= next {
+            next += SCAN_REPORT_INTERVAL;
+            let s = snapshot(&w);
+            stats.update(|st| st.scan = Some(s));
+            events.emit(Event::EpochScan(s));
+        }
+    }
+    let s = crate::stats::EpochScan {
+        eta: None,
+        ..snapshot(&w)
+    };
+    stats.update(|st| {
+        if st.scan.is_none_or(|c| c.epoch == w.epoch) {
+            st.scan = None;
+        }
+    });
+    events.emit(Event::EpochScan(s));
 }
 
 /// The scan threads: one per core (scanning is CPU-bound). `maxConcurrentProofs` bounds
@@ -132,6 +206,7 @@ pub async fn run(
         mempool: Mempool::default(),
         current: None,
         own_blocks: VecDeque::new(),
+        last_deadline: None,
     };
     let mut running: Option<Running> = None;
     let mut enabled_open = true;
@@ -441,11 +516,34 @@ impl Miner {
             plots_at_once: self.plots_at_once,
             scan_rate: self.scan_rate.clone(),
             pool: self.pool.clone(),
+            progress: Arc::new(AtomicU64::new(0)),
         };
         record.abandoned = false;
         let epoch = record.info.epoch;
         let stats = self.ctx.stats.clone();
-        let handle = tokio::task::spawn_blocking(move || work::run_proving(input, &stats));
+        let done = Arc::new(AtomicBool::new(false));
+        let leaves_total = input
+            .plots
+            .iter()
+            .map(|p| self.strategy.positions(p.file.leaf_count()))
+            .sum();
+        tokio::spawn(report_scan_progress(
+            ScanWatch {
+                epoch,
+                leaves_total,
+                progress: input.progress.clone(),
+                started: now,
+                scan_deadline: input.scan_deadline,
+                done: done.clone(),
+            },
+            stats.clone(),
+            self.ctx.events.clone(),
+        ));
+        let handle = tokio::task::spawn_blocking(move || {
+            let out = work::run_proving(input, &stats);
+            done.store(true, Ordering::SeqCst);
+            out
+        });
         *running = Some(Running {
             epoch,
             cancel,
@@ -480,7 +578,25 @@ impl Miner {
                 tracing::error!(epoch = record.info.epoch, error = %reason, "no proof this epoch");
                 record.miss_reason = Some(reason);
             }
-            WorkOutcome::Found(found) => self.submit(*found),
+            WorkOutcome::Found(found) => {
+                let info = record.info;
+                let epoch_len = match self.last_deadline {
+                    Some((e, d)) if e < info.epoch && d < info.deadline_unix_ms => {
+                        (info.deadline_unix_ms - d) / (info.epoch - e)
+                    }
+                    _ => info
+                        .deadline_unix_ms
+                        .saturating_sub(record.received_unix.saturating_mul(1000)),
+                };
+                self.last_deadline = Some((info.epoch, info.deadline_unix_ms));
+                let expected = work::expected_time_to_win(
+                    found.leaves_scanned,
+                    info.difficulty,
+                    Duration::from_millis(epoch_len),
+                );
+                self.ctx.stats.update(|s| s.expected_time_to_win = expected);
+                self.submit(*found)
+            }
         }
     }
 

@@ -23,13 +23,41 @@ use spacetime::consensus::{difficulty_to_target, is_below_target, BlockTemplate}
 use spacetime::hash::Hash32;
 use spacetime::keys::MinerKey;
 use spacetime::prove::{build_proof_cancellable, proof_read_leaves, ProveError};
-use spacetime::scan::{scan_plots, Candidate, PlotScanStats, ScanOutcome, ScanStrategy};
+use spacetime::scan::{scan_plots_observed, Candidate, PlotScanStats, ScanOutcome, ScanStrategy};
 use spacetime::validate::{validate_block, verify_block_proof, BlockError, ChainContext};
 use spacetime::wire::NewEpoch;
 use uuid::Uuid;
 
 use super::epoch::proof_time;
 use crate::plots::{FarmedPlot, FarmedSet};
+
+/// A plot is compared with the others' scan rate only when it took at least this long and
+/// had at least this many leaves: a small plot's rate is dominated by fixed costs (thread
+/// start, the first page faults), which says nothing about its disk.
+const SLOW_PLOT_MIN_TIME: Duration = Duration::from_millis(250);
+/// See [`SLOW_PLOT_MIN_TIME`].
+const SLOW_PLOT_MIN_LEAVES: u64 = 1 << 20;
+
+/// Expected time until a win: an epoch of `epoch_len` in which `leaves` leaves are scored
+/// against difficulty `difficulty` (target = (2^256 − 1) / difficulty) is won with
+/// probability `1 − (1 − 1/difficulty)^leaves`; the expectation is `epoch_len / p`.
+pub fn expected_time_to_win(leaves: u64, difficulty: u64, epoch_len: Duration) -> Option<Duration> {
+    if leaves == 0 || difficulty == 0 || epoch_len.is_zero() {
+        return None;
+    }
+    let q = 1.0 / difficulty as f64;
+    // 1 − (1 − q)^L, computed without cancellation for tiny q.
+    let p = if q >= 1.0 {
+        1.0
+    } else {
+        -((leaves as f64) * (-q).ln_1p()).exp_m1()
+    };
+    if p.is_nan() || p <= 0.0 {
+        return None;
+    }
+    let secs = epoch_len.as_secs_f64() / p;
+    (secs.is_finite() && secs < 1e15).then(|| Duration::from_secs_f64(secs))
+}
 
 /// A proof build slower than this is reported with the plot's path.
 pub const SLOW_PROOF: Duration = Duration::from_secs(1);
@@ -63,6 +91,8 @@ pub struct WorkInput {
     pub scan_rate: Arc<AtomicU64>,
     /// Rayon pool of one thread per core (`None`: the global pool).
     pub pool: Option<Arc<rayon::ThreadPool>>,
+    /// Leaves scored so far in this epoch (read by the progress reporter).
+    pub progress: Arc<AtomicU64>,
 }
 
 /// A verified proof, and the block when it wins.
@@ -294,12 +324,13 @@ fn scan_in_groups(input: &WorkInput) -> ScanOutcome {
         }
         let group_offset = scan_started.elapsed();
         let before = merged.per_plot.len();
-        let part = scan_plots(
+        let part = scan_plots_observed(
             chunk,
             &input.epoch.challenge,
             &input.strategy,
             Some(input.scan_deadline),
             &input.cancel,
+            &input.progress,
         );
         let shift = |c: Candidate| Candidate {
             plot: c.plot + offset,
@@ -396,7 +427,11 @@ fn report_scan(input: &WorkInput, outcome: &ScanOutcome, elapsed: Duration) {
                 plot = %path, scanned = stats.leaves_scanned, wanted, epoch = input.epoch.epoch,
                 "slow plot: not fully scanned before the deadline"
             );
-        } else if input.plots.len() >= 2 && stats.leaves_scanned > 0 && *rate * 4.0 < median {
+        } else if input.plots.len() >= 2
+            && stats.leaves_scanned >= SLOW_PLOT_MIN_LEAVES
+            && stats.elapsed >= SLOW_PLOT_MIN_TIME
+            && *rate * 4.0 < median
+        {
             tracing::warn!(
                 plot = %path, leaves_per_sec = *rate as u64, median_leaves_per_sec = median as u64,
                 "slow plot: scans at under a quarter of the other plots' rate"

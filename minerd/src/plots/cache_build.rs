@@ -43,6 +43,7 @@ fn attempt(p: &PlotInfo) -> Attempt {
 fn needs_cache(p: &PlotInfo) -> bool {
     p.state == PlotState::Valid
         && !p.cache_in_use
+        && !p.cache_disabled
         && p.header.is_some_and(|h| {
             CacheLevels::Default
                 .start_level(tree_height(h.leaf_count))
@@ -285,6 +286,53 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    #[tokio::test]
+    async fn a_plot_created_with_cache_levels_0_never_gets_a_background_cache() {
+        let s = setup(3000, ProvingGate::default());
+        // b.plot: created by a job with --cache-levels 0.
+        let job = s
+            .jobs
+            .create(crate::plots::jobs::JobSpec {
+                leaf_count: 3000,
+                cache_levels: Some(0),
+                seed: Some([9; 32]),
+                file_name: Some("b.plot".into()),
+                threads: Some(1),
+                output_path: None,
+            })
+            .await
+            .unwrap();
+        let mut done = job.done.clone();
+        done.wait_for(Option::is_some).await.unwrap();
+        let b = |s: &Setup| {
+            s.plots
+                .list()
+                .into_iter()
+                .find(|p| p.path.ends_with("b.plot"))
+                .unwrap()
+        };
+        assert!(b(&s).cache_disabled);
+        s.jobs.start_cache_builds();
+        // a.plot (no cache, no choice) gets one; b.plot does not.
+        wait_for("a's cache", || {
+            s.plots
+                .list()
+                .iter()
+                .any(|p| p.path.ends_with("a.plot") && p.cache_in_use)
+        })
+        .await;
+        assert!(!b(&s).cache_in_use);
+        assert!(!s.plot_dir.join("b.plot.cache").exists());
+        // The choice survives a reload of the registry.
+        let reloaded = PlotManager::load(&s.metadata, &s.plot_dir, PK, EventBus::new()).unwrap();
+        let b2 = reloaded
+            .list()
+            .into_iter()
+            .find(|p| p.path.ends_with("b.plot"))
+            .unwrap();
+        assert!(b2.cache_disabled);
     }
 
     #[tokio::test]

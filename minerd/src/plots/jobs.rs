@@ -53,6 +53,8 @@ pub struct JobSpec {
     pub file_name: Option<String>,
     /// Hashing threads; `None` = the configured default.
     pub threads: Option<usize>,
+    /// Absolute path of the plot file instead of a name in the plot directory.
+    pub output_path: Option<PathBuf>,
 }
 
 /// State of a job.
@@ -151,6 +153,50 @@ pub fn default_plot_threads(configured: u32) -> usize {
         .unwrap_or(1)
 }
 
+/// Cores of this machine (the limit of `threads`).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The core's cache choice for a requested number of levels.
+fn cache_levels(levels: Option<u32>) -> CacheLevels {
+    match levels {
+        None => CacheLevels::Default,
+        Some(0) => CacheLevels::Disabled,
+        Some(k) => CacheLevels::TopLevels(k),
+    }
+}
+
+/// Checks an explicit output path: absolute, a `.plot` file name, in an existing directory.
+fn validate_output_path(path: &Path) -> Result<(), DaemonError> {
+    if !path.is_absolute() {
+        return Err(DaemonError::invalid(
+            "output_path",
+            format!("{}: must be an absolute path", path.display()),
+        ));
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    validate_file_name(&name).map_err(|_| {
+        DaemonError::invalid(
+            "output_path",
+            format!(
+                "{}: the file name must end in .plot, have a stem and not start with a dot",
+                path.display()
+            ),
+        )
+    })?;
+    match path.parent() {
+        Some(dir) if dir.is_dir() => Ok(()),
+        _ => Err(DaemonError::invalid(
+            "output_path",
+            format!("{}: its directory does not exist", path.display()),
+        )),
+    }
+}
+
 fn validate_file_name(name: &str) -> Result<(), DaemonError> {
     let bad = |why: &str| {
         Err(DaemonError::invalid(
@@ -222,19 +268,59 @@ impl JobManager {
             ));
         }
         if let Some(t) = spec.threads {
-            if t == 0 || t > 1024 {
-                return Err(DaemonError::invalid("threads", "must be 1 to 1024"));
+            let cores = cores();
+            if t == 0 || t > cores {
+                return Err(DaemonError::invalid(
+                    "threads",
+                    format!("{t}: must be 1 to {cores}, the cores of this machine"),
+                ));
             }
         }
         let seed = spec.seed.unwrap_or_else(rand::random);
-        let name = match &spec.file_name {
-            Some(n) => {
-                validate_file_name(n)?;
-                n.clone()
+        let path = match (&spec.output_path, &spec.file_name) {
+            (Some(_), Some(_)) => {
+                return Err(DaemonError::invalid(
+                    "output_path",
+                    "give output_path or file_name, not both",
+                ))
             }
-            None => format!("plot-{}-{}.plot", hex::encode(&seed[..8]), spec.leaf_count),
+            (Some(p), None) => {
+                validate_output_path(p)?;
+                p.clone()
+            }
+            (None, Some(n)) => {
+                validate_file_name(n)?;
+                self.inner.plot_dir.join(n)
+            }
+            (None, None) => self.inner.plot_dir.join(format!(
+                "plot-{}-{}.plot",
+                hex::encode(&seed[..8]),
+                spec.leaf_count
+            )),
         };
-        let path = self.inner.plot_dir.join(&name);
+        if spec.output_path.is_none() {
+            tokio::fs::create_dir_all(&self.inner.plot_dir)
+                .await
+                .map_err(|e| {
+                    DaemonError::internal(format!("creating {}", self.inner.plot_dir.display()), e)
+                })?;
+        }
+        {
+            // Refused before it is queued (the job checks again when it starts, in case the
+            // space went meanwhile).
+            let probe = CreatePlot {
+                path: path.clone(),
+                miner_pk: self.inner.miner_pk,
+                seed,
+                leaf_count: spec.leaf_count,
+                cache: cache_levels(spec.cache_levels),
+                threads: None,
+            };
+            tokio::task::spawn_blocking(move || check_free_space(&probe))
+                .await
+                .map_err(|e| DaemonError::internal("checking free space", e))?
+                .map_err(|reason| DaemonError::FailedPrecondition { reason })?;
+        }
         // Off the runtime threads: a stat can block on a slow or hung file system. (The
         // write publishes without replacing, so a file appearing meanwhile is not lost, and
         // a directory that cannot be read fails the job with its own error.)
@@ -282,22 +368,21 @@ impl JobManager {
             );
         }
         tracing::info!(job_id = %id, path = %path.display(), leaves = spec.leaf_count, "plot job queued");
+        let cache_disabled = spec.cache_levels == Some(0);
         let req = CreatePlot {
             path,
             miner_pk: self.inner.miner_pk,
             seed,
             leaf_count: spec.leaf_count,
-            cache: match spec.cache_levels {
-                None => CacheLevels::Default,
-                Some(0) => CacheLevels::Disabled,
-                Some(k) => CacheLevels::TopLevels(k),
-            },
+            cache: cache_levels(spec.cache_levels),
             threads: Some(spec.threads.unwrap_or(self.inner.default_threads)),
         };
         let this = self.clone();
         self.inner.tasks.spawn(async move {
             let started = Instant::now();
-            let result = this.run(id, req, cancel, cancel_flag, progress_tx).await;
+            let result = this
+                .run(id, req, cache_disabled, cancel, cancel_flag, progress_tx)
+                .await;
             this.finish(id, result, started.elapsed(), done_tx);
         });
         Ok(JobHandle {
@@ -311,6 +396,7 @@ impl JobManager {
         &self,
         id: Uuid,
         req: CreatePlot,
+        cache_disabled: bool,
         cancel: CancellationToken,
         cancel_flag: Arc<AtomicBool>,
         progress_tx: watch::Sender<JobProgress>,
@@ -323,6 +409,11 @@ impl JobManager {
             () = cancel.cancelled() => return JobResult::Cancelled,
         };
         self.set_state(id, JobState::Running);
+        // A job that cannot fit fails now, cleanly, instead of filling the disk first (and
+        // starving every other writer of the data directory's disk on the way).
+        if let Err(reason) = check_free_space(&req) {
+            return JobResult::Failed(reason);
+        }
         tracing::info!(job_id = %id, path = %req.path.display(), threads = ?req.threads, "plot job started");
         let events = self.inner.events.clone();
         let proving = self.inner.proving.clone();
@@ -358,7 +449,7 @@ impl JobManager {
                 let cache = plot.cache_path.clone();
                 let path = plot.path.clone();
                 match tokio::task::spawn_blocking(move || {
-                    plots.register_created(id, &path, cache.as_deref())
+                    plots.register_created(id, &path, cache.as_deref(), cache_disabled)
                 })
                 .await
                 {
@@ -450,6 +541,9 @@ impl JobManager {
                 duplicate_of: None,
                 cache_in_use: false,
                 progress: Some(j.progress),
+                cache_levels: 0,
+                cache_disabled: j.cache_levels == Some(0),
+                last_check: None,
             })
             .collect()
     }
@@ -521,9 +615,78 @@ impl JobManager {
     }
 }
 
+/// Free space kept on top of what a plot needs: the metadata file and logs must still fit.
+const FREE_SPACE_MARGIN: u64 = 64 << 20;
+
+/// Bytes a plot job writes: the plot file and, when one is made, its cache (each cache
+/// level `l` of the tree holds `⌈N / 2^l⌉` nodes of 32 bytes).
+fn bytes_needed(req: &CreatePlot) -> u64 {
+    let plot = plot_file_len(req.leaf_count).unwrap_or(u64::MAX);
+    let height = spacetime::merkle::tree_height(req.leaf_count);
+    let cache = req.cache.start_level(height).map_or(0, |start| {
+        (start..height)
+            .map(|l| {
+                req.leaf_count
+                    .div_ceil(1u64 << l.min(63))
+                    .saturating_mul(32)
+            })
+            .fold(0u64, u64::saturating_add)
+    });
+    plot.saturating_add(cache)
+}
+
+/// Refuses a job whose files do not fit in the free space of its directory.
+fn check_free_space(req: &CreatePlot) -> Result<(), String> {
+    let dir = req.path.parent().unwrap_or_else(|| Path::new("."));
+    let available = fs4::available_space(dir)
+        .map_err(|e| format!("cannot read the free space of {}: {e}", dir.display()))?;
+    let needed = bytes_needed(req).saturating_add(FREE_SPACE_MARGIN);
+    if needed > available {
+        return Err(format!(
+            "not enough free space in {}: the plot and its cache need {needed} bytes \
+             (with a {FREE_SPACE_MARGIN}-byte margin), {available} are available; nothing was written",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn plots_that_do_not_fit_or_ask_for_too_many_threads_are_refused() {
+        let (dir, _plots, jobs, _events) = setup(1).await;
+        let spec = |leaves, threads: Option<usize>| JobSpec {
+            leaf_count: leaves,
+            cache_levels: Some(0),
+            seed: None,
+            file_name: None,
+            threads,
+            output_path: None,
+        };
+        // 2^56 leaves = 2 EiB: no disk has that.
+        let e = jobs.create(spec(1 << 56, None)).await.unwrap_err();
+        let msg = e.to_string();
+        // Both numbers: what it needs and what is available.
+        assert!(msg.contains("not enough free space"), "{msg}");
+        assert!(
+            msg.contains("bytes") && msg.contains("are available"),
+            "{msg}"
+        );
+        let e = jobs.create(spec(64, Some(cores() + 1))).await.unwrap_err();
+        assert!(e.to_string().contains("the cores of this machine"), "{e}");
+        // An output path must be absolute, a .plot name, in an existing directory.
+        for bad in ["rel.plot", "/nonexistent-dir/x.plot"] {
+            let mut s = spec(64, None);
+            s.output_path = Some(bad.into());
+            assert!(jobs.create(s).await.is_err(), "{bad}");
+        }
+        let mut s = spec(64, None);
+        s.output_path = Some(dir.path().join("x.txt"));
+        assert!(jobs.create(s).await.is_err());
+    }
 
     async fn setup(max: usize) -> (tempfile::TempDir, PlotManager, JobManager, EventBus) {
         setup_with(max, ProvingGate::default()).await
@@ -597,6 +760,7 @@ mod tests {
             seed: None,
             file_name: None,
             threads: None,
+            output_path: None,
         }
     }
 
@@ -646,6 +810,39 @@ mod tests {
             })
             .await;
         assert!(matches!(again, Err(DaemonError::FileExists { .. })));
+    }
+
+    /// Audit row 12: a job filled the disk before failing. One that cannot fit now fails
+    /// at its start with a clear error, and leaves nothing in the plot directory.
+    #[tokio::test]
+    async fn a_job_larger_than_the_free_space_fails_at_once_and_writes_nothing() {
+        let (dir, plots, jobs, _events) = setup(1).await;
+        // 2^45 leaves: 1 PiB, more than any disk this test runs on. Refused before it is
+        // queued (the job's own check at its start covers space that goes meanwhile).
+        let reason = jobs.create(spec(1 << 45)).await.unwrap_err().to_string();
+        assert!(reason.contains("not enough free space"), "{reason}");
+        assert!(plots.list().is_empty());
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("plots"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn the_space_a_job_needs_counts_the_plot_and_its_cache() {
+        let req = |cache| CreatePlot {
+            path: PathBuf::from("/x/a.plot"),
+            miner_pk: [0; 32],
+            seed: [0; 32],
+            leaf_count: 1 << 20,
+            cache,
+            threads: None,
+        };
+        let plot = plot_file_len(1 << 20).unwrap();
+        assert_eq!(bytes_needed(&req(CacheLevels::Disabled)), plot);
+        // Levels 18 and 19 of a 2^20-leaf tree: 4 + 2 nodes.
+        assert_eq!(bytes_needed(&req(CacheLevels::TopLevels(2))), plot + 6 * 32);
     }
 
     #[tokio::test]

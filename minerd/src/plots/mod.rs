@@ -19,6 +19,7 @@
 //! [`FarmedPlots::request_rescan`] instead of waiting for the next periodic one.
 
 mod cache_build;
+pub mod choices;
 pub mod ids;
 pub mod jobs;
 pub mod registry;
@@ -96,14 +97,44 @@ pub enum CheckKind {
     },
 }
 
+/// Prefix of the `id` argument of [`PlotManager::check`] that names a file by its path.
+pub const FILE_PREFIX: &str = "file:";
+
 /// Default number of samples of a sampled check.
 pub const DEFAULT_CHECK_SAMPLES: u64 = 1000;
+
+/// The kind of check that is run for `asked` on a plot of `leaf_count` leaves: a sampled
+/// check whose Merkle paths would together read at least as many leaves as a full check
+/// (each path reads the `2^c`-leaf subtree below the cache's lowest level `c`, or about the
+/// whole plot without a cache) becomes the full check, which is stronger and no slower.
+pub fn effective_check(
+    asked: CheckKind,
+    leaf_count: u64,
+    cache: Option<&MerkleCache>,
+) -> CheckKind {
+    match asked {
+        CheckKind::Full => CheckKind::Full,
+        CheckKind::Sampled { samples, .. } => {
+            let per_path = cache
+                .and_then(|c| 1u64.checked_shl(c.start_level))
+                .unwrap_or(leaf_count)
+                .min(leaf_count);
+            if samples.saturating_mul(per_path) >= leaf_count {
+                CheckKind::Full
+            } else {
+                asked
+            }
+        }
+    }
+}
 
 /// The result of [`PlotManager::check`].
 #[derive(Debug, Clone)]
 pub struct CheckOutcome {
-    /// The plot, in its state after the check.
-    pub plot: PlotInfo,
+    /// The plot, in its state after the check; `None` for a file that is not registered.
+    pub plot: Option<PlotInfo>,
+    /// The plot file checked.
+    pub path: PathBuf,
     /// What the check found.
     pub report: CheckReport,
     /// What the daemon did about it beyond the plot's state (e.g. a stale cache removed).
@@ -148,6 +179,11 @@ impl PlotManager {
         miner_pk: [u8; 32],
         events: EventBus,
     ) -> Result<Self, DaemonError> {
+        // Temporaries of plot jobs (and cache writes) a crash or a kill left behind: no job
+        // runs before this point, and the data-dir lock keeps other daemons out.
+        for path in registry::remove_stale_temporaries(plot_dir) {
+            tracing::warn!(path = %path.display(), "removed the temporary file of an interrupted plot or cache write");
+        }
         let (mut registry, mut changes) = Registry::load(metadata_path, plot_dir, miner_pk)?;
         changes.extend(registry.reconcile_directory(&[]));
         registry.save_if_dirty()?;
@@ -281,9 +317,19 @@ impl PlotManager {
         id: Uuid,
         path: &Path,
         cache_path: Option<&Path>,
+        cache_disabled: bool,
     ) -> Result<PlotInfo, DaemonError> {
         let probe = Probe::run(path, cache_path, &self.inner.miner_pk);
-        self.mutate(|reg| reg.register_probed(id, path, probe))
+        self.mutate(|reg| {
+            let (_, events) = reg.register_probed(id, path, probe)?;
+            if cache_disabled {
+                reg.set_cache_disabled(&id);
+            }
+            let info = reg
+                .info(&id)
+                .ok_or_else(|| DaemonError::PlotNotFound { id: id.to_string() })?;
+            Ok((info, events))
+        })
     }
 
     /// Unregisters a plot, optionally deleting its file and cache. Returns the plot as it
@@ -293,17 +339,17 @@ impl PlotManager {
         id: &str,
         delete_files: bool,
     ) -> Result<(PlotInfo, Vec<PathBuf>), DaemonError> {
-        let (id, path, cache_path) = {
+        let (id, path, cache_path, plot_dir) = {
             let reg = self.registry();
             let id = reg.resolve(id)?;
             let (path, cache_path, _) = reg
                 .paths(&id)
                 .ok_or_else(|| DaemonError::PlotNotFound { id: id.to_string() })?;
-            (id, path, cache_path)
+            (id, path, cache_path, reg.plot_dir().to_owned())
         };
         let (deleted, ignore_as) = if delete_files {
             (
-                registry::delete_plot_files(&path, cache_path.as_deref())?,
+                registry::delete_plot_files(&path, cache_path.as_deref(), &plot_dir)?,
                 None,
             )
         } else {
@@ -327,13 +373,28 @@ impl PlotManager {
         progress: &mut dyn FnMut(CheckProgress),
         cancel: &AtomicBool,
     ) -> Result<CheckOutcome, DaemonError> {
-        let (id, path, cache_path, state) = {
+        let (id, path, cache_path, state, plot_dir) = {
             let reg = self.registry();
-            let id = reg.resolve(id)?;
+            let id = match id.strip_prefix(FILE_PREFIX) {
+                Some(file) => match reg.find_path(Path::new(file)) {
+                    Some(id) => id,
+                    None => {
+                        drop(reg);
+                        return self.check_file(Path::new(file), kind, progress, cancel);
+                    }
+                },
+                None => reg.resolve(id)?,
+            };
             let info = reg
                 .info(&id)
                 .ok_or_else(|| DaemonError::PlotNotFound { id: id.to_string() })?;
-            (id, info.path, info.cache_path, info.state)
+            (
+                id,
+                info.path,
+                info.cache_path,
+                info.state,
+                reg.plot_dir().to_owned(),
+            )
         };
         // Open our own handle so the check never holds the registry lock.
         let file = match PlotFile::open(&path) {
@@ -374,6 +435,7 @@ impl PlotManager {
                 None
             }
         };
+        let kind = effective_check(kind, file.leaf_count(), cache.as_ref());
         let mode = match kind {
             CheckKind::Full => CheckMode::Full {
                 miner_pk: Some(self.inner.miner_pk),
@@ -390,6 +452,16 @@ impl PlotManager {
                 other => DaemonError::internal(format!("checking plot {id}"), other),
             })?;
         drop(file);
+        let last = choices::LastCheck {
+            at_unix_ms: crate::timefmt::unix_ms(std::time::SystemTime::now()),
+            ok: report.plot_ok(),
+            full: kind == CheckKind::Full,
+            checked: report.leaves_checked.max(report.paths_checked),
+        };
+        self.mutate(|reg| {
+            reg.record_check(&id, last);
+            Ok(((), Vec::new()))
+        })?;
         if report.cache_ok == Some(false) {
             stale_cache = report.cache_error.clone().or(Some("mismatch".into()));
         }
@@ -399,8 +471,14 @@ impl PlotManager {
                 "the Merkle cache {} does not match the plot ({why})",
                 cache_path.display()
             );
+            let owned = registry::check_owned(cache_path, registry::Owned::Cache, &plot_dir);
             if !report.plot_ok() {
                 notes.push(format!("{what}; not used for proofs"));
+            } else if let Err(why) = owned {
+                tracing::warn!(plot_id = %id, cache = %cache_path.display(), reason = %why, "not removing a registered cache path that is not a cache of ours");
+                notes.push(format!(
+                    "{what}; not used for proofs, and not removed: {why}"
+                ));
             } else {
                 match std::fs::remove_file(cache_path) {
                     Ok(()) => {
@@ -441,7 +519,66 @@ impl PlotManager {
             notes.push("the full check passed: the plot is farmed again".into());
         }
         Ok(CheckOutcome {
-            plot,
+            plot: Some(plot),
+            path,
+            report,
+            notes,
+        })
+    }
+
+    /// Checks a plot file that is not registered: reads it (and its cache beside it), changes
+    /// nothing. Blocking.
+    fn check_file(
+        &self,
+        path: &Path,
+        kind: CheckKind,
+        progress: &mut dyn FnMut(CheckProgress),
+        cancel: &AtomicBool,
+    ) -> Result<CheckOutcome, DaemonError> {
+        let file = PlotFile::open(path).map_err(|e| DaemonError::FailedPrecondition {
+            reason: format!("{} cannot be opened as a plot: {e}", path.display()),
+        })?;
+        let mut notes = vec!["this file is not registered: the check changed nothing".into()];
+        let cache_path = MerkleCache::path_for(path);
+        let cache = if cache_path.exists() {
+            match MerkleCache::read(&cache_path) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    notes.push(format!(
+                        "the Merkle cache {} is unusable: {e}",
+                        cache_path.display()
+                    ));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let kind = effective_check(kind, file.leaf_count(), cache.as_ref());
+        let mode = match kind {
+            CheckKind::Full => CheckMode::Full {
+                miner_pk: Some(self.inner.miner_pk),
+            },
+            CheckKind::Sampled { samples, seed } => CheckMode::Sampled {
+                samples,
+                miner_pk: Some(self.inner.miner_pk),
+                seed: seed.unwrap_or_else(rand::random),
+            },
+        };
+        let report =
+            check_plot(&file, cache.as_ref(), &mode, progress, cancel).map_err(|e| match e {
+                spacetime::plot::PlotError::Cancelled => DaemonError::Cancelled,
+                other => DaemonError::internal(format!("checking {}", path.display()), other),
+            })?;
+        if report.cache_ok == Some(false) {
+            notes.push(format!(
+                "the Merkle cache {} does not match the plot",
+                cache_path.display()
+            ));
+        }
+        Ok(CheckOutcome {
+            plot: None,
+            path: path.to_owned(),
             report,
             notes,
         })
@@ -574,6 +711,31 @@ mod tests {
     use crate::stats::ProvingGate;
     use spacetime::plot::{create_plot, CacheLevels, CreatePlot};
 
+    #[test]
+    fn a_sampled_check_that_would_read_the_plot_becomes_the_full_check() {
+        let sampled = |samples| CheckKind::Sampled {
+            samples,
+            seed: None,
+        };
+        // Without a cache one path reads about the whole plot.
+        assert_eq!(effective_check(sampled(1), 1 << 20, None), CheckKind::Full);
+        let cache = MerkleCache {
+            tree_height: 20,
+            start_level: 12,
+            levels: Vec::new(),
+        };
+        // 2^12 leaves per path: 255 paths read less than 2^20 leaves, 256 as many.
+        assert_eq!(
+            effective_check(sampled(255), 1 << 20, Some(&cache)),
+            sampled(255)
+        );
+        assert_eq!(
+            effective_check(sampled(256), 1 << 20, Some(&cache)),
+            CheckKind::Full
+        );
+        assert_eq!(effective_check(CheckKind::Full, 8, None), CheckKind::Full);
+    }
+
     const PK: [u8; 32] = [4; 32];
 
     fn make(path: &Path, seed: u8, cache: CacheLevels) {
@@ -649,8 +811,15 @@ mod tests {
             let out = check(&plots, id, kind);
             assert!(out.report.plot_ok(), "{kind:?}: {:?}", out.report);
             assert_eq!(out.report.cache_ok, Some(false));
-            assert_eq!(out.plot.state, PlotState::Valid, "{kind:?}");
-            assert!(!out.plot.cache_in_use && out.plot.cache_path.is_none());
+            assert_eq!(
+                out.plot.as_ref().unwrap().state,
+                PlotState::Valid,
+                "{kind:?}"
+            );
+            assert!(
+                !out.plot.as_ref().unwrap().cache_in_use
+                    && out.plot.as_ref().unwrap().cache_path.is_none()
+            );
             assert!(
                 out.notes.iter().any(|n| n.contains("removed")),
                 "{:?}",
@@ -664,6 +833,34 @@ mod tests {
         drop(plots);
         let again = manager(dir.path());
         assert_eq!(again.list()[0].state, PlotState::Valid);
+    }
+
+    /// Audit row 2: `check-plot` deleted a `victim.txt` named as `cacheFilePath` in
+    /// `plots_metadata.json`. A registered cache path that is not a cache inside the plot
+    /// directory is reported, never removed.
+    #[test]
+    fn a_check_never_deletes_a_cache_path_that_is_not_a_cache_of_ours() {
+        let (dir, _a, plots, id) = one_plot();
+        drop(plots);
+        let meta = dir.path().join("plots_metadata.json");
+        for victim in [
+            dir.path().join("victim.txt"),
+            dir.path().join("plots").join("victim.txt"),
+        ] {
+            std::fs::write(&victim, b"precious").unwrap();
+            let mut entries = spacetime::metadata::load(&meta).unwrap();
+            entries[0].cache_file_path = victim.display().to_string();
+            spacetime::metadata::save_atomic(&meta, &entries).unwrap();
+            let plots = manager(dir.path());
+            let out = check(&plots, id, CheckKind::Full);
+            assert!(out.report.plot_ok(), "{:?}", out.report);
+            assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+            assert!(
+                out.notes.iter().any(|n| n.contains("not removed")),
+                "{:?}",
+                out.notes
+            );
+        }
     }
 
     #[test]
@@ -692,12 +889,12 @@ mod tests {
             },
         );
         assert!(out.report.plot_ok() && out.report.cache_ok == Some(false));
-        assert_eq!(out.plot.state, PlotState::Corrupted);
+        assert_eq!(out.plot.as_ref().unwrap().state, PlotState::Corrupted);
         assert!(!MerkleCache::path_for(&a).exists());
         let out = check(&plots, id, CheckKind::Full);
         assert!(out.report.passed());
-        assert_eq!(out.plot.state, PlotState::Valid);
-        assert!(out.plot.problem.is_none());
+        assert_eq!(out.plot.as_ref().unwrap().state, PlotState::Valid);
+        assert!(out.plot.as_ref().unwrap().problem.is_none());
         assert_eq!(plots.farmed().current().len(), 1);
         // And it stays so across a restart (the failed-check record is cleared).
         drop(plots);

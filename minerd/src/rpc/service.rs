@@ -1,6 +1,7 @@
 //! The `MinerService` handlers: convert the request, call the daemon, convert the reply, map
 //! the error with [`super::map_error`]. No logic lives here.
 
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -97,6 +98,7 @@ fn job_spec(req: pb::CreatePlotRequest) -> Result<JobSpec, DaemonError> {
         seed,
         file_name: (!req.file_name.is_empty()).then_some(req.file_name),
         threads: (req.threads > 0).then_some(req.threads as usize),
+        output_path: (!req.output_path.is_empty()).then(|| req.output_path.into()),
     })
 }
 
@@ -287,7 +289,30 @@ impl MinerService for MinerRpc {
             },
         };
         // Resolve now so an unknown id is a plain NOT_FOUND rather than a stream error.
-        let plot = self.daemon.plots.get(&req.plot_id).map_err(map_error)?;
+        let id = match (req.plot_id.is_empty(), req.file_path.is_empty()) {
+            (false, true) => self
+                .daemon
+                .plots
+                .get(&req.plot_id)
+                .map_err(map_error)?
+                .id
+                .to_string(),
+            (true, false) if Path::new(&req.file_path).is_absolute() => {
+                format!("{}{}", crate::plots::FILE_PREFIX, req.file_path)
+            }
+            (true, false) => {
+                return Err(map_error(DaemonError::invalid(
+                    "file_path",
+                    "must be an absolute path",
+                )))
+            }
+            _ => {
+                return Err(map_error(DaemonError::invalid(
+                    "plot_id",
+                    "set plot_id or file_path (exactly one)",
+                )))
+            }
+        };
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let cancel = Arc::new(AtomicBool::new(false));
         let plots = self.daemon.plots.clone();
@@ -305,7 +330,6 @@ impl MinerService for MinerRpc {
                 }
             });
         }
-        let id = plot.id.to_string();
         tokio::task::spawn_blocking(move || {
             use pb::check_plot_response::Kind;
             let mut on_progress = |p: spacetime::plot::CheckProgress| {

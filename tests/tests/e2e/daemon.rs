@@ -223,7 +223,7 @@ fn shutdown_command_stops_the_daemon_cleanly() {
     assert!(d
         .minerctl_ok(&["shutdown"])
         .unwrap()
-        .contains("shutting down"));
+        .contains("minerd has shut down"));
     let status = d.wait(Duration::from_secs(15)).unwrap();
     assert!(status.success());
     assert!(!d.home.socket().exists());

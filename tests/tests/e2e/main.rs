@@ -1,9 +1,11 @@
 //! End-to-end tests: the real `minerd` and `minerctl` binaries in temporary home directories.
 //! One test binary; one module per area.
 
+mod brief;
 mod clients;
 mod config;
 mod daemon;
 mod devnet;
 mod mining;
 mod plots;
+mod terminal;

@@ -74,7 +74,9 @@ pub(crate) fn start_large_job(d: &Minerd) -> String {
             "--json",
         ])
         .unwrap();
-    job["jobId"].as_str().unwrap().to_owned()
+    // --json prints JSON lines; with --no-wait only the first: {"type":"started","job":…}.
+    assert_eq!(job["type"], "started", "{job}");
+    job["job"]["jobId"].as_str().unwrap().to_owned()
 }
 
 /// Whether `minerctl jobs --json` answers and lists a job for which `pred` holds.
@@ -166,6 +168,7 @@ async fn create_list_show_check_and_delete() {
                 samples: 64,
                 seed: Some(1),
             })),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -178,7 +181,10 @@ async fn create_list_show_check_and_delete() {
     }
     let report = report.unwrap();
     assert!(report.ok, "{report:?}");
-    assert_eq!(report.checked, 64);
+    // 64 Merkle paths of an uncached 4096-leaf plot would read more than the whole plot:
+    // the daemon runs the (stronger, no slower) full check instead.
+    assert!(report.full, "{report:?}");
+    assert_eq!(report.checked, LEAVES);
     let full = d
         .minerctl_json(&["check-plot", &plot.plot_id, "--full", "--json"])
         .unwrap();
@@ -214,7 +220,13 @@ async fn create_list_show_check_and_delete() {
     // Delete with the file, via minerctl.
     let (b, _) = create(&mut c, LEAVES, "b.plot").await;
     let out = d
-        .minerctl_json(&["delete-plot", &b.plot_id, "--delete-file", "--json"])
+        .minerctl_json(&[
+            "delete-plot",
+            &b.plot_id,
+            "--delete-file",
+            "--force",
+            "--json",
+        ])
         .unwrap();
     assert_eq!(out["deletedFiles"].as_array().unwrap().len(), 2, "{out}");
     assert!(!d.home.plot_dir().join("b.plot").exists());
@@ -387,7 +399,11 @@ fn minerctl_create_plot_prints_progress_lines_and_the_plot() {
     let out = d
         .minerctl_ok(&["create-plot", "--size", "128KiB", "--name", "m.plot"])
         .unwrap();
-    assert!(out.contains("plot job") && out.contains("started"), "{out}");
+    assert!(
+        out.starts_with("plot job "),
+        "the job id comes first: {out}"
+    );
+    assert!(out.contains("(4096 leaves, 131.1 kB)"), "{out}");
     assert!(out.contains("plot created"), "{out}");
     assert!(out.contains("leaves:       4096"), "{out}");
 }

@@ -427,6 +427,7 @@ fn foreign_block(e: &NewEpoch, txs: &[Transaction]) -> Block {
         plots_at_once: 1,
         scan_rate: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         pool: None,
+        progress: Default::default(),
     };
     let WorkOutcome::Found(found) = work::run(input) else {
         panic!("the other miner finds a proof");

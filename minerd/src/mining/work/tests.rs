@@ -17,6 +17,22 @@ use uuid::Uuid;
 use super::*;
 use crate::plots::FarmedPlot;
 
+#[test]
+fn expected_time_to_win_follows_difficulty_and_farm() {
+    let epoch = Duration::from_secs(10);
+    // Difficulty 1: every leaf wins, so every epoch is won.
+    assert_eq!(expected_time_to_win(1, 1, epoch), Some(epoch));
+    // Difficulty d with L leaves, L << d: about d / L epochs.
+    let t = expected_time_to_win(1_000, 1_000_000_000, epoch).unwrap();
+    let want = 10.0 * 1e6;
+    assert!((t.as_secs_f64() / want - 1.0).abs() < 1e-3, "{t:?}");
+    // Twice the leaves, half the time.
+    let t2 = expected_time_to_win(2_000, 1_000_000_000, epoch).unwrap();
+    assert!((t.as_secs_f64() / t2.as_secs_f64() - 2.0).abs() < 1e-3);
+    assert_eq!(expected_time_to_win(0, 5, epoch), None);
+    assert_eq!(expected_time_to_win(5, 5, Duration::ZERO), None);
+}
+
 /// A plot of `2^10` leaves for `key` in `dir`, with its cache loaded.
 pub(crate) fn tiny_plot(dir: &std::path::Path, key: &MinerKey, seed: u8) -> FarmedPlot {
     let created = create_plot(
@@ -69,6 +85,7 @@ fn input(plots: Vec<FarmedPlot>, key: &Arc<MinerKey>, e: NewEpoch) -> WorkInput 
         plots_at_once: 2,
         scan_rate: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         pool: None,
+        progress: Default::default(),
     }
 }
 

@@ -78,6 +78,12 @@ impl Entry {
             duplicate_of: self.duplicate_of,
             cache_in_use: self.cache.is_some(),
             progress: None,
+            cache_levels: self
+                .cache
+                .as_ref()
+                .map_or(0, |c| u32::try_from(c.levels.len()).unwrap_or(u32::MAX)),
+            cache_disabled: false,
+            last_check: None,
         }
     }
 

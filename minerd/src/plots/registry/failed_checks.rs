@@ -38,10 +38,14 @@ pub(super) fn unix_nanos(t: SystemTime) -> Option<u64> {
         .and_then(|d| u64::try_from(d.as_nanos()).ok())
 }
 
+/// Largest failed-check record read.
+const MAX_FAILED_CHECKS_BYTES: u64 = 64 << 20;
+
 /// Reads the failed-check record; a missing file is empty, an unreadable one is logged and
 /// treated as empty (its plots are then re-tried like load failures).
 pub(super) fn read_failed_checks(path: &Path) -> HashMap<Uuid, (String, Fingerprint)> {
-    let text = match std::fs::read_to_string(path) {
+    // Bounded like every file we read (a real record is a few hundred bytes per plot).
+    let text = match spacetime::regular_file::read_regular(path, MAX_FAILED_CHECKS_BYTES) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return HashMap::new(),
         Err(e) => {
@@ -49,7 +53,7 @@ pub(super) fn read_failed_checks(path: &Path) -> HashMap<Uuid, (String, Fingerpr
             return HashMap::new();
         }
     };
-    let records: Vec<FailedCheck> = match serde_json::from_str(&text) {
+    let records: Vec<FailedCheck> = match serde_json::from_slice(&text) {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "ignoring a corrupt failed-check record");

@@ -24,7 +24,9 @@
 //! without such a record is re-tried at load. A Merkle cache that does not match its plot is
 //! ignored (and removed by a check that finds the plot itself sound), never a reason to
 //! exclude the plot. A plot removed without deleting its file is not re-registered by the
-//! directory scan while the file is unchanged (until restart).
+//! directory scan while the file holds the same plot (same seed), across restarts: see
+//! `plots/choices.rs`, which also keeps which plots have no cache by choice and their last
+//! check.
 //!
 //! File I/O (opening plots, reading caches, writing the metadata) is split from the
 //! in-memory updates ([`Probe`], [`ScanPlan`], [`PendingSave`]) so that the plot manager
@@ -46,6 +48,7 @@ use std::time::SystemTime;
 use spacetime::metadata::{PlotMetadataEntry, PlotStatus};
 use uuid::Uuid;
 
+use super::choices::{unix_nanos as choice_nanos, Choices, LastCheck, Unregistered};
 use super::ids::resolve_id;
 use super::FarmedPlot;
 use crate::error::DaemonError;
@@ -55,7 +58,7 @@ pub use crate::types::{PlotInfo, PlotState};
 use entry::Entry;
 pub(crate) use entry::{stat_fingerprint, Fingerprint};
 use failed_checks::{failed_checks_path, read_failed_checks, unix_nanos, FailedCheck};
-pub use files::delete_plot_files;
+pub use files::{check_owned, delete_plot_files, remove_stale_temporaries, Owned};
 pub use probe::{describe_failure, Probe};
 pub use save::PendingSave;
 use scan::KnownPlot;
@@ -93,6 +96,8 @@ pub struct Registry {
     dirty: bool,
     /// Files removed without deleting them, with their fingerprint at removal.
     ignored: HashMap<PathBuf, Option<Fingerprint>>,
+    /// The operator's choices (persisted beside the metadata).
+    choices: Choices,
 }
 
 impl Registry {
@@ -112,42 +117,45 @@ impl Registry {
             next_seq: 0,
             dirty: false,
             ignored: HashMap::new(),
+            choices: Choices::read(metadata_path),
         };
+        for u in &reg.choices.unregistered {
+            let modified = u
+                .modified_unix_nanos
+                .map(|n| std::time::UNIX_EPOCH + std::time::Duration::from_nanos(n));
+            reg.ignored
+                .insert(u.path.clone(), u.file_length.map(|l| (l, modified)));
+        }
         let mut changes = Vec::new();
-        let text = match std::fs::read_to_string(metadata_path) {
-            Ok(t) => Some(t),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
+        // Read with a size bound, as a regular file only; anything that does not decode
+        // (bad JSON, invalid UTF-8, too large) is corruption: kept aside, rebuilt.
+        let parsed = match spacetime::metadata::load(metadata_path) {
+            Ok(entries) => entries,
+            Err(e @ spacetime::metadata::MetadataError::Io { .. }) => {
                 return Err(DaemonError::internal(
                     format!("reading {}", metadata_path.display()),
                     e,
                 ))
             }
-        };
-        let parsed = match text {
-            None => Vec::new(),
-            Some(t) => match spacetime::metadata::parse_metadata(&t) {
-                Ok(entries) => entries,
-                Err(e) => {
-                    let aside = PathBuf::from(format!(
-                        "{}.corrupt.{}",
-                        metadata_path.display(),
-                        timefmt::compact_utc(SystemTime::now())
-                    ));
-                    std::fs::rename(metadata_path, &aside).map_err(|io| {
-                        DaemonError::internal(
-                            format!("renaming corrupt {} aside", metadata_path.display()),
-                            io,
-                        )
-                    })?;
-                    tracing::warn!(
-                        path = %metadata_path.display(), kept_as = %aside.display(), error = %e,
-                        "plot metadata is corrupt; kept aside and rebuilt from the plot directory"
-                    );
-                    reg.dirty = true;
-                    Vec::new()
-                }
-            },
+            Err(e) => {
+                let aside = PathBuf::from(format!(
+                    "{}.corrupt.{}",
+                    metadata_path.display(),
+                    timefmt::compact_utc(SystemTime::now())
+                ));
+                std::fs::rename(metadata_path, &aside).map_err(|io| {
+                    DaemonError::internal(
+                        format!("renaming corrupt {} aside", metadata_path.display()),
+                        io,
+                    )
+                })?;
+                tracing::warn!(
+                    path = %metadata_path.display(), kept_as = %aside.display(), error = %e,
+                    "plot metadata is corrupt; kept aside and rebuilt from the plot directory"
+                );
+                reg.dirty = true;
+                Vec::new()
+            }
         };
         let failed_checks = read_failed_checks(&failed_checks_path(metadata_path));
         for m in parsed {
@@ -225,12 +233,35 @@ impl Registry {
 
     /// One plot.
     pub fn info(&self, id: &Uuid) -> Option<PlotInfo> {
-        self.entries.get(id).map(Entry::info)
+        self.entries.get(id).map(|e| self.entry_info(e))
+    }
+
+    fn entry_info(&self, e: &Entry) -> PlotInfo {
+        PlotInfo {
+            cache_disabled: self.choices.no_cache.contains(&e.id),
+            last_check: self.choices.last_checks.get(&e.id).copied(),
+            ..e.info()
+        }
+    }
+
+    /// Remembers that plot `id` has no cache by choice (created with cache levels 0).
+    pub fn set_cache_disabled(&mut self, id: &Uuid) {
+        if self.entries.contains_key(id) && self.choices.no_cache.insert(*id) {
+            self.dirty = true;
+        }
+    }
+
+    /// Records the outcome of a check of plot `id`.
+    pub fn record_check(&mut self, id: &Uuid, check: LastCheck) {
+        if self.entries.contains_key(id) {
+            self.choices.last_checks.insert(*id, check);
+            self.dirty = true;
+        }
     }
 
     /// Every plot, sorted by path.
     pub fn list(&self) -> Vec<PlotInfo> {
-        let mut v: Vec<PlotInfo> = self.entries.values().map(Entry::info).collect();
+        let mut v: Vec<PlotInfo> = self.entries.values().map(|e| self.entry_info(e)).collect();
         v.sort_by(|a, b| a.path.cmp(&b.path));
         v
     }
@@ -307,6 +338,7 @@ impl Registry {
             });
         }
         self.ignored.remove(path);
+        self.choices.forget_unregistered(path);
         let seq = self.bump_seq();
         let mut e = Entry::new(
             id,
@@ -339,7 +371,7 @@ impl Registry {
             .ok_or_else(|| DaemonError::PlotNotFound { id: id.to_string() })?;
         let (deleted, ignore_as) = if delete_files {
             (
-                delete_plot_files(&entry.path, entry.cache_path.as_deref())?,
+                delete_plot_files(&entry.path, entry.cache_path.as_deref(), &self.plot_dir)?,
                 None,
             )
         } else {
@@ -361,9 +393,24 @@ impl Registry {
             .entries
             .remove(id)
             .ok_or_else(|| DaemonError::PlotNotFound { id: id.to_string() })?;
-        let info = entry.info();
+        let info = PlotInfo {
+            cache_disabled: self.choices.no_cache.contains(id),
+            last_check: self.choices.last_checks.get(id).copied(),
+            ..entry.info()
+        };
+        self.choices.forget_plot(id);
+        self.choices.forget_unregistered(&entry.path);
         if let Some(fp) = ignore_as {
             self.ignored.insert(entry.path.clone(), fp);
+            self.choices.unregistered.push(Unregistered {
+                path: entry.path.clone(),
+                seed: entry
+                    .header
+                    .map(|h| hex::encode(h.seed))
+                    .unwrap_or_default(),
+                file_length: fp.map(|(l, _)| l),
+                modified_unix_nanos: fp.and_then(|(_, m)| m).and_then(choice_nanos),
+            });
         }
         self.dirty = true;
         let mut events = vec![Event::PlotRemoved {
@@ -377,6 +424,13 @@ impl Registry {
 
     /// The plot and cache paths of a registered plot and its generation (see
     /// [`Registry::apply_probe`]).
+    /// The plot directory: the only place whose plots and caches the daemon deletes or
+    /// replaces ([`check_owned`]).
+    pub fn plot_dir(&self) -> &Path {
+        &self.plot_dir
+    }
+
+    /// A plot's path, cache path and generation.
     pub fn paths(&self, id: &Uuid) -> Option<(PathBuf, Option<PathBuf>, u64)> {
         self.entries
             .get(id)
@@ -450,6 +504,12 @@ impl Registry {
                 })
                 .collect(),
             ignored: self.ignored.clone(),
+            ignored_seeds: self
+                .choices
+                .unregistered
+                .iter()
+                .map(|u| (u.path.clone(), u.seed.clone()))
+                .collect(),
         }
     }
 
@@ -626,6 +686,7 @@ impl Registry {
             metadata_path: self.metadata_path.clone(),
             entries: self.to_metadata(),
             failed,
+            choices: self.choices.clone(),
         }
     }
 }

@@ -31,6 +31,9 @@ pub struct ScanPlan {
     pub(super) skip: Vec<PathBuf>,
     pub(super) known: Vec<KnownPlot>,
     pub(super) ignored: HashMap<PathBuf, Option<Fingerprint>>,
+    /// Seeds (hex) of the unregistered files: such a file stays unregistered while it holds
+    /// the same plot, even when touched or after a restart.
+    pub(super) ignored_seeds: HashMap<PathBuf, String>,
 }
 
 /// What a directory scan found, for [`Registry::apply_scan`].
@@ -87,6 +90,11 @@ impl ScanPlan {
                 }
             }
             let probe = Probe::run(&path, None, &self.miner_pk);
+            if let (Some(seed), Some(h)) = (self.ignored_seeds.get(&path), probe.header) {
+                if !seed.is_empty() && *seed == hex::encode(h.seed) {
+                    continue;
+                }
+            }
             out.new_files.push((path, probe));
         }
         out

@@ -156,6 +156,25 @@ fn corrupt_metadata_is_kept_aside_and_rebuilt() {
     );
 }
 
+/// Audit row 12: one invalid UTF-8 byte in `plots_metadata.json` stopped the daemon from
+/// starting. It is corruption like any other: kept aside, rebuilt from the plot directory.
+#[test]
+fn invalid_utf8_metadata_is_corruption_not_a_fatal_error() {
+    let f = fixture();
+    make_plot(&f.plots.join("a.plot"), 1, 64);
+    std::fs::write(&f.meta, b"[{\"plotId\": \"\xff\"}]").unwrap();
+    let (mut reg, _) = Registry::load(&f.meta, &f.plots, PK).unwrap();
+    reg.reconcile_directory(&[]);
+    reg.save_if_dirty().unwrap();
+    assert_eq!(reg.list().len(), 1);
+    let aside = std::fs::read_dir(f.meta.parent().unwrap())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|d| d.file_name().to_string_lossy().contains(".corrupt."))
+        .count();
+    assert_eq!(aside, 1);
+}
+
 #[test]
 fn remove_with_and_without_files() {
     let f = fixture();

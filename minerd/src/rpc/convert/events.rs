@@ -92,6 +92,7 @@ fn body(e: &Event) -> E {
             epoch: *epoch,
             reason: reason.clone(),
         }),
+        Event::EpochScan(s) => E::EpochScan(s.into()),
         Event::PlotAdded(p) => E::PlotAdded(pb::PlotAdded {
             plot: Some(p.as_ref().into()),
         }),

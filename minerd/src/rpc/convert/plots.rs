@@ -55,6 +55,14 @@ impl From<&PlotInfo> for pb::Plot {
             duplicate_of: p.duplicate_of.map(|d| d.to_string()).unwrap_or_default(),
             cache_in_use: p.cache_in_use,
             progress: p.progress.as_ref().map(Into::into),
+            cache_levels: p.cache_levels,
+            cache_disabled: p.cache_disabled,
+            last_check: p.last_check.map(|c| pb::LastCheck {
+                at_unix_ms: c.at_unix_ms,
+                ok: c.ok,
+                full: c.full,
+                checked: c.checked,
+            }),
         }
     }
 }
@@ -115,12 +123,17 @@ pub fn check_report(outcome: &CheckOutcome) -> pb::CheckReport {
     }
     findings.extend(outcome.notes.iter().cloned());
     pb::CheckReport {
-        plot_id: plot.id.to_string(),
+        plot_id: plot.as_ref().map(|p| p.id.to_string()).unwrap_or_default(),
         ok: r.plot_ok(),
         checked: r.leaves_checked.max(r.paths_checked),
         failures: r.bad_leaves + r.bad_paths + u64::from(r.root_ok == Some(false)),
         findings,
         elapsed_ms: ms(r.elapsed),
-        state: pb::PlotState::from(plot.state) as i32,
+        state: plot
+            .as_ref()
+            .map(|p| pb::PlotState::from(p.state) as i32)
+            .unwrap_or_default(),
+        full: r.root_ok.is_some(),
+        file_path: outcome.path.to_string_lossy().into_owned(),
     }
 }

@@ -4,7 +4,7 @@ use spacetime_proto::pb;
 
 use super::ms;
 use crate::context::{DaemonStatus, MiningState};
-use crate::stats::{Counters, EpochInfo, LinkState, LinkStatus};
+use crate::stats::{Counters, EpochInfo, EpochScan, LinkState, LinkStatus};
 use crate::timefmt::unix_ms;
 
 impl From<MiningState> for pb::MiningState {
@@ -71,6 +71,18 @@ impl From<&Counters> for pb::Counters {
     }
 }
 
+impl From<&EpochScan> for pb::EpochScan {
+    fn from(e: &EpochScan) -> Self {
+        pb::EpochScan {
+            epoch: e.epoch,
+            leaves_scanned: e.leaves_scanned,
+            leaves_total: e.leaves_total,
+            leaves_per_second: e.leaves_per_sec,
+            eta_ms: e.eta.map(ms),
+        }
+    }
+}
+
 impl From<&DaemonStatus> for pb::Status {
     fn from(s: &DaemonStatus) -> Self {
         pb::Status {
@@ -96,6 +108,9 @@ impl From<&DaemonStatus> for pb::Status {
             }),
             plot_jobs: u32::try_from(s.plot_jobs).unwrap_or(u32::MAX),
             shutting_down: s.shutting_down,
+            lifetime_counters: Some((&s.lifetime).into()),
+            expected_time_to_win_ms: s.mining.expected_time_to_win.map(ms),
+            scan: s.mining.scan.as_ref().map(Into::into),
         }
     }
 }
