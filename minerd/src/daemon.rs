@@ -107,6 +107,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     ));
 
     let servers = crate::rpc::serve(daemon.clone(), shutdown.clone()).await?;
+    let metrics = match config.metrics_address {
+        Some(addr) => Some(crate::metrics::serve(addr, daemon.clone()).await?),
+        None => None,
+    };
 
     let watcher = tokio::spawn(plots::watch_directory(
         plots.clone(),
@@ -153,6 +157,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
     let _ = watcher.await;
     servers.stop().await;
+    if let Some(m) = metrics {
+        m.stop().await;
+    }
     if let Err(e) = tokio::task::spawn_blocking(move || plots.flush()).await? {
         tracing::error!(error = %e, "cannot write the plot metadata at shutdown");
     }

@@ -6,6 +6,10 @@
 //! them to the totals of earlier runs, persisted in `<dataDirectory>/counters.json`
 //! ([`CountersFile`]: written every few seconds while they change, and at shutdown).
 
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -110,6 +114,10 @@ pub struct EpochScan {
     pub leaves_per_sec: f64,
     /// Time left, once known.
     pub eta: Option<Duration>,
+    /// Leaves of the farmed plots.
+    pub leaves_farmed: u64,
+    /// The scan ended (last report of the epoch).
+    pub finished: bool,
 }
 
 /// The lifetime counters on disk: `<dataDirectory>/counters.json`, camelCase fields of
@@ -207,6 +215,8 @@ pub struct StatsSnapshot {
     pub expected_time_to_win: Option<Duration>,
     /// The scan of the current epoch, while it runs.
     pub scan: Option<EpochScan>,
+    /// The last finished scan (effective farm size).
+    pub last_scan: Option<EpochScan>,
 }
 
 impl StatsSnapshot {
@@ -265,6 +275,7 @@ impl ProvingGate {
 pub struct MiningStats {
     inner: Arc<Mutex<StatsSnapshot>>,
     proving: ProvingGate,
+    observations: Observations,
 }
 
 impl MiningStats {
@@ -286,8 +297,10 @@ impl MiningStats {
                 lifetime_base: Counters::default(),
                 expected_time_to_win: None,
                 scan: None,
+                last_scan: None,
             })),
             proving: ProvingGate::default(),
+            observations: Observations::default(),
         }
     }
 
@@ -322,11 +335,17 @@ impl MiningStats {
 
     /// Sets the link state; `Connected` clears the error and failure count and stamps the
     /// time, other states keep the last error.
+    /// What the metrics record as it happens (histograms, scanned leaves, node connects).
+    pub fn observations(&self) -> &Observations {
+        &self.observations
+    }
+
     pub fn set_link_state(&self, state: LinkState, error: Option<String>) {
         self.update(|s| {
             s.link.state = state;
             match state {
                 LinkState::Connected => {
+                    self.observations.node_connects.inc();
                     s.link.last_error = None;
                     s.link.failed_attempts = 0;
                     s.link.connected_since = Some(SystemTime::now());
@@ -343,6 +362,65 @@ impl MiningStats {
                 }
             }
         });
+    }
+}
+
+/// Values recorded as they happen. Cheap to clone (shared).
+#[derive(Debug, Clone)]
+pub struct Observations {
+    /// Challenge received → proof (and block) sent, seconds.
+    pub challenge_to_submission: Histogram,
+    /// Time to scan one plot for one challenge, seconds.
+    pub plot_scan: Histogram,
+    /// Leaves scored, all epochs.
+    pub leaves_scanned: Counter,
+    /// Leaves scored in the last finished scan.
+    pub epoch_leaves_scanned: Arc<AtomicU64>,
+    /// Leaves of the plots given to the last scan.
+    pub epoch_leaves_farmed: Arc<AtomicU64>,
+    /// Handshakes completed with the node.
+    pub node_connects: Counter,
+}
+
+impl Default for Observations {
+    fn default() -> Self {
+        Self {
+            // 10 ms .. ~41 s: an epoch's work is bounded by the proof timeout (default 60 s).
+            challenge_to_submission: Histogram::new([
+                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 60.0,
+            ]),
+            plot_scan: Histogram::new([
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            leaves_scanned: Counter::default(),
+            epoch_leaves_scanned: Arc::default(),
+            epoch_leaves_farmed: Arc::default(),
+            node_connects: Counter::default(),
+        }
+    }
+}
+
+impl Observations {
+    /// Records one finished scan: per-plot times (plots that were scanned) and leaf totals.
+    pub fn record_scan(
+        &self,
+        per_plot: impl IntoIterator<Item = Duration>,
+        leaves: u64,
+        farmed: u64,
+    ) {
+        for t in per_plot {
+            self.plot_scan.observe(t.as_secs_f64());
+        }
+        self.leaves_scanned.inc_by(leaves);
+        self.epoch_leaves_scanned
+            .store(leaves, AtomicOrdering::Relaxed);
+        self.epoch_leaves_farmed
+            .store(farmed, AtomicOrdering::Relaxed);
+    }
+
+    /// Records a submitted proof's challenge-to-submission latency.
+    pub fn record_submission(&self, latency: Duration) {
+        self.challenge_to_submission.observe(latency.as_secs_f64());
     }
 }
 

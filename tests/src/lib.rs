@@ -12,6 +12,7 @@
 //! * [`wait_until`] / [`wait_until_async`] poll a condition with a deadline: no bare sleeps.
 
 pub mod devnet;
+pub mod load;
 pub mod mining;
 pub mod process;
 
@@ -29,12 +30,17 @@ pub use process::ChildProcess;
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn target_dir() -> anyhow::Result<PathBuf> {
-    // <target>/<profile>/deps/e2e-<hash>: the binaries live in <target>/<profile>.
+    // A test is <target>/<profile>/deps/e2e-<hash>, a tool of this crate (the load test)
+    // <target>/<profile>/<name>: the binaries live in <target>/<profile>.
     let exe = std::env::current_exe().context("locating the test executable")?;
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("test executable has no grandparent directory")?;
+    let parent = exe.parent().context("executable has no parent directory")?;
+    let dir = if parent.file_name().is_some_and(|n| n == "deps") {
+        parent
+            .parent()
+            .context("test executable has no grandparent directory")?
+    } else {
+        parent
+    };
     Ok(dir.to_owned())
 }
 

@@ -61,6 +61,10 @@ pub struct DevnetNodeArgs {
     /// Most pending transactions kept in the mempool
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub max_mempool: usize,
+    /// Smallest plot, in leaves, whose proofs and blocks count; smaller ones are refused
+    /// (a plot made after the challenge must at least cost this much work)
+    #[arg(long, default_value_t = crate::config::DEFAULT_MIN_PLOT_LEAVES, value_name = "N")]
+    pub min_plot_leaves: u64,
 }
 
 impl DevnetNodeArgs {
@@ -88,6 +92,7 @@ impl DevnetNodeArgs {
         cfg.max_messages_per_sec = self.max_messages_per_sec;
         cfg.message_burst = self.max_messages_per_sec.saturating_mul(2);
         cfg.max_mempool = self.max_mempool;
+        cfg.min_plot_leaves = self.min_plot_leaves;
         cfg.validate()?;
         Ok(cfg)
     }

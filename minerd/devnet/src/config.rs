@@ -70,7 +70,12 @@ pub struct DevnetNodeConfig {
     pub idle_timeout: Duration,
     /// Most pending transactions kept in the mempool.
     pub max_mempool: usize,
+    /// Smallest plot (in leaves) whose proofs and blocks count (decisions R6).
+    pub min_plot_leaves: u64,
 }
+
+/// Default [`DevnetNodeConfig::min_plot_leaves`]: 1024 leaves (32 KiB).
+pub const DEFAULT_MIN_PLOT_LEAVES: u64 = 1024;
 
 impl DevnetNodeConfig {
     /// The Development genesis with its data in `data_dir`, listening on
@@ -98,6 +103,7 @@ impl DevnetNodeConfig {
             ping_after: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             max_mempool: 10_000,
+            min_plot_leaves: DEFAULT_MIN_PLOT_LEAVES,
         }
     }
 
@@ -146,6 +152,7 @@ impl DevnetNodeConfig {
             ("message_burst", u64::from(self.message_burst)),
             ("outbound_queue", self.outbound_queue as u64),
             ("max_mempool", self.max_mempool as u64),
+            ("min_plot_leaves", self.min_plot_leaves),
         ] {
             if value == 0 {
                 return bad(field, value.to_string(), "must be > 0");

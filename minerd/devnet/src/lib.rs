@@ -212,7 +212,8 @@ pub async fn start(
     let node_id = format!("devnet-{}", &to_hex(&chain.genesis().hash())[..16]);
     let tip_height = chain.height();
     let max_frame = cfg.max_frame_length;
-    let state = NodeState::new(chain, epoch, Mempool::new(cfg.max_mempool), max_frame);
+    let state = NodeState::new(chain, epoch, Mempool::new(cfg.max_mempool), max_frame)
+        .with_min_plot_leaves(cfg.min_plot_leaves);
     let shared = Arc::new(Shared::new(cfg, node_id, state));
     tracing::info!(
         network = %shared.cfg.network_id,

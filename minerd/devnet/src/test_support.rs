@@ -102,6 +102,8 @@ pub(crate) fn test_config(dir: &Path, epoch_ms: u64) -> DevnetNodeConfig {
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.epoch_duration = Duration::from_millis(epoch_ms);
     cfg.initial_difficulty = 1;
+    // The test plots are a few hundred leaves.
+    cfg.min_plot_leaves = 1;
     cfg
 }
 

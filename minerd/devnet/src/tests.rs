@@ -742,3 +742,31 @@ async fn a_huge_hostile_user_agent_is_bounded_and_escaped() {
     token.cancel();
     node.wait().await.unwrap();
 }
+
+/// Audit row 10: a 1-leaf plot ground after the challenge won blocks with no storage.
+/// Proofs and blocks of plots below `min_plot_leaves` are refused before any other check.
+#[tokio::test]
+async fn proofs_and_blocks_of_plots_below_the_minimum_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path(), 2_000);
+    cfg.min_plot_leaves = 512;
+    let (node, token) = node(cfg).await;
+    let miner = TestMiner::new(dir.path(), 11); // 300 leaves
+    let (mut c, _) = Client::handshaken(node.local_addr(), NET).await;
+    let e = fresh_epoch(&mut c).await;
+    c.send(&Message::NewBlock(miner.block(&e, vec![]))).await;
+    let err = c.recv_until(|m| matches!(m, Message::Error(_))).await;
+    assert!(
+        matches!(&err, Message::Error(r) if r.contains("300 leaves, below this network's minimum of 512")),
+        "{err:?}"
+    );
+    assert_eq!(node.status().blocks_checked, 0);
+    c.send(&miner.submission(&e)).await;
+    let seen = c.until_closed().await;
+    assert!(
+        error_reason(&seen).unwrap().contains("minimum of 512"),
+        "{seen:?}"
+    );
+    token.cancel();
+    node.wait().await.unwrap();
+}

@@ -206,6 +206,12 @@ pub const KEYS: &[KeyDef] = &[
         "optional TCP address of the control API; calls need the bearer token",
     ),
     key(
+        "metricsAddress",
+        Kind::OptSocketAddr,
+        DefaultValue::None,
+        "optional ip:port serving Prometheus metrics at /metrics (no authentication: keep it on loopback or a trusted network)",
+    ),
+    key(
         "tokenFile",
         Kind::Path,
         DefaultValue::InData("minerd.token"),

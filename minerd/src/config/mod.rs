@@ -72,6 +72,8 @@ pub struct Config {
     pub listen_tcp: Option<SocketAddr>,
     /// Bearer token file for the TCP listener (created 0600 if absent).
     pub token_file: PathBuf,
+    /// Optional address of the Prometheus metrics listener (`GET /metrics`).
+    pub metrics_address: Option<SocketAddr>,
     /// Which leaves are scanned per plot and challenge.
     pub scan_strategy: ScanStrategy,
     /// Whether mining is enabled at start (else wait for `minerctl start`).

@@ -460,6 +460,7 @@ impl Miner {
             ScanWatch {
                 epoch,
                 leaves_total,
+                leaves_farmed: input.plots.iter().map(|p| p.file.leaf_count()).sum(),
                 progress: input.progress.clone(),
                 started: now,
                 scan_deadline: input.scan_deadline,
@@ -583,6 +584,7 @@ impl Miner {
             s.counters.proofs_submitted += 1;
             s.last_proof_latency = Some(latency);
         });
+        stats.observations().record_submission(latency);
         events.emit(Event::ProofSubmitted {
             epoch: epoch.epoch,
             score: found.score,

@@ -142,18 +142,23 @@ pub use spacetime::clock::now_unix_secs as unix_secs;
 /// a proof (issue 4 §5). What the mining loop runs.
 pub fn run_proving(input: WorkInput, stats: &crate::stats::MiningStats) -> WorkOutcome {
     let _proving = stats.begin_proving();
-    run(input)
+    run_with(input, Some(stats))
 }
 
 /// Runs the epoch's work (blocking).
 pub fn run(input: WorkInput) -> WorkOutcome {
+    run_with(input, None)
+}
+
+/// Runs the epoch's work (blocking), recording the scan into `stats`' metrics when given.
+fn run_with(input: WorkInput, stats: Option<&crate::stats::MiningStats>) -> WorkOutcome {
     match input.pool.clone() {
-        Some(pool) => pool.install(|| run_inner(&input)),
-        None => run_inner(&input),
+        Some(pool) => pool.install(|| run_inner(&input, stats)),
+        None => run_inner(&input, stats),
     }
 }
 
-fn run_inner(input: &WorkInput) -> WorkOutcome {
+fn run_inner(input: &WorkInput, stats: Option<&crate::stats::MiningStats>) -> WorkOutcome {
     let epoch = &input.epoch;
     if input.plots.is_empty() {
         return WorkOutcome::NoLeaf {
@@ -168,6 +173,17 @@ fn run_inner(input: &WorkInput) -> WorkOutcome {
         input.scan_rate.store(rate.to_bits(), Ordering::Relaxed);
     }
     report_scan(input, &outcome, elapsed);
+    if let (Some(stats), false) = (stats, outcome.cancelled) {
+        stats.observations().record_scan(
+            outcome
+                .per_plot
+                .iter()
+                .filter(|s| s.leaves_scanned > 0)
+                .map(|s| s.elapsed),
+            outcome.leaves_scanned,
+            input.plots.iter().map(|p| p.file.leaf_count()).sum(),
+        );
+    }
     if outcome.best.is_none() {
         let reason = if outcome.cancelled {
             "abandoned"

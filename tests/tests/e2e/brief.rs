@@ -324,6 +324,7 @@ fn lifetime_counters_survive_a_restart() {
         let s = d.minerctl_json(&["status", "--json"]).unwrap();
         if s["counters"]["blocksAccepted"].as_u64().unwrap_or(0) >= 1
             && s["expectedTimeToWinMs"].is_u64()
+            && s["lastScan"].is_object()
         {
             break s;
         }
@@ -334,11 +335,22 @@ fn lifetime_counters_survive_a_restart() {
         s["lifetimeCounters"]["blocksAccepted"].as_u64()
             >= s["counters"]["blocksAccepted"].as_u64()
     );
+    // The effective farm size: leaves scored in the last epoch against leaves farmed.
+    let last = &s["lastScan"];
+    let farmed = last["leavesFarmed"].as_u64().unwrap();
+    assert!(farmed > 0, "{s:#}");
+    assert!(last["leavesScanned"].as_u64().unwrap() <= farmed, "{s:#}");
+    assert_eq!(last["finished"], true);
     let events = ok(d.minerctl(&["events", "--json", "-n", "40"]), "events");
     assert!(
-        events.lines().any(|l| l.contains("\"type\":\"epochScan\"")),
-        "no scan progress in the feed:\n{events}"
+        events
+            .lines()
+            .any(|l| l.contains("\"type\":\"epochScan\"") && l.contains("\"finished\":true")),
+        "no scan report in the feed:\n{events}"
     );
+    let text = ok(d.minerctl(&["status"]), "status");
+    assert!(text.contains("effective farm:"), "{text}");
+    assert!(text.contains("expected to win:     in "), "{text}");
     let home = d.stop_keep_home(STOP).unwrap();
     let before: Value = serde_json::from_str(
         &std::fs::read_to_string(home.data_dir().join("counters.json")).unwrap(),

@@ -6,6 +6,8 @@ mod clients;
 mod config;
 mod daemon;
 mod devnet;
+mod load;
+mod metrics;
 mod mining;
 mod plots;
 mod terminal;

@@ -191,6 +191,8 @@ pub(crate) struct NodeState {
     /// Blocks dropped unchecked: replays, or not better than the epoch's leader.
     pub blocks_ignored: u64,
     max_frame_length: u32,
+    /// Proofs and blocks from smaller plots are refused (decisions R6).
+    min_plot_leaves: u64,
 }
 
 impl NodeState {
@@ -205,7 +207,27 @@ impl NodeState {
             blocks_checked: 0,
             blocks_ignored: 0,
             max_frame_length,
+            min_plot_leaves: 1,
         }
+    }
+
+    /// Sets the smallest plot whose proofs and blocks count.
+    pub fn with_min_plot_leaves(mut self, min: u64) -> Self {
+        self.min_plot_leaves = min.max(1);
+        self
+    }
+
+    /// `Ok` when a plot of `leaves` leaves is at least this network's minimum. (The
+    /// proof's leaf count is bound to its Merkle path by the strict check, so a small plot
+    /// cannot claim more.)
+    fn plot_big_enough(&self, leaves: u64) -> Result<(), String> {
+        if leaves < self.min_plot_leaves {
+            return Err(format!(
+                "its plot has {leaves} leaves, below this network's minimum of {}",
+                self.min_plot_leaves
+            ));
+        }
+        Ok(())
     }
 
     /// Connected (handshaken) peers.
@@ -326,6 +348,10 @@ impl NodeState {
         now_unix_ms: u64,
     ) -> Outcome {
         let epoch = self.epoch.number;
+        if let Err(reason) = self.plot_big_enough(proof.metadata.leaf_count) {
+            tracing::warn!(peer = %addr, epoch, %reason, "proof refused; disconnecting");
+            return Outcome::close(format!("proof rejected: {reason}"));
+        }
         if self.epoch.is_open(now_unix_ms) {
             match self.epoch.judge_proof(block_height, miner_id, proof) {
                 Ok(score) => {
@@ -390,6 +416,9 @@ impl NodeState {
         // Cheap before expensive: a block whose claimed score cannot beat the leader, or
         // one already taken in this epoch (a replay), is dropped here for the price of one
         // hash of its bytes; only the rest reach the proof and signature checks.
+        if let Err(reason) = self.plot_big_enough(block.proof.metadata.leaf_count) {
+            return Step::Done(block_rejected(addr, &block.hash(), h.height, &reason));
+        }
         if !self.epoch.worth_checking(&block) {
             tracing::debug!(peer = %addr, block = %to_hex(&block.hash()), "block ignored: already seen in this epoch or not better than the leader");
             self.blocks_ignored += 1;

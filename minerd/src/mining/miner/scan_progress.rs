@@ -11,6 +11,7 @@ use crate::events::Event;
 pub(super) struct ScanWatch {
     pub(super) epoch: u64,
     pub(super) leaves_total: u64,
+    pub(super) leaves_farmed: u64,
     pub(super) progress: Arc<AtomicU64>,
     pub(super) started: Instant,
     pub(super) scan_deadline: Instant,
@@ -52,6 +53,8 @@ pub(super) async fn report_scan_progress(
             leaves_total: w.leaves_total,
             leaves_per_sec: rate,
             eta,
+            leaves_farmed: w.leaves_farmed,
+            finished: false,
         }
     };
     let mut next = Instant::now() + SCAN_REPORT_INTERVAL;
@@ -69,12 +72,14 @@ pub(super) async fn report_scan_progress(
     }
     let s = crate::stats::EpochScan {
         eta: None,
+        finished: true,
         ..snapshot(&w)
     };
     stats.update(|st| {
         if st.scan.is_none_or(|c| c.epoch == w.epoch) {
             st.scan = None;
         }
+        st.last_scan = Some(s);
     });
     events.emit(Event::EpochScan(s));
 }

@@ -79,6 +79,8 @@ impl From<&EpochScan> for pb::EpochScan {
             leaves_total: e.leaves_total,
             leaves_per_second: e.leaves_per_sec,
             eta_ms: e.eta.map(ms),
+            leaves_farmed: e.leaves_farmed,
+            finished: e.finished,
         }
     }
 }
@@ -111,6 +113,7 @@ impl From<&DaemonStatus> for pb::Status {
             lifetime_counters: Some((&s.lifetime).into()),
             expected_time_to_win_ms: s.mining.expected_time_to_win.map(ms),
             scan: s.mining.scan.as_ref().map(Into::into),
+            last_scan: s.mining.last_scan.as_ref().map(Into::into),
         }
     }
 }

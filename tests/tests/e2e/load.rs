@@ -1,0 +1,33 @@
+//! The control-API load test at CI scale (the full-scale figures are in the README, from
+//! `cargo run --release -p e2e --bin loadtest`). Bounds are loose because CI shares two
+//! cores and runs debug binaries; what must hold exactly: every call answers, no epoch is
+//! late or missed, and the Unix socket answers while hostile TCP connections are open.
+
+use std::time::Duration;
+
+use e2e::load::{run, LoadOptions};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_events_under_load_and_hostile_connections() {
+    let opts = LoadOptions {
+        plots: 100,
+        plot_leaves: 1024,
+        clients: 20,
+        subscribers: 6,
+        duration: Duration::from_secs(4),
+        hostile: 300,
+        epoch_ms: 1000,
+    };
+    let r = run(&opts).await.unwrap();
+    println!("{r}");
+    assert_eq!(r.plots_registered, opts.plots);
+    assert_eq!((r.unix.errors, r.tcp.errors), (0, 0), "{r}");
+    assert!(r.unix.calls > 0 && r.tcp.calls > 0, "{r}");
+    assert!(r.events_received > 0, "{r}");
+    assert!(r.epochs >= 1, "{r}");
+    assert_eq!(r.late_or_missed, 0, "{r}");
+    assert_eq!(r.hostile_open, opts.hostile, "{r}");
+    assert_eq!(r.unix_under_hostile.errors, 0, "{r}");
+    assert!(r.unix_under_hostile.calls > 0, "{r}");
+    assert!(r.unix_under_hostile.p99 < Duration::from_secs(1), "{r}");
+}
