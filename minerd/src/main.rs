@@ -254,6 +254,9 @@ struct BenchArgs {
     /// Proofs to time
     #[arg(long, default_value_t = 200, value_name = "N")]
     proofs: usize,
+    /// Print one JSON object (every figure, bound and ratio) instead of the text report
+    #[arg(long)]
+    json: bool,
 }
 
 /// An error with its exit code.
@@ -317,6 +320,11 @@ where
 }
 
 fn real_main(cli: Cli) -> Result<(), Failure> {
+    // A bad SPACETIME_SHA256_BACKEND is a configuration error before any hashing.
+    let backend = spacetime::kernel::Backend::configured().map_err(|e| Failure {
+        code: EXIT_USAGE,
+        error: anyhow::Error::from(e),
+    })?;
     let (flags, command) = match cli.command {
         // The devnet node has its own flags and does not read the miner's configuration.
         Some(Command::DevnetNode(cmd)) => {
@@ -333,7 +341,11 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
                 proofs: b.proofs,
             })
             .map_err(|e| anyhow::Error::from(e).context("benchmark failed"))?;
-            print!("{report}");
+            if b.json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{report}");
+            }
             return Ok(());
         }
         None => (cli.flags, ConfigCommand::Run),
@@ -366,6 +378,11 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             for note in &loaded.notes {
                 tracing::warn!("{note}");
             }
+            tracing::info!(
+                backend = %backend,
+                available = ?spacetime::kernel::Backend::available().iter().map(|b| b.name()).collect::<Vec<_>>(),
+                "SHA-256 engine backend"
+            );
             run_async(|token| minerd::run(config, token))
         }
     }

@@ -1,27 +1,50 @@
-//! The engine benchmark behind `minerd bench`: raw SHA-256 rates and the engine's rates on
-//! this machine, each engine figure as a ratio to the bound the hash rate implies.
+//! The engine benchmark behind `minerd bench`: the machine's SHA-256 limit, the disk's
+//! sequential rates, and the engine's rates measured against them in one run.
 //!
-//! Bounds, in SHA-256 compressions per leaf: plotting ≈ 4 (leaf from the midstate 1, leaf
-//! node 1, internal nodes ≈ 2 per leaf), scanning 2 (`H(challenge ‖ leaf)` is one block
-//! plus the constant padding block). The bound is the all-core compression rate divided
-//! by that cost.
+//! - **LIMIT** (`limit_compressions_per_s`): fixed-shape multi-buffer SHA-256 compressions
+//!   per second on all threads: the higher of this crate's own leaf kernel (one full
+//!   compression per leaf, [`crate::kernel`]) and `tape_sha256::hash_chains` with 16 chains
+//!   a thread (an outside multi-buffer kernel, so that LIMIT is never set by our own code
+//!   alone). `sha2_compressions_per_s` is `sha2::compress256` one block at a time, for
+//!   comparison.
+//! - **Scanning** costs 2 compressions per leaf, so its bound is LIMIT/2 (warm: plot in the
+//!   page cache), and min(LIMIT/2, disk read rate / 32 B) cold (plot evicted from the page
+//!   cache with `posix_fadvise(DONTNEED)` first).
+//! - **Plotting** costs about 4 compressions per leaf (leaf, leaf node, internal nodes),
+//!   bound min(LIMIT/4, fdatasync'd write rate / 32 B).
+//!
+//! Each probe runs a few rounds and keeps the best (other processes only slow a round
+//! down). The disk rates are measured on a file in the benchmark directory the size of the
+//! benchmark plot.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sha2::{Digest, Sha256};
+use sha2::digest::generic_array::GenericArray;
 
-use crate::cache::{CacheError, MerkleCache};
-use crate::compress::independent_compressions;
-use crate::plot::{create_plot, CacheLevels, CreatePlot, PlotError, PlotFile};
+use crate::cache::{build_cache, CacheError, MerkleCache};
+use crate::compress::IV;
+use crate::kernel::Backend;
+use crate::plot::{
+    check_plot, create_plot, CacheLevels, CheckMode, CreatePlot, PlotError, PlotFile,
+};
 use crate::prove::{build_proof, ProveError};
 use crate::scan::{scan_plots, ScanStrategy};
 
-/// How long each round of a raw hash-rate probe runs (shorter for tiny smoke-test plots).
+/// Rounds per probe; the best round counts.
+const PROBE_ROUNDS: usize = 3;
+/// Uncached proofs read about half the plot each; at most this many are timed.
+const MAX_UNCACHED_PROOFS: usize = 20;
+/// Chains per thread of the `tape_sha256::hash_chains` reference (issue 9's figure).
+const TAPE_CHAINS: usize = 16;
+
+/// How long each round of a hash-rate probe runs (shorter for tiny smoke-test plots).
 fn probe_time(leaf_count: u64) -> Duration {
     if leaf_count < 1 << 20 {
         Duration::from_millis(60)
@@ -29,16 +52,12 @@ fn probe_time(leaf_count: u64) -> Duration {
         Duration::from_millis(300)
     }
 }
-/// Rounds per probe; the best round counts (other processes only ever slow a round down,
-/// and the bound should be what the machine can do).
-const PROBE_ROUNDS: usize = 3;
-/// Uncached proofs read about half the plot each; at most this many are timed.
-const MAX_UNCACHED_PROOFS: usize = 20;
 
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
-    /// Directory for the temporary plot (removed afterwards).
+    /// Directory for the temporary plot and disk probe file (removed afterwards): put it on
+    /// the plot disk.
     pub dir: PathBuf,
     /// Size of the temporary plot in leaves (32 bytes each).
     pub leaf_count: u64,
@@ -81,33 +100,40 @@ impl Latency {
 pub struct BenchReport {
     /// Threads used for the all-core figures.
     pub threads: usize,
-    /// SHA-256 of 64-byte messages per second (`Sha256::digest`), one thread.
-    pub digest64_single: f64,
-    /// Same, all threads.
-    pub digest64_all: f64,
-    /// Raw compressions per second, one thread.
-    pub compress_single: f64,
-    /// Raw compressions per second, all threads.
-    pub compress_all: f64,
-    /// Raw compressions per second of CPU time actually received (one thread; Linux
-    /// schedstat), which other processes on the machine do not distort.
-    pub compress_per_cpu_second: Option<f64>,
+    /// The SHA-256 backend the engine ran on.
+    pub backend: Backend,
+    /// `sha2::compress256`, one block at a time, all threads.
+    pub sha2_compressions_per_s: f64,
+    /// This crate's leaf kernel on the active backend, all threads.
+    pub kernel_compressions_per_s: f64,
+    /// `tape_sha256::hash_chains`, 16 chains a thread, all threads (`None` if it could not
+    /// run).
+    pub tape_chain_compressions_per_s: Option<f64>,
+    /// The leaf kernel on one thread, per second of CPU time that thread received (Linux
+    /// schedstat): unlike the wall-clock rates, other load on the machine does not lower it.
+    pub kernel_compressions_per_cpu_s: Option<f64>,
     /// Leaves in the benchmark plot.
     pub plot_leaves: u64,
+    /// CPU time (all threads) of plotting, where the OS reports it.
+    pub plot_cpu: Option<Duration>,
+    /// CPU time (all threads) of the best warm scan.
+    pub scan_warm_cpu: Option<Duration>,
     /// End-to-end plotting time (generation, tree, write, fsync, rename, cache).
     pub plot_time: Duration,
     /// Plotting rate.
-    pub plot_leaves_per_sec: f64,
-    /// Plotting rate in MB/s (10^6 bytes) of plot file.
-    pub plot_mb_per_sec: f64,
-    /// CPU time the process spent plotting (all threads), where the OS reports it.
-    pub plot_cpu: Option<Duration>,
-    /// Full scan of the page-cached plot, leaves per second.
-    pub scan_leaves_per_sec: f64,
-    /// Leaves in the measured scan.
-    pub scan_leaves: u64,
-    /// CPU time of the measured scan (all threads), where the OS reports it.
-    pub scan_cpu: Option<Duration>,
+    pub plot_leaves_per_s: f64,
+    /// Sequential write rate of a file the size of the plot, fdatasync included.
+    pub disk_write_bytes_per_s: f64,
+    /// Sequential read rate of the plot after evicting it from the page cache.
+    pub disk_read_bytes_per_s: f64,
+    /// Full scan of the page-cached plot.
+    pub scan_warm_leaves_per_s: f64,
+    /// Full scan of the plot evicted from the page cache.
+    pub scan_cold_leaves_per_s: f64,
+    /// Building the default Merkle cache from the (page-cached) plot.
+    pub cache_build_leaves_per_s: f64,
+    /// Full check with the key (every leaf regenerated, root recomputed).
+    pub check_full_leaves_per_s: f64,
     /// Lowest cache level of the default cache (`None` when the plot is too small for one).
     pub cache_start_level: Option<u32>,
     /// Proof latency with the default cache.
@@ -117,39 +143,85 @@ pub struct BenchReport {
 }
 
 impl BenchReport {
-    /// Plotting bound: all-core compressions per second / 4.
+    /// LIMIT: the best fixed-shape multi-buffer compression rate measured.
+    pub fn limit_compressions_per_s(&self) -> f64 {
+        self.kernel_compressions_per_s
+            .max(self.tape_chain_compressions_per_s.unwrap_or(0.0))
+    }
+
+    /// Warm-scan bound: LIMIT/2 leaves per second.
+    pub fn scan_warm_bound(&self) -> f64 {
+        self.limit_compressions_per_s() / 2.0
+    }
+
+    /// Cold-scan bound: min(LIMIT/2, read rate / 32) leaves per second.
+    pub fn scan_cold_bound(&self) -> f64 {
+        self.scan_warm_bound()
+            .min(self.disk_read_bytes_per_s / 32.0)
+    }
+
+    /// Plotting bound: min(LIMIT/4, write rate / 32) leaves per second.
     pub fn plot_bound(&self) -> f64 {
-        self.compress_all / 4.0
+        (self.limit_compressions_per_s() / 4.0).min(self.disk_write_bytes_per_s / 32.0)
     }
 
-    /// Scanning bound: all-core compressions per second / 2.
-    pub fn scan_bound(&self) -> f64 {
-        self.compress_all / 2.0
+    /// Compressions the warm scan did per CPU-second (2 a leaf) / the kernel's rate per
+    /// CPU-second: how close scanning is to pure hashing whatever else the machine runs.
+    pub fn scan_warm_cpu_efficiency(&self) -> Option<f64> {
+        let cpu = self.scan_warm_cpu?.as_secs_f64();
+        let rate = self.kernel_compressions_per_cpu_s?;
+        (cpu > 0.0).then(|| ratio(self.plot_leaves as f64 * 2.0 / cpu, rate))
     }
 
-    /// Plotting rate / its bound.
-    pub fn plot_ratio(&self) -> f64 {
-        ratio(self.plot_leaves_per_sec, self.plot_bound())
-    }
-
-    /// Scanning rate / its bound.
-    pub fn scan_ratio(&self) -> f64 {
-        ratio(self.scan_leaves_per_sec, self.scan_bound())
-    }
-
-    /// Plotting compressions per CPU-second / [`BenchReport::compress_per_cpu_second`]: how
-    /// close the plotter's CPU time is to pure hashing, whatever else the machine runs.
+    /// Compressions plotting did per CPU-second (about 4 a leaf) / the kernel's rate per
+    /// CPU-second.
     pub fn plot_cpu_efficiency(&self) -> Option<f64> {
         let cpu = self.plot_cpu?.as_secs_f64();
-        let rate = self.compress_per_cpu_second?;
+        let rate = self.kernel_compressions_per_cpu_s?;
         (cpu > 0.0).then(|| ratio(self.plot_leaves as f64 * 4.0 / cpu, rate))
     }
 
-    /// Scanning compressions per CPU-second / [`BenchReport::compress_per_cpu_second`].
-    pub fn scan_cpu_efficiency(&self) -> Option<f64> {
-        let cpu = self.scan_cpu?.as_secs_f64();
-        let rate = self.compress_per_cpu_second?;
-        (cpu > 0.0).then(|| ratio(self.scan_leaves as f64 * 2.0 / cpu, rate))
+    /// The report as one JSON object (`minerd bench --json`): every figure, every bound
+    /// and every ratio, rates per second, latencies in microseconds.
+    pub fn to_json(&self) -> serde_json::Value {
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        let lat = |l: &Option<Latency>| {
+            l.map(|l| serde_json::json!({"count": l.count, "median_us": us(l.median), "p99_us": us(l.p99)}))
+        };
+        serde_json::json!({
+            "threads": self.threads,
+            "backend": self.backend.name(),
+            "available_backends": Backend::available().iter().map(|b| b.name()).collect::<Vec<_>>(),
+            "limit_compressions_per_s": self.limit_compressions_per_s(),
+            "kernel_compressions_per_s": self.kernel_compressions_per_s,
+            "tape_chain_compressions_per_s": self.tape_chain_compressions_per_s,
+            "sha2_compressions_per_s": self.sha2_compressions_per_s,
+            "kernel_vs_sha2_ratio": ratio(self.kernel_compressions_per_s, self.sha2_compressions_per_s),
+            "plot_leaves": self.plot_leaves,
+            "plot_seconds": self.plot_time.as_secs_f64(),
+            "plot_leaves_per_s": self.plot_leaves_per_s,
+            "plot_bound_leaves_per_s": self.plot_bound(),
+            "plot_ratio": ratio(self.plot_leaves_per_s, self.plot_bound()),
+            "plot_cpu_seconds": self.plot_cpu.map(|d| d.as_secs_f64()),
+            "plot_cpu_efficiency": self.plot_cpu_efficiency(),
+            "kernel_compressions_per_cpu_s": self.kernel_compressions_per_cpu_s,
+            "disk_write_bytes_per_s": self.disk_write_bytes_per_s,
+            "disk_read_bytes_per_s": self.disk_read_bytes_per_s,
+            "scan_warm_leaves_per_s": self.scan_warm_leaves_per_s,
+            "scan_warm_bound_leaves_per_s": self.scan_warm_bound(),
+            "scan_warm_ratio": ratio(self.scan_warm_leaves_per_s, self.scan_warm_bound()),
+            "scan_warm_cpu_seconds": self.scan_warm_cpu.map(|d| d.as_secs_f64()),
+            "scan_warm_cpu_efficiency": self.scan_warm_cpu_efficiency(),
+            "scan_cold_leaves_per_s": self.scan_cold_leaves_per_s,
+            "scan_cold_bound_leaves_per_s": self.scan_cold_bound(),
+            "scan_cold_ratio": ratio(self.scan_cold_leaves_per_s, self.scan_cold_bound()),
+            "cache_build_leaves_per_s": self.cache_build_leaves_per_s,
+            "check_full_leaves_per_s": self.check_full_leaves_per_s,
+            "cache_start_level": self.cache_start_level,
+            "proof_median_us": self.proof_cached.or(self.proof_uncached).map(|l| us(l.median)),
+            "proof_cached": lat(&self.proof_cached),
+            "proof_uncached": lat(&self.proof_uncached),
+        })
     }
 }
 
@@ -164,64 +236,89 @@ fn ratio(a: f64, b: f64) -> f64 {
 impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = |x: f64| x / 1e6;
-        writeln!(f, "spacetime engine benchmark ({} threads)", self.threads)?;
-        writeln!(f, "SHA-256")?;
+        let pct = |a: f64, b: f64| 100.0 * ratio(a, b);
         writeln!(
             f,
-            "  64-byte messages     {:>9.2} M/s one thread   {:>9.2} M/s all threads",
-            m(self.digest64_single),
-            m(self.digest64_all)
+            "spacetime engine benchmark ({} threads, SHA-256 backend {})",
+            self.threads, self.backend
+        )?;
+        writeln!(f, "SHA-256 compressions, all threads")?;
+        writeln!(
+            f,
+            "  LIMIT                 {:>9.2} M/s",
+            m(self.limit_compressions_per_s())
         )?;
         writeln!(
             f,
-            "  compressions         {:>9.2} M/s one thread   {:>9.2} M/s all threads",
-            m(self.compress_single),
-            m(self.compress_all)
+            "  own leaf kernel       {:>9.2} M/s   ({:.2}x sha2)",
+            m(self.kernel_compressions_per_s),
+            ratio(self.kernel_compressions_per_s, self.sha2_compressions_per_s)
         )?;
-        if let Some(rate) = self.compress_per_cpu_second {
-            writeln!(
-                f,
-                "  compressions         {:>9.2} M per CPU-second",
-                m(rate)
-            )?;
+        match self.tape_chain_compressions_per_s {
+            Some(t) => writeln!(f, "  tape_sha256 chains    {:>9.2} M/s", m(t))?,
+            None => writeln!(f, "  tape_sha256 chains          n/a")?,
         }
         writeln!(
             f,
-            "plotting ({} leaves, {:.1} MiB, end to end with write)",
+            "  sha2 one at a time    {:>9.2} M/s",
+            m(self.sha2_compressions_per_s)
+        )?;
+        writeln!(
+            f,
+            "disk: write {:.0} MB/s (fdatasync'd), read {:.0} MB/s (evicted from the page cache)",
+            self.disk_write_bytes_per_s / 1e6,
+            self.disk_read_bytes_per_s / 1e6
+        )?;
+        writeln!(
+            f,
+            "plotting ({} leaves, {:.1} MiB, end to end with write, {:.2?})",
             self.plot_leaves,
-            (self.plot_leaves * 32) as f64 / 1048576.0
+            (self.plot_leaves * 32) as f64 / 1048576.0,
+            self.plot_time
         )?;
         writeln!(
             f,
-            "  {:>9.2} M leaves/s  {:>8.1} MB/s  {:.2?}   bound {:.2} M leaves/s (4 compressions/leaf)   ratio {:.0}%",
-            m(self.plot_leaves_per_sec),
-            self.plot_mb_per_sec,
-            self.plot_time,
+            "  {:>9.2} M leaves/s   bound {:.2} M leaves/s = min(LIMIT/4, write)   ratio {:.0}%",
+            m(self.plot_leaves_per_s),
             m(self.plot_bound()),
-            100.0 * self.plot_ratio()
+            pct(self.plot_leaves_per_s, self.plot_bound())
         )?;
-        if let (Some(cpu), Some(eff)) = (self.plot_cpu, self.plot_cpu_efficiency()) {
+        if let Some(e) = self.plot_cpu_efficiency() {
             writeln!(
                 f,
-                "  cpu {cpu:.2?}: {:.0}% of the raw compression rate per CPU-second",
-                100.0 * eff
+                "  cpu {:.2?}: {:.0}% of the kernel's compressions per CPU-second",
+                self.plot_cpu.unwrap_or_default(),
+                100.0 * e
             )?;
         }
-        writeln!(f, "full scan (page-cached)")?;
         writeln!(
             f,
-            "  {:>9.2} M leaves/s   bound {:.2} M leaves/s (2 compressions/leaf)   ratio {:.0}%",
-            m(self.scan_leaves_per_sec),
-            m(self.scan_bound()),
-            100.0 * self.scan_ratio()
+            "full scan, warm  {:>9.2} M leaves/s   bound {:.2} M leaves/s = LIMIT/2   ratio {:.0}%",
+            m(self.scan_warm_leaves_per_s),
+            m(self.scan_warm_bound()),
+            pct(self.scan_warm_leaves_per_s, self.scan_warm_bound())
         )?;
-        if let (Some(cpu), Some(eff)) = (self.scan_cpu, self.scan_cpu_efficiency()) {
+        if let Some(e) = self.scan_warm_cpu_efficiency() {
             writeln!(
                 f,
-                "  cpu {cpu:.2?}: {:.0}% of the raw compression rate per CPU-second",
-                100.0 * eff
+                "  cpu {:.2?}: {:.0}% of the kernel's compressions per CPU-second (2 a leaf)",
+                self.scan_warm_cpu.unwrap_or_default(),
+                100.0 * e
             )?;
         }
+        writeln!(
+            f,
+            "full scan, cold  {:>9.2} M leaves/s   bound {:.2} M leaves/s = min(LIMIT/2, read)   ratio {:.0}%",
+            m(self.scan_cold_leaves_per_s),
+            m(self.scan_cold_bound()),
+            pct(self.scan_cold_leaves_per_s, self.scan_cold_bound())
+        )?;
+        writeln!(
+            f,
+            "cache build      {:>9.2} M leaves/s;  full check with key {:.2} M leaves/s",
+            m(self.cache_build_leaves_per_s),
+            m(self.check_full_leaves_per_s)
+        )?;
         let lat = |l: &Option<Latency>| match l {
             Some(l) => format!(
                 "median {:.3?}  p99 {:.3?}  ({} proofs)",
@@ -257,6 +354,23 @@ pub enum BenchError {
     /// A proof failed.
     #[error("benchmark proof")]
     Prove(#[from] ProveError),
+    /// The disk probe file could not be written or read.
+    #[error("disk probe {path}")]
+    Disk {
+        /// The probe file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A cache build or plot check failed.
+    #[error("benchmark {what}: {reason}")]
+    Engine {
+        /// What was being measured.
+        what: &'static str,
+        /// Why it failed.
+        reason: String,
+    },
     /// The options are unusable.
     #[error("invalid benchmark options: {reason}")]
     Invalid {
@@ -277,7 +391,8 @@ impl Drop for Cleanup {
     }
 }
 
-/// Run the benchmark. Writes and removes one plot (and its cache) in `opts.dir`.
+/// Run the benchmark. Writes and removes one plot (and its cache) and one probe file of
+/// the same size in `opts.dir`.
 pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
     if opts.leaf_count == 0 {
         return Err(BenchError::Invalid {
@@ -294,31 +409,35 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
         .map_err(|e| BenchError::Invalid {
             reason: format!("cannot start {threads} threads: {e}"),
         })?;
+    let backend = Backend::active();
 
     let probe = probe_time(opts.leaf_count);
-    let (mut digest64_single, mut digest64_all) = (0f64, 0f64);
-    let (mut compress_single, mut compress_all) = (0f64, 0f64);
-    let mut compress_per_cpu_second: Option<f64> = None;
+    let (mut sha2_rate, mut kernel_rate, mut tape_rate) = (0f64, 0f64, 0f64);
+    let mut kernel_per_cpu: Option<f64> = None;
     for _ in 0..PROBE_ROUNDS {
-        digest64_single = digest64_single.max(rate_single(probe, digest_batch).0);
-        digest64_all = digest64_all.max(rate_all(&pool, threads, probe, digest_batch));
-        let (wall, cpu) = rate_single(probe, compress_batch);
-        compress_single = compress_single.max(wall);
-        if let Some(cpu) = cpu {
-            compress_per_cpu_second = Some(compress_per_cpu_second.unwrap_or(0.0).max(cpu));
+        if let Some(r) = rate_per_cpu_second(probe, kernel_batch) {
+            kernel_per_cpu = Some(kernel_per_cpu.unwrap_or(0.0).max(r));
         }
-        compress_all = compress_all.max(rate_all(&pool, threads, probe, compress_batch));
+        sha2_rate = sha2_rate.max(rate_all(&pool, threads, probe, sha2_batch));
+        kernel_rate = kernel_rate.max(rate_all(&pool, threads, probe, kernel_batch));
+        tape_rate = tape_rate.max(rate_all(&pool, threads, probe, tape_batch));
     }
 
     let mut nonce = [0u8; 8];
     rand::thread_rng().fill(&mut nonce);
     let path = opts.dir.join(format!("bench-{}.plot", hex::encode(nonce)));
+    let probe_path = opts.dir.join(format!(".bench-{}.disk", hex::encode(nonce)));
     let cache_path = MerkleCache::path_for(&path);
-    let _cleanup = Cleanup(vec![path.clone(), cache_path.clone()]);
+    let _cleanup = Cleanup(vec![path.clone(), cache_path.clone(), probe_path.clone()]);
+    let plot_bytes = opts.leaf_count * 32 + 121;
+    let disk_write_bytes_per_s = write_rate(&probe_path, plot_bytes)?;
+    let _ = std::fs::remove_file(&probe_path);
+
     let mut rng = StdRng::seed_from_u64(u64::from_le_bytes(nonce));
+    let miner_pk: [u8; 32] = rng.gen();
     let req = CreatePlot {
         path: path.clone(),
-        miner_pk: rng.gen(),
+        miner_pk,
         seed: rng.gen(),
         leaf_count: opts.leaf_count,
         cache: CacheLevels::Default,
@@ -329,21 +448,65 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
     let created = create_plot(&req, &mut |_| {}, &never)?;
     let plot_cpu = cpu_since(cpu_before);
     let plot_time = created.elapsed;
-    let plot_secs = plot_time.as_secs_f64().max(1e-9);
-    let plot_leaves_per_sec = opts.leaf_count as f64 / plot_secs;
-    let plot_mb_per_sec = (opts.leaf_count * 32 + 121) as f64 / plot_secs / 1e6;
+    let plot_leaves_per_s = opts.leaf_count as f64 / plot_time.as_secs_f64().max(1e-9);
 
     let plot = PlotFile::open(&path)?;
     let challenge: [u8; 32] = rng.gen();
-    let (scan_leaves_per_sec, scan_leaves, scan_cpu) = pool.install(|| {
-        // The first pass makes sure every page is resident; the second is measured.
-        let _ = scan_plots(&[&plot], &challenge, &ScanStrategy::Full, None, &never);
-        let cpu_before = process_cpu_time();
+    let full_scan = || {
         let started = Instant::now();
         let outcome = scan_plots(&[&plot], &challenge, &ScanStrategy::Full, None, &never);
-        let rate = outcome.leaves_scanned as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        (rate, outcome.leaves_scanned, cpu_since(cpu_before))
+        outcome.leaves_scanned as f64 / started.elapsed().as_secs_f64().max(1e-9)
+    };
+    // Cold first: evicted, read raw once for the disk rate, evicted again, scanned.
+    plot.evict_from_page_cache();
+    let disk_read_bytes_per_s = read_rate(&path)?;
+    plot.evict_from_page_cache();
+    let scan_cold_leaves_per_s = pool.install(full_scan);
+    // Warm: the first pass makes every page resident, the best of the next ones counts.
+    let mut scan_warm_leaves_per_s = 0f64;
+    let mut scan_warm_cpu = None;
+    pool.install(|| {
+        let _ = full_scan();
+        for _ in 0..PROBE_ROUNDS {
+            let before = process_cpu_time();
+            let rate = full_scan();
+            if rate > scan_warm_leaves_per_s {
+                scan_warm_leaves_per_s = rate;
+                scan_warm_cpu = cpu_since(before);
+            }
+        }
     });
+
+    let started = Instant::now();
+    let built = pool
+        .install(|| build_cache(&plot, CacheLevels::Default, None, &mut |_| {}, &never))
+        .map_err(|e| BenchError::Engine {
+            what: "cache build",
+            reason: e.to_string(),
+        })?;
+    let cache_build_leaves_per_s =
+        opts.leaf_count as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    drop(built);
+    let started = Instant::now();
+    let report = pool.install(|| {
+        check_plot(
+            &plot,
+            None,
+            &CheckMode::Full {
+                miner_pk: Some(miner_pk),
+            },
+            &mut |_| {},
+            &never,
+        )
+    })?;
+    if !report.plot_ok() {
+        return Err(BenchError::Engine {
+            what: "full check",
+            reason: "the benchmark plot failed its own check".into(),
+        });
+    }
+    let check_full_leaves_per_s =
+        opts.leaf_count as f64 / started.elapsed().as_secs_f64().max(1e-9);
 
     let cache = match created.cache_path {
         Some(p) => {
@@ -373,23 +536,110 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
 
     Ok(BenchReport {
         threads,
-        digest64_single,
-        digest64_all,
-        compress_single,
-        compress_all,
-        compress_per_cpu_second,
+        backend,
+        sha2_compressions_per_s: sha2_rate,
+        kernel_compressions_per_s: kernel_rate,
+        tape_chain_compressions_per_s: (tape_rate > 0.0).then_some(tape_rate),
+        kernel_compressions_per_cpu_s: kernel_per_cpu,
         plot_leaves: opts.leaf_count,
-        plot_time,
-        plot_leaves_per_sec,
-        plot_mb_per_sec,
         plot_cpu,
-        scan_leaves_per_sec,
-        scan_leaves,
-        scan_cpu,
+        scan_warm_cpu,
+        plot_time,
+        plot_leaves_per_s,
+        disk_write_bytes_per_s,
+        disk_read_bytes_per_s,
+        scan_warm_leaves_per_s,
+        scan_cold_leaves_per_s,
+        cache_build_leaves_per_s,
+        check_full_leaves_per_s,
         cache_start_level: cache.as_ref().map(|c| c.start_level),
         proof_cached,
         proof_uncached,
     })
+}
+
+/// Bytes per second of writing `len` bytes to a new file at `path` in 4 MiB writes, then
+/// `fdatasync` (the way plotting writes).
+fn write_rate(path: &Path, len: u64) -> Result<f64, BenchError> {
+    let err = |source| BenchError::Disk {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = File::options()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(err)?;
+    let block = vec![0x5Au8; 4 << 20];
+    let started = Instant::now();
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        file.write_all(&block[..n]).map_err(err)?;
+        left -= n as u64;
+    }
+    file.sync_data().map_err(err)?;
+    Ok(len as f64 / started.elapsed().as_secs_f64().max(1e-9))
+}
+
+/// Bytes per second of reading the file at `path` sequentially in 4 MiB reads.
+fn read_rate(path: &Path) -> Result<f64, BenchError> {
+    let err = |source| BenchError::Disk {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = File::open(path).map_err(err)?;
+    let mut block = vec![0u8; 4 << 20];
+    let started = Instant::now();
+    let mut total = 0u64;
+    loop {
+        let n = file.read(&mut block).map_err(err)?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64().max(1e-9))
+}
+
+/// Compressions per batch of a rate probe.
+const BATCH: u64 = 8_192;
+
+/// `BATCH` independent one-block compressions through `sha2::compress256`, one at a time.
+fn sha2_batch(seed: u64) -> u8 {
+    let mut block = [0u8; 64];
+    let mut acc = 0u32;
+    for i in 0..BATCH {
+        block[..8].copy_from_slice(&(seed ^ i).to_le_bytes());
+        let mut state = IV;
+        sha2::compress256(
+            &mut state,
+            std::slice::from_ref(GenericArray::from_slice(&block)),
+        );
+        acc ^= state[0];
+    }
+    acc as u8
+}
+
+/// `BATCH` compressions of the active backend's leaf kernel (one full compression each).
+fn kernel_batch(seed: u64) -> u8 {
+    let mut out = [[0u8; 32]; 256];
+    let mid = [seed as u32; 8];
+    let mut acc = 0u8;
+    for i in 0..BATCH / 256 {
+        Backend::active().leaves(&mid, seed.wrapping_add(i * 256), &mut out);
+        acc ^= out[255][0];
+    }
+    acc
+}
+
+/// `BATCH` links (one compression each) of `tape_sha256::hash_chains`, 16 chains.
+fn tape_batch(seed: u64) -> u8 {
+    let seeds: [[u8; 32]; TAPE_CHAINS] = std::array::from_fn(|i| [(seed as u8) ^ i as u8; 32]);
+    let lens = [BATCH / TAPE_CHAINS as u64; TAPE_CHAINS];
+    let mut out = [[0u8; 32]; TAPE_CHAINS];
+    tape_sha256::hash_chains(&seeds, &lens, &mut out);
+    out[0][0]
 }
 
 /// User + system CPU time of this process so far, all threads (Linux `/proc/self/stat`,
@@ -408,49 +658,25 @@ fn cpu_since(before: Option<Duration>) -> Option<Duration> {
     Some(process_cpu_time()?.saturating_sub(before?))
 }
 
-/// Work units per batch of a rate probe.
-const BATCH: u64 = 8_192;
-
-fn digest_batch(seed: u64) -> u8 {
-    let mut block = [0u8; 64];
-    let mut acc = 0u8;
-    for i in 0..BATCH {
-        block[..8].copy_from_slice(&(seed ^ i).to_le_bytes());
-        acc ^= Sha256::digest(block)[0];
-    }
-    acc
-}
-
-fn compress_batch(seed: u64) -> u8 {
-    independent_compressions(BATCH, seed as u8) as u8
-}
-
-/// Units per second of `batch` on the calling thread: per wall second, and per second of
-/// CPU time the thread received (where the OS reports it).
-fn rate_single(probe: Duration, batch: fn(u64) -> u8) -> (f64, Option<f64>) {
-    let cpu_before = thread_cpu_time();
-    let started = Instant::now();
-    let mut done = 0u64;
-    let mut sink = 0u8;
-    while started.elapsed() < probe {
-        sink ^= batch(done);
-        done += BATCH;
-    }
-    std::hint::black_box(sink);
-    let wall = done as f64 / started.elapsed().as_secs_f64();
-    let cpu = thread_cpu_time()
-        .zip(cpu_before)
-        .map(|(after, before)| after.saturating_sub(before).as_secs_f64())
-        .filter(|&secs| secs > 0.0)
-        .map(|secs| done as f64 / secs);
-    (wall, cpu)
-}
-
 /// CPU time of the calling thread (Linux `/proc/thread-self/schedstat`, nanoseconds).
 fn thread_cpu_time() -> Option<Duration> {
     let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
     let ns: u64 = stat.split_whitespace().next()?.parse().ok()?;
     Some(Duration::from_nanos(ns))
+}
+
+/// Units of `batch` per second of CPU time the calling thread received.
+fn rate_per_cpu_second(probe: Duration, batch: fn(u64) -> u8) -> Option<f64> {
+    let before = thread_cpu_time()?;
+    let started = Instant::now();
+    let (mut done, mut sink) = (0u64, 0u8);
+    while started.elapsed() < probe {
+        sink ^= batch(done);
+        done += BATCH;
+    }
+    std::hint::black_box(sink);
+    let secs = thread_cpu_time()?.saturating_sub(before).as_secs_f64();
+    (secs > 0.0).then(|| done as f64 / secs)
 }
 
 /// Units per second of `batch` on every thread of `pool` at once.
@@ -494,13 +720,31 @@ mod tests {
             proofs: 5,
         })
         .unwrap();
-        assert!(report.compress_all > 0.0 && report.plot_leaves_per_sec > 0.0);
-        assert!(report.scan_leaves_per_sec > 0.0);
+        assert!(report.limit_compressions_per_s() > 0.0 && report.plot_leaves_per_s > 0.0);
+        assert!(report.scan_warm_leaves_per_s > 0.0 && report.scan_cold_leaves_per_s > 0.0);
+        assert!(report.disk_read_bytes_per_s > 0.0 && report.disk_write_bytes_per_s > 0.0);
+        assert!(report.tape_chain_compressions_per_s.is_some());
         assert_eq!(report.cache_start_level, Some(12));
         assert_eq!(report.proof_cached.unwrap().count, 5);
         assert_eq!(report.proof_uncached.unwrap().count, 5);
         let text = report.to_string();
         assert!(text.contains("ratio"), "{text}");
+        let json = report.to_json();
+        for key in [
+            "limit_compressions_per_s",
+            "sha2_compressions_per_s",
+            "plot_leaves_per_s",
+            "scan_warm_leaves_per_s",
+            "scan_cold_leaves_per_s",
+            "disk_read_bytes_per_s",
+            "disk_write_bytes_per_s",
+            "proof_median_us",
+            "plot_ratio",
+            "scan_warm_ratio",
+            "scan_cold_ratio",
+        ] {
+            assert!(json[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {json}");
+        }
         assert_eq!(
             std::fs::read_dir(dir.path()).unwrap().count(),
             0,

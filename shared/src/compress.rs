@@ -37,44 +37,6 @@ pub(crate) fn compress(state: &mut [u32; 8], block: &[u8; 64]) {
     sha2::compress256(state, std::slice::from_ref(GenericArray::from_slice(block)));
 }
 
-/// Items per batch of the `*_each` helpers. Building every block of a batch before
-/// compressing any of them keeps the compressions independent (the CPU overlaps them) and
-/// lets the block stores reach the cache first (a block written just before its 16-byte
-/// SIMD loads would stall on store forwarding): about 1.5× the rate of one-at-a-time.
-pub(crate) const BATCH: usize = 64;
-
-/// `out[i] = compress(init, blocks[i])` as a digest, for every block.
-#[inline]
-pub(crate) fn compress_each(init: &[u32; 8], blocks: &[[u8; 64]], out: &mut [Hash32]) {
-    for (block, out) in blocks.iter().zip(out) {
-        let mut state = *init;
-        compress(&mut state, block);
-        *out = state_to_hash(&state);
-    }
-}
-
-/// `out[i] = H(blocks[i])` for 64-byte messages (second block constant). Two messages are
-/// interleaved (first blocks of both, then second blocks) so that each second compression
-/// does not wait on the one just issued: about 12% faster.
-#[inline]
-pub(crate) fn hash_64_each(blocks: &[[u8; 64]], out: &mut [Hash32]) {
-    let n = blocks.len().min(out.len());
-    let mut i = 0;
-    while i + 1 < n {
-        let (mut s0, mut s1) = (IV, IV);
-        compress(&mut s0, &blocks[i]);
-        compress(&mut s1, &blocks[i + 1]);
-        compress(&mut s0, &PAD_64);
-        compress(&mut s1, &PAD_64);
-        out[i] = state_to_hash(&s0);
-        out[i + 1] = state_to_hash(&s1);
-        i += 2;
-    }
-    if i < n {
-        out[i] = hash_64(&blocks[i]);
-    }
-}
-
 /// The big-endian digest bytes of a final state.
 #[inline]
 pub(crate) fn state_to_hash(state: &[u32; 8]) -> Hash32 {
@@ -121,28 +83,6 @@ pub(crate) fn hash_short(block: [u8; 64], len: usize) -> Hash32 {
     state_to_hash(&state)
 }
 
-/// Raw compression throughput probe for the benchmark: `count` (rounded up to a batch)
-/// independent one-block compressions from the IV, built a batch at a time like the hot
-/// paths do, folded into one value. This is the best rate measured on the machines we
-/// tried, so it is the honest bound.
-pub(crate) fn independent_compressions(count: u64, seed: u8) -> u32 {
-    let mut blocks = [[seed; 64]; BATCH];
-    let mut acc = 0u32;
-    let mut done = 0u64;
-    while done < count {
-        for (j, block) in blocks.iter_mut().enumerate() {
-            block[..8].copy_from_slice(&(done + j as u64).to_le_bytes());
-        }
-        for block in &blocks {
-            let mut state = IV;
-            compress(&mut state, block);
-            acc ^= state[0];
-        }
-        done += BATCH as u64;
-    }
-    acc
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,25 +102,6 @@ mod tests {
                 *b = (i as u8).wrapping_mul(31).wrapping_add(1);
             }
             assert_eq!(hash_short(block, len), sha256(&block[..len]), "len {len}");
-        }
-    }
-
-    #[test]
-    fn batched_helpers_match_digest_for_odd_and_even_lengths() {
-        let blocks: Vec<[u8; 64]> = (0..7u8).map(|i| [i.wrapping_mul(37); 64]).collect();
-        for len in 0..=blocks.len() {
-            let mut out = vec![[0u8; 32]; len];
-            hash_64_each(&blocks[..len], &mut out);
-            for (b, o) in blocks.iter().zip(&out) {
-                assert_eq!(*o, sha256(b));
-            }
-            let mut out = vec![[0u8; 32]; len];
-            compress_each(&IV, &blocks[..len], &mut out);
-            for (b, o) in blocks.iter().zip(&out) {
-                let mut state = IV;
-                compress(&mut state, b);
-                assert_eq!(*o, state_to_hash(&state));
-            }
         }
     }
 

@@ -214,7 +214,7 @@ impl DifficultyAdjuster {
     /// Whether the block at `height` starts a new difficulty window:
     /// `height > 0 && height % interval == 0`.
     pub fn should_adjust(&self, height: u64) -> bool {
-        height > 0 && height % self.config.adjustment_interval == 0
+        height > 0 && height.is_multiple_of(self.config.adjustment_interval)
     }
 
     /// The next difficulty after a window that ran from `window_start_unix` to `now_unix`:

@@ -15,6 +15,7 @@ mod compress;
 pub mod consensus;
 mod error_chain;
 pub mod hash;
+pub mod kernel;
 pub mod keys;
 pub mod merkle;
 pub mod metadata;

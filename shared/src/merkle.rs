@@ -15,6 +15,7 @@
 
 use crate::compress::{compress, hash_short, pad_block, state_to_hash, IV};
 use crate::hash::Hash32;
+use crate::kernel::Backend;
 
 /// Domain prefix of a leaf node.
 const LEAF_PREFIX: u8 = 0x00;
@@ -31,20 +32,6 @@ pub fn leaf_node(leaf: &[u8; 32]) -> Hash32 {
     block[1..33].copy_from_slice(leaf);
     hash_short(block, 33)
 }
-
-/// A leaf-node block before the leaf is filled in: `0x00`, 32 zero bytes, padding.
-const LEAF_BLOCK: [u8; 64] = {
-    let mut block = [0u8; 64];
-    block[0] = LEAF_PREFIX;
-    pad_block(block, 33)
-};
-
-/// The first block of an internal node before its children are filled in.
-const INTERNAL_HEAD: [u8; 64] = {
-    let mut block = [0u8; 64];
-    block[0] = INTERNAL_PREFIX;
-    block
-};
 
 /// The constant second block of an internal node before its last byte is filled in.
 const INTERNAL_TAIL: [u8; 64] = pad_block([0u8; 64], 65);
@@ -153,7 +140,7 @@ impl MerkleFolder {
         let mut rest = leaves;
         if grouped {
             while let Some((first, tail)) = rest.split_first() {
-                if self.count % group as u64 == 0 {
+                if self.count.is_multiple_of(group as u64) {
                     break;
                 }
                 self.push_leaf(first);
@@ -264,56 +251,20 @@ impl MerkleFolder {
 /// Level of the groups [`MerkleFolder::push_leaves`] folds locally (64 leaves).
 const GROUP_LEVEL: u32 = 6;
 
-/// The level-6 node of 64 leaves (a full aligned group: no padding inside).
-///
-/// Every node's digest is written straight into its parent's message blocks (left child:
-/// bytes 1..33 of the first block; right child: bytes 33..64 of the first block and byte 0
-/// of the second), so each level is one pass of independent compressions over blocks built
-/// a level earlier (see `compress::BATCH`). Parents overwrite blocks whose nodes were
-/// already hashed (parent `j / 2` ≤ child `j`), so one pair of arrays serves every level.
+/// The level-6 node of 64 leaves (a full aligned group: no padding inside): the leaf-node
+/// kernel over all 64, then the internal-node kernel level by level ([`crate::kernel`]).
 fn group_root(leaves: &[[u8; 32]]) -> Hash32 {
-    let mut leaf_blocks = [LEAF_BLOCK; 64];
-    for (block, leaf) in leaf_blocks.iter_mut().zip(leaves) {
-        block[1..33].copy_from_slice(leaf);
-    }
-    let mut first = [INTERNAL_HEAD; 32];
-    let mut second = [INTERNAL_TAIL; 32];
-    for j in (0..64).step_by(2) {
-        let (mut s0, mut s1) = (IV, IV);
-        compress(&mut s0, &leaf_blocks[j]);
-        compress(&mut s1, &leaf_blocks[j + 1]);
-        place(&mut first, &mut second, j, &state_to_hash(&s0));
-        place(&mut first, &mut second, j + 1, &state_to_hash(&s1));
-    }
-    let mut len = 32;
+    let backend = Backend::active();
+    let mut nodes = [[0u8; 32]; 64];
+    backend.leaf_nodes(leaves, &mut nodes);
+    let mut parents = [[0u8; 32]; 32];
+    let mut len = 64;
     while len > 1 {
-        for j in (0..len).step_by(2) {
-            let (mut s0, mut s1) = (IV, IV);
-            compress(&mut s0, &first[j]);
-            compress(&mut s1, &first[j + 1]);
-            compress(&mut s0, &second[j]);
-            compress(&mut s1, &second[j + 1]);
-            place(&mut first, &mut second, j, &state_to_hash(&s0));
-            place(&mut first, &mut second, j + 1, &state_to_hash(&s1));
-        }
+        backend.internal_nodes(&nodes[..len], &mut parents[..len / 2]);
+        nodes[..len / 2].copy_from_slice(&parents[..len / 2]);
         len /= 2;
     }
-    let mut state = IV;
-    compress(&mut state, &first[0]);
-    compress(&mut state, &second[0]);
-    state_to_hash(&state)
-}
-
-/// Write node `j`'s digest into its parent's blocks (see [`group_root`]).
-#[inline]
-fn place(first: &mut [[u8; 64]; 32], second: &mut [[u8; 64]; 32], j: usize, digest: &Hash32) {
-    let parent = j / 2;
-    if j % 2 == 0 {
-        first[parent][1..33].copy_from_slice(digest);
-    } else {
-        first[parent][33..].copy_from_slice(&digest[..31]);
-        second[parent][0] = digest[31];
-    }
+    nodes[0]
 }
 
 /// The level-`level` node over `leaves`, an aligned run of at most `2^level` leaves folded

@@ -4,7 +4,7 @@
 //! - the padding of the path node, when the path node is the unpaired last node of level k;
 //! - a cached node, when a [`MerkleCache`] holds level k;
 //! - otherwise the root of the sibling's aligned leaf range `[j·2^k, (j+1)·2^k)`, folded
-//!   from a zero-copy slice of the plot (in parallel for large ranges).
+//!   from leaves read from the plot (`pread`, in parallel chunks for large ranges).
 //!
 //! With the default cache (levels `c..H`) every sibling below `c` lies inside the leaf's
 //! level-`c` subtree, so a proof reads at most `2^c` leaves. Without a cache the sibling
@@ -54,6 +54,14 @@ pub enum ProveError {
         /// The leaf index.
         index: u64,
     },
+    /// The plot could not be read (I/O error, or the file shrank under the miner).
+    #[error("reading the plot for the proof of leaf {index}: {reason}")]
+    Read {
+        /// The leaf index.
+        index: u64,
+        /// The read error, with its causes.
+        reason: String,
+    },
     /// The cancel flag was set before the proof was finished.
     #[error("proof for leaf {index} cancelled")]
     Cancelled {
@@ -95,10 +103,12 @@ pub fn build_proof_cancellable(
     cancel: &AtomicBool,
 ) -> Result<MerklePath, ProveError> {
     let n = plot.leaf_count();
-    let leaf = plot.leaf(index).ok_or(ProveError::IndexOutOfRange {
-        index,
-        leaf_count: n,
-    })?;
+    let leaf = plot.leaf(index).map_err(|e| read_error(index, &e))?.ok_or(
+        ProveError::IndexOutOfRange {
+            index,
+            leaf_count: n,
+        },
+    )?;
     let height = tree_height(n);
     if let Some(cache) = cache {
         check_cache_shape(cache, n, height)?;
@@ -118,7 +128,7 @@ pub fn build_proof_cancellable(
         } else if let Some(cached) = cache.and_then(|c| c.node(level, j)) {
             *cached
         } else {
-            range_root(plot, j << level, level, cancel).ok_or(ProveError::Cancelled { index })?
+            range_root(plot, j << level, level, cancel, index)?
         };
         node = if is_right {
             internal_node(&node, &sibling)
@@ -141,32 +151,58 @@ pub fn build_proof_cancellable(
     }
 }
 
-/// The level-`level` node whose leaves start at `start` (aligned to `2^level`); `None`
-/// when `cancel` was set before every chunk was folded.
-fn range_root(plot: &PlotFile, start: u64, level: u32, cancel: &AtomicBool) -> Option<Hash32> {
-    let end = start.saturating_add(1u64 << level);
-    if level <= PAR_LEVEL {
-        return Some(subtree_root(plot.leaves(start..end), level).unwrap_or_default());
+/// A plot read error as a proof error (the message keeps the whole cause chain).
+fn read_error(index: u64, e: &crate::plot::PlotError) -> ProveError {
+    let mut reason = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        reason.push_str(": ");
+        reason.push_str(&s.to_string());
+        source = s.source();
     }
-    let leaves = plot.leaves(start..end);
-    let parts: Option<Vec<(Hash32, u64)>> = leaves
-        .par_chunks(1 << PAR_LEVEL)
-        .map(|chunk| {
+    ProveError::Read { index, reason }
+}
+
+/// The level-`level` node whose leaves start at `start` (aligned to `2^level`), for the
+/// proof of leaf `index`; [`ProveError::Cancelled`] when `cancel` was set before every
+/// chunk was folded.
+fn range_root(
+    plot: &PlotFile,
+    start: u64,
+    level: u32,
+    cancel: &AtomicBool,
+    index: u64,
+) -> Result<Hash32, ProveError> {
+    let end = start.saturating_add(1u64 << level).min(plot.leaf_count());
+    let fold = |from: u64, to: u64, level: u32| -> Result<Hash32, ProveError> {
+        let mut leaves = Vec::new();
+        plot.read_range(from..to, &mut leaves)
+            .map_err(|e| read_error(index, &e))?;
+        Ok(subtree_root(&leaves, level).unwrap_or_default())
+    };
+    if level <= PAR_LEVEL {
+        return fold(start, end, level);
+    }
+    let chunk = 1u64 << PAR_LEVEL;
+    let parts: Result<Vec<(Hash32, u64)>, ProveError> = (start..end)
+        .step_by(chunk as usize)
+        .collect::<Vec<u64>>()
+        .into_par_iter()
+        .map(|from| {
             if cancel.load(Ordering::Relaxed) {
-                return None;
+                return Err(ProveError::Cancelled { index });
             }
-            let node = subtree_root(chunk, PAR_LEVEL).unwrap_or_default();
-            Some((node, chunk.len() as u64))
+            let to = (from + chunk).min(end);
+            Ok((fold(from, to, PAR_LEVEL)?, to - from))
         })
         .collect();
-    let parts = parts?;
     let mut folder = MerkleFolder::new();
-    for (node, covered) in parts {
+    for (node, covered) in parts? {
         folder.push_node_at(PAR_LEVEL, node, covered);
     }
     // Never empty (the sibling exists), so the fold yields a node; a default here could only
     // come from a bug and would fail the strict verification.
-    Some(folder.finish_at_level(level).unwrap_or_default())
+    Ok(folder.finish_at_level(level).unwrap_or_default())
 }
 
 fn check_cache_shape(cache: &MerkleCache, n: u64, height: u32) -> Result<(), ProveError> {
@@ -243,8 +279,8 @@ mod tests {
         );
         let cancelled_mid = AtomicBool::new(true);
         assert_eq!(
-            range_root(&plot, 0, PAR_LEVEL + 1, &cancelled_mid),
-            None,
+            range_root(&plot, 0, PAR_LEVEL + 1, &cancelled_mid, index),
+            Err(ProveError::Cancelled { index }),
             "a large sibling range checks the flag per chunk"
         );
         let full = build_proof_cancellable(&plot, None, index, &AtomicBool::new(false)).unwrap();

@@ -1,11 +1,18 @@
 //! Scanning plots for the best (lowest) score of a challenge.
 //!
-//! `score = H(challenge ‖ leaf)`: one 64-byte block plus the constant padding block, so two
-//! compressions per leaf. The index sets are exactly the reference strategies (section 3.5,
-//! IEEE double arithmetic where the reference uses it); leaves are read as contiguous slices
-//! of the memory-mapped plots. Work is split into items of consecutive indices (in file
-//! order, plots in order) that all threads pull from one queue, so scanning is parallel
-//! across plots and within a plot, and a deadline stops it with the best found so far.
+//! `score = H(challenge ‖ leaf)`: one 64-byte block plus the constant padding block, hashed
+//! by the multi-buffer score kernel ([`crate::kernel`]), which precomputes the rounds that
+//! read only the challenge. The index sets are exactly the reference strategies (section
+//! 3.5, IEEE double arithmetic where the reference uses it).
+//!
+//! Reading: plots are read with positioned reads, never mapped (a shrinking file is an
+//! error on that plot, not a crash: [`PlotScanStats::error`]). For `full` and `deadline`,
+//! one reader thread per device (`st_dev`) reads its plots in file order in 4 MiB chunks,
+//! with kernel read-ahead asked for ahead of it, and hands the chunks to every hashing
+//! thread of the pool through a bounded queue: the disk streams while the cores hash, and
+//! two plots on one disk never compete for its head. Sampling strategies read only the
+//! leaves they score, in work items that all threads pull from one queue. A deadline stops
+//! the scan with the best found so far; the cancel flag is checked between chunks.
 //!
 //! Tie-break: lowest score, then lowest plot id (seed), then lowest index, so the result
 //! does not depend on thread timing.
@@ -15,15 +22,22 @@ use std::fmt;
 use std::ops::Range;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::compress::{hash_64, hash_64_each, BATCH};
+use crate::compress::hash_64;
 use crate::hash::Hash32;
-use crate::plot::PlotFile;
+use crate::kernel::{Backend, ScoreContext};
+use crate::plot::{PlotError, PlotFile};
 
-/// Leaves (or strategy positions) per work item: 16 Ki leaves = 512 KiB of reads.
+/// Strategy positions per work item of the sampling strategies.
 const ITEM_LEN: u64 = 1 << 14;
+/// Leaves per sequential read of a full scan: 128 Ki leaves = 4 MiB.
+const CHUNK_LEN: u64 = 1 << 17;
+/// How far ahead of its position a reader asks the kernel to read (in chunks).
+const READ_AHEAD_CHUNKS: u64 = 2;
+/// Scores per kernel call.
+const SCORE_BATCH: usize = 256;
 
 /// `H(challenge ‖ leaf)`: the score of a leaf (lower is better).
 #[inline]
@@ -171,7 +185,11 @@ pub struct PlotScanStats {
     /// Time from the start of the scan until this plot's last leaf was scored.
     pub elapsed: Duration,
     /// This plot's best leaf (the fallback when a better plot cannot give a valid proof).
+    /// `None` when reading the plot failed.
     pub best: Option<Candidate>,
+    /// Why reading this plot failed (I/O error, file truncated under the miner): the plot
+    /// was not fully scanned and gives no candidate.
+    pub error: Option<String>,
 }
 
 /// The result of [`scan_plots`].
@@ -190,7 +208,7 @@ pub struct ScanOutcome {
 }
 
 /// Score `plots` for `challenge` with `strategy`, on the current rayon pool, stopping at
-/// `deadline` or when `cancel` is set (checked between work items of ≤ 16 Ki leaves).
+/// `deadline` or when `cancel` is set (checked between chunks of at most 128 Ki leaves).
 pub fn scan_plots(
     plots: &[&PlotFile],
     challenge: &Hash32,
@@ -208,9 +226,9 @@ pub fn scan_plots(
     )
 }
 
-/// [`scan_plots`] that adds the leaves it scores to `progress` as it goes (after each work
-/// item of at most a few thousand leaves), so that another thread can report the scan's
-/// progress while it runs.
+/// [`scan_plots`] that adds the leaves it scores to `progress` as it goes (after each
+/// chunk or work item), so that another thread can report the scan's progress while it
+/// runs.
 pub fn scan_plots_observed(
     plots: &[&PlotFile],
     challenge: &Hash32,
@@ -219,11 +237,284 @@ pub fn scan_plots_observed(
     cancel: &AtomicBool,
     progress: &AtomicU64,
 ) -> ScanOutcome {
-    let started = Instant::now();
-    // Work items: (plot, range of strategy positions), in file order.
+    let shared = Shared {
+        plots,
+        progress,
+        ctx: ScoreContext::new(challenge),
+        backend: Backend::active(),
+        strategy: *strategy,
+        deadline,
+        cancel,
+        started: Instant::now(),
+        timed_out: AtomicBool::new(false),
+        cancelled: AtomicBool::new(false),
+        scanned: plots.iter().map(|_| AtomicU64::new(0)).collect(),
+        finished_ns: plots.iter().map(|_| AtomicU64::new(0)).collect(),
+        bests: Mutex::new(vec![None; plots.len()]),
+        errors: Mutex::new(vec![None; plots.len()]),
+    };
+    let complete = match strategy {
+        ScanStrategy::Full | ScanStrategy::Deadline => sequential_scan(&shared),
+        _ => sampled_scan(&shared),
+    };
+    shared.outcome(complete)
+}
+
+/// State of one scan, shared by its readers and hashers.
+struct Shared<'a> {
+    plots: &'a [&'a PlotFile],
+    /// Leaves scored so far, for an observer.
+    progress: &'a AtomicU64,
+    ctx: ScoreContext,
+    backend: Backend,
+    strategy: ScanStrategy,
+    deadline: Option<Instant>,
+    cancel: &'a AtomicBool,
+    started: Instant,
+    timed_out: AtomicBool,
+    cancelled: AtomicBool,
+    scanned: Vec<AtomicU64>,
+    finished_ns: Vec<AtomicU64>,
+    /// Best per plot: the overall best is the best of these.
+    bests: Mutex<Vec<Option<Candidate>>>,
+    errors: Mutex<Vec<Option<String>>>,
+}
+
+/// A best leaf of a range: index, leaf, score.
+type Best = Option<(u64, [u8; 32], Hash32)>;
+
+impl Shared<'_> {
+    /// Whether to stop: cancelled or past the deadline (recorded).
+    fn should_stop(&self) -> bool {
+        if self.cancel.load(Ordering::Relaxed) {
+            self.cancelled.store(true, Ordering::Relaxed);
+            return true;
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            self.timed_out.store(true, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
+    fn failed(&self, p: usize) -> bool {
+        lock(&self.errors)[p].is_some()
+    }
+
+    fn fail(&self, p: usize, error: &PlotError) {
+        let mut message = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        lock(&self.errors)[p].get_or_insert(message);
+    }
+
+    /// Record `count` scored leaves of plot `p` and their best.
+    fn done(&self, p: usize, count: u64, best: Best, local: &mut [Option<Candidate>]) {
+        if let Some((index, leaf, score)) = best {
+            let candidate = Candidate {
+                plot: p,
+                index,
+                leaf,
+                score,
+            };
+            if local[p].is_none_or(|b| better(&candidate, &b, self.plots)) {
+                local[p] = Some(candidate);
+            }
+        }
+        self.scanned[p].fetch_add(count, Ordering::Relaxed);
+        self.progress.fetch_add(count, Ordering::Relaxed);
+        let ns = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.finished_ns[p].fetch_max(ns, Ordering::Relaxed);
+    }
+
+    /// Merge a worker's per-plot bests.
+    fn merge(&self, local: Vec<Option<Candidate>>) {
+        if local.iter().all(Option::is_none) {
+            return;
+        }
+        let mut guard = lock(&self.bests);
+        for (slot, candidate) in guard.iter_mut().zip(local) {
+            if let Some(c) = candidate {
+                if slot.is_none_or(|b| better(&c, &b, self.plots)) {
+                    *slot = Some(c);
+                }
+            }
+        }
+    }
+
+    fn outcome(self, complete: bool) -> ScanOutcome {
+        let plots = self.plots;
+        let errors = self.errors.into_inner().unwrap_or_else(|e| e.into_inner());
+        let mut bests = self.bests.into_inner().unwrap_or_else(|e| e.into_inner());
+        for (best, error) in bests.iter_mut().zip(&errors) {
+            if error.is_some() {
+                *best = None;
+            }
+        }
+        let best =
+            bests
+                .iter()
+                .flatten()
+                .copied()
+                .reduce(|a, b| if better(&b, &a, plots) { b } else { a });
+        let per_plot: Vec<PlotScanStats> = (0..plots.len())
+            .zip(bests)
+            .zip(errors)
+            .map(|((p, best), error)| PlotScanStats {
+                plot: p,
+                leaves_scanned: self.scanned[p].load(Ordering::Relaxed),
+                elapsed: Duration::from_nanos(self.finished_ns[p].load(Ordering::Relaxed)),
+                best,
+                error,
+            })
+            .collect();
+        let leaves_scanned = per_plot.iter().map(|s| s.leaves_scanned).sum();
+        ScanOutcome {
+            best,
+            leaves_scanned,
+            timed_out: self.timed_out.load(Ordering::Relaxed) && !complete,
+            cancelled: self.cancelled.load(Ordering::Relaxed) && !complete,
+            per_plot,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A chunk read by a reader, waiting for a hasher.
+struct ReadChunk {
+    plot: usize,
+    first: u64,
+    leaves: Vec<[u8; 32]>,
+}
+
+/// Full and deadline scans: one reader per device, every pool thread hashing. Returns
+/// whether every leaf was scored.
+fn sequential_scan(shared: &Shared<'_>) -> bool {
+    let plots = shared.plots;
+    // Plots per device, in `plots` order.
+    let mut devices: Vec<(u64, Vec<usize>)> = Vec::new();
+    for (p, plot) in plots.iter().enumerate() {
+        match devices.iter_mut().find(|(d, _)| *d == plot.device()) {
+            Some((_, list)) => list.push(p),
+            None => devices.push((plot.device(), vec![p])),
+        }
+    }
+    let total: u64 = plots.iter().map(|p| p.leaf_count()).sum();
+    if total == 0 {
+        return true;
+    }
+    let hashers = rayon::current_num_threads().max(1);
+    let buffers = 2 * hashers + 2 * devices.len();
+    let (free_tx, free_rx) = mpsc::channel::<Vec<[u8; 32]>>();
+    for _ in 0..buffers {
+        // Allocated lazily by the readers (a small plot needs only one short buffer).
+        let _ = free_tx.send(Vec::new());
+    }
+    let free_rx = Mutex::new(free_rx);
+    let (work_tx, work_rx) = mpsc::channel::<ReadChunk>();
+    let work_rx = Mutex::new(work_rx);
+    let stop = AtomicBool::new(false);
+
+    std::thread::scope(|scope| {
+        for (_, list) in &devices {
+            let work_tx = work_tx.clone();
+            let (free_rx, stop) = (&free_rx, &stop);
+            scope.spawn(move || read_plots(shared, list, free_rx, &work_tx, stop));
+        }
+        drop(work_tx);
+        let hasher = || {
+            let mut local: Vec<Option<Candidate>> = vec![None; plots.len()];
+            let mut scores = [[0u8; 32]; SCORE_BATCH];
+            loop {
+                let Ok(chunk) = lock(&work_rx).recv() else {
+                    break;
+                };
+                if !stop.load(Ordering::Relaxed) && shared.should_stop() {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                if !stop.load(Ordering::Relaxed) {
+                    let best = score_run(shared, chunk.first, &chunk.leaves, &mut scores);
+                    shared.done(chunk.plot, chunk.leaves.len() as u64, best, &mut local);
+                }
+                // Back to the readers (they may be waiting for it).
+                let _ = free_tx.send(chunk.leaves);
+            }
+            shared.merge(local);
+        };
+        rayon::scope(|s| {
+            for _ in 1..hashers {
+                s.spawn(|_| hasher());
+            }
+            hasher();
+        });
+    });
+    let scanned: u64 = shared
+        .scanned
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum();
+    scanned == total
+}
+
+/// One device's reader: its plots in order, chunk by chunk, until done or stopped.
+fn read_plots(
+    shared: &Shared<'_>,
+    list: &[usize],
+    free: &Mutex<mpsc::Receiver<Vec<[u8; 32]>>>,
+    work: &mpsc::Sender<ReadChunk>,
+    stop: &AtomicBool,
+) {
+    for &p in list {
+        let plot = shared.plots[p];
+        let n = plot.leaf_count();
+        plot.advise_sequential();
+        plot.advise_willneed(0..READ_AHEAD_CHUNKS * CHUNK_LEN);
+        let mut first = 0;
+        while first < n {
+            if stop.load(Ordering::Relaxed) || shared.should_stop() {
+                stop.store(true, Ordering::Relaxed);
+                return;
+            }
+            let Ok(mut buf) = lock(free).recv() else {
+                return;
+            };
+            let end = (first + CHUNK_LEN).min(n);
+            // Keep the kernel's read-ahead a window in front of this read.
+            let ahead = end + (READ_AHEAD_CHUNKS - 1) * CHUNK_LEN;
+            plot.advise_willneed(ahead..ahead + CHUNK_LEN);
+            if let Err(e) = plot.read_range(first..end, &mut buf) {
+                shared.fail(p, &e);
+                break;
+            }
+            if work
+                .send(ReadChunk {
+                    plot: p,
+                    first,
+                    leaves: buf,
+                })
+                .is_err()
+            {
+                return;
+            }
+            first = end;
+        }
+    }
+}
+
+/// Sampling and cache-friendly scans: work items of strategy positions, every thread
+/// reading and hashing its own. Returns whether every position was scored.
+fn sampled_scan(shared: &Shared<'_>) -> bool {
+    let plots = shared.plots;
     let mut items: Vec<(usize, Range<u64>)> = Vec::new();
     for (p, plot) in plots.iter().enumerate() {
-        let positions = strategy.positions(plot.leaf_count());
+        let positions = shared.strategy.positions(plot.leaf_count());
         let mut at = 0;
         while at < positions {
             let end = (at + ITEM_LEN).min(positions);
@@ -232,57 +523,37 @@ pub fn scan_plots_observed(
         }
     }
     let next = AtomicUsize::new(0);
-    let timed_out = AtomicBool::new(false);
-    let cancelled = AtomicBool::new(false);
-    let scanned: Vec<AtomicU64> = plots.iter().map(|_| AtomicU64::new(0)).collect();
-    let finished_ns: Vec<AtomicU64> = plots.iter().map(|_| AtomicU64::new(0)).collect();
-    // Best per plot: the overall best is the best of these.
-    let bests: Mutex<Vec<Option<Candidate>>> = Mutex::new(vec![None; plots.len()]);
-
     let worker = || {
         let mut local: Vec<Option<Candidate>> = vec![None; plots.len()];
+        let mut indices = Vec::new();
+        let mut leaves = Vec::new();
+        let mut scores = [[0u8; 32]; SCORE_BATCH];
         loop {
-            if cancel.load(Ordering::Relaxed) {
-                cancelled.store(true, Ordering::Relaxed);
-                break;
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                timed_out.store(true, Ordering::Relaxed);
+            if shared.should_stop() {
                 break;
             }
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some((p, range)) = items.get(i).cloned() else {
                 break;
             };
+            if shared.failed(p) {
+                continue;
+            }
             let plot = plots[p];
             let count = range.end - range.start;
-            let found = scan_item(plot, challenge, strategy, range);
-            if let Some((index, leaf, score)) = found {
-                let candidate = Candidate {
-                    plot: p,
-                    index,
-                    leaf,
-                    score,
-                };
-                if local[p].is_none_or(|b| better(&candidate, &b, plots)) {
-                    local[p] = Some(candidate);
+            indices.clear();
+            for_each_index(&shared.strategy, plot.leaf_count(), range, |i| {
+                indices.push(i)
+            });
+            match read_indices(plot, &indices, &mut leaves) {
+                Ok(()) => {
+                    let best = score_indexed(shared, &indices, &leaves, &mut scores);
+                    shared.done(p, count, best, &mut local);
                 }
-            }
-            scanned[p].fetch_add(count, Ordering::Relaxed);
-            progress.fetch_add(count, Ordering::Relaxed);
-            let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            finished_ns[p].fetch_max(ns, Ordering::Relaxed);
-        }
-        if local.iter().any(Option::is_some) {
-            let mut guard = bests.lock().unwrap_or_else(|e| e.into_inner());
-            for (slot, candidate) in guard.iter_mut().zip(local) {
-                if let Some(c) = candidate {
-                    if slot.is_none_or(|b| better(&c, &b, plots)) {
-                        *slot = Some(c);
-                    }
-                }
+                Err(e) => shared.fail(p, &e),
             }
         }
+        shared.merge(local);
     };
     let workers = rayon::current_num_threads().min(items.len()).max(1);
     rayon::scope(|s| {
@@ -291,123 +562,86 @@ pub fn scan_plots_observed(
         }
         worker();
     });
+    next.load(Ordering::Relaxed) >= items.len()
+}
 
-    let bests = bests.into_inner().unwrap_or_else(|e| e.into_inner());
-    let best = bests
-        .iter()
-        .flatten()
-        .copied()
-        .reduce(|a, b| if better(&b, &a, plots) { b } else { a });
-    let per_plot: Vec<PlotScanStats> = (0..plots.len())
-        .zip(bests)
-        .map(|(p, best)| PlotScanStats {
-            plot: p,
-            leaves_scanned: scanned[p].load(Ordering::Relaxed),
-            elapsed: Duration::from_nanos(finished_ns[p].load(Ordering::Relaxed)),
-            best,
-        })
-        .collect();
-    let leaves_scanned = per_plot.iter().map(|s| s.leaves_scanned).sum();
-    let all_done = next.load(Ordering::Relaxed) >= items.len();
-    ScanOutcome {
-        best,
-        leaves_scanned,
-        timed_out: timed_out.load(Ordering::Relaxed) && !all_done,
-        cancelled: cancelled.load(Ordering::Relaxed) && !all_done,
-        per_plot,
+/// The leaves at `indices` (ascending) into `out`: one read of their span when they are
+/// dense, else one read each.
+fn read_indices(
+    plot: &PlotFile,
+    indices: &[u64],
+    out: &mut Vec<[u8; 32]>,
+) -> Result<(), PlotError> {
+    let (Some(&first), Some(&last)) = (indices.first(), indices.last()) else {
+        out.clear();
+        return Ok(());
+    };
+    let span = last - first + 1;
+    if span <= 4 * indices.len() as u64 + 2048 {
+        let mut range = Vec::new();
+        plot.read_range(first..last + 1, &mut range)?;
+        out.clear();
+        out.extend(indices.iter().map(|&i| range[(i - first) as usize]));
+        return Ok(());
     }
+    out.clear();
+    out.resize(indices.len(), [0u8; 32]);
+    for (leaf, &i) in out.iter_mut().zip(indices) {
+        plot.read_leaves(i, std::slice::from_mut(leaf))?;
+    }
+    Ok(())
+}
+
+/// Scores consecutive leaves starting at index `first`; the best (first on ties).
+fn score_run(
+    shared: &Shared<'_>,
+    first: u64,
+    leaves: &[[u8; 32]],
+    scores: &mut [Hash32; SCORE_BATCH],
+) -> Best {
+    let mut best: Best = None;
+    let mut best_prefix = u64::MAX;
+    for (c, chunk) in leaves.chunks(SCORE_BATCH).enumerate() {
+        shared.backend.scores(&shared.ctx, chunk, scores);
+        let base = first + (c * SCORE_BATCH) as u64;
+        for (j, score) in scores.iter().take(chunk.len()).enumerate() {
+            // Almost every score loses on its first 8 bytes: only lanes that can beat the
+            // best so far get the full comparison.
+            if prefix(score) > best_prefix {
+                continue;
+            }
+            if best.is_none_or(|(_, _, b)| *score < b) {
+                best_prefix = prefix(score);
+                best = Some((base + j as u64, chunk[j], *score));
+            }
+        }
+    }
+    best
+}
+
+/// Scores `leaves[k]` (the leaf at `indices[k]`); the best (first on ties).
+fn score_indexed(
+    shared: &Shared<'_>,
+    indices: &[u64],
+    leaves: &[[u8; 32]],
+    scores: &mut [Hash32; SCORE_BATCH],
+) -> Best {
+    let mut best: Best = None;
+    for (idx, chunk) in indices.chunks(SCORE_BATCH).zip(leaves.chunks(SCORE_BATCH)) {
+        shared.backend.scores(&shared.ctx, chunk, scores);
+        for ((&index, leaf), score) in idx.iter().zip(chunk).zip(scores.iter()) {
+            if best.is_none_or(|(_, _, b)| *score < b) {
+                best = Some((index, *leaf, *score));
+            }
+        }
+    }
+    best
 }
 
 /// Whether `a` beats `b`: lower score, then lower plot id (seed), then lower index.
 fn better(a: &Candidate, b: &Candidate, plots: &[&PlotFile]) -> bool {
     let key = |c: &Candidate| (c.score, plots[c.plot].header().seed, c.plot, c.index);
     key(a).cmp(&key(b)) == CmpOrdering::Less
-}
-
-/// Score one work item; the best (first on ties) index, leaf and score.
-fn scan_item(
-    plot: &PlotFile,
-    challenge: &Hash32,
-    strategy: &ScanStrategy,
-    positions: Range<u64>,
-) -> Option<(u64, [u8; 32], Hash32)> {
-    let mut batch = ScoreBatch::new(challenge);
-    match strategy {
-        ScanStrategy::Full | ScanStrategy::Deadline => {
-            let leaves = plot.leaves(positions.clone());
-            for (index, leaf) in (positions.start..).zip(leaves) {
-                batch.push(index, leaf);
-            }
-        }
-        _ => {
-            for_each_index(strategy, plot.leaf_count(), positions, |index| {
-                if let Some(leaf) = plot.leaves(index..index + 1).first() {
-                    batch.push(index, leaf);
-                }
-            });
-        }
-    }
-    batch.finish()
-}
-
-/// Scores leaves a batch at a time (blocks built first, then hashed: see
-/// `compress::BATCH`), keeping the first lowest score.
-struct ScoreBatch {
-    blocks: [[u8; 64]; BATCH],
-    indices: [u64; BATCH],
-    len: usize,
-    best: Option<(u64, [u8; 32], Hash32)>,
-    /// The first 8 bytes of the best score as a big-endian integer (max before the first).
-    best_prefix: u64,
-}
-
-impl ScoreBatch {
-    fn new(challenge: &Hash32) -> Self {
-        let mut block = [0u8; 64];
-        block[..32].copy_from_slice(challenge);
-        Self {
-            blocks: [block; BATCH],
-            indices: [0; BATCH],
-            len: 0,
-            best: None,
-            best_prefix: u64::MAX,
-        }
-    }
-
-    #[inline]
-    fn push(&mut self, index: u64, leaf: &[u8; 32]) {
-        self.blocks[self.len][32..].copy_from_slice(leaf);
-        self.indices[self.len] = index;
-        self.len += 1;
-        if self.len == BATCH {
-            self.flush();
-        }
-    }
-
-    fn flush(&mut self) {
-        let mut scores = [[0u8; 32]; BATCH];
-        hash_64_each(&self.blocks[..self.len], &mut scores[..self.len]);
-        let batch = self.blocks.iter().zip(&self.indices).zip(&scores);
-        for ((block, &index), score) in batch.take(self.len) {
-            // Almost every score loses on its first 8 bytes: compare those as an integer
-            // before the full byte-wise comparison.
-            if prefix(score) > self.best_prefix {
-                continue;
-            }
-            if self.best.is_none_or(|(_, _, b)| *score < b) {
-                self.best_prefix = prefix(score);
-                let mut leaf = [0u8; 32];
-                leaf.copy_from_slice(&block[32..]);
-                self.best = Some((index, leaf, *score));
-            }
-        }
-        self.len = 0;
-    }
-
-    fn finish(mut self) -> Option<(u64, [u8; 32], Hash32)> {
-        self.flush();
-        self.best
-    }
 }
 
 /// The first 8 bytes of a hash as a big-endian integer (orders like the bytes).

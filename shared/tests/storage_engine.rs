@@ -263,7 +263,7 @@ fn every_leaf_proves_for_trees_of_1_to_200_leaves() {
         for i in 0..n {
             let proof = build_proof(&plot, None, i).unwrap();
             assert!(proof.verify_strict(&root, n));
-            assert_eq!(proof.leaf, plot.leaf(i).unwrap());
+            assert_eq!(proof.leaf, plot.leaf(i).unwrap().unwrap());
             if let Some(c) = &cache {
                 assert_eq!(
                     build_proof(&plot, Some(c), i).unwrap(),
@@ -393,10 +393,17 @@ fn loader_rejects_hostile_files() {
     let plot = PlotFile::open(&write("l", &longer)).unwrap();
     assert_eq!(plot.leaf_count(), 8);
     assert_eq!(plot.file_len(), longer.len() as u64);
-    assert_eq!(plot.leaf(8), None);
-    assert_eq!(plot.leaves(6..100).len(), 2);
+    assert_eq!(plot.leaf(8).unwrap(), None);
+    let mut buf = Vec::new();
+    plot.read_range(6..100, &mut buf).unwrap();
+    assert_eq!(buf.len(), 2);
     let (from, to) = (5, 3);
-    assert_eq!(plot.leaves(from..to).len(), 0, "inverted range");
+    plot.read_range(from..to, &mut buf).unwrap();
+    assert_eq!(buf.len(), 0, "inverted range");
+    assert!(matches!(
+        plot.read_leaves(7, &mut [[0u8; 32]; 2]),
+        Err(PlotError::InvalidRequest { .. })
+    ));
 
     let root = PlotFile::open(&good).unwrap().header().merkle_root;
     for n in [i64::MAX as u64, (i64::MAX as u64) / 32, u64::MAX / 64] {
@@ -509,7 +516,7 @@ fn progress_reaches_the_total() {
 fn naive_best(plot: &PlotFile, challenge: &Hash32, indices: &[u64]) -> (u64, Hash32) {
     let mut best: Option<(Hash32, u64)> = None;
     for &i in indices {
-        let s = score(challenge, &plot.leaf(i).unwrap());
+        let s = score(challenge, &plot.leaf(i).unwrap().unwrap());
         if best.is_none_or(|(b, _)| s < b) {
             best = Some((s, i));
         }
@@ -550,7 +557,7 @@ fn scans_find_the_naive_best_for_every_strategy() {
             naive_best(&plot, &challenge, &indices),
             "{strategy:?}"
         );
-        assert_eq!(best.leaf, plot.leaf(best.index).unwrap());
+        assert_eq!(best.leaf, plot.leaf(best.index).unwrap().unwrap());
         assert_eq!(outcome.leaves_scanned, indices.len() as u64);
         assert_eq!(outcome.per_plot[0].leaves_scanned, indices.len() as u64);
         assert!(!outcome.timed_out && !outcome.cancelled);
@@ -703,4 +710,83 @@ fn internal_node_helper_matches_naive() {
     let l = [1u8; 32];
     let r = [2u8; 32];
     assert_eq!(internal_node(&l, &r), sha256_concat(&[&[1], &l, &r]));
+}
+
+/// Issue 10 row 1: a farmed plot truncated under the miner. With the old memory map the
+/// first scan, proof or check that touched the lost pages killed the process with SIGBUS
+/// (this test binary died); now each is an error on that plot and the other plots still
+/// scan.
+#[test]
+fn a_plot_truncated_after_open_is_a_read_error_never_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 100_000;
+    let victim_path = make(dir.path(), "victim.plot", n, CacheLevels::Disabled, 2);
+    let other_path = dir.path().join("other.plot");
+    create_plot(
+        &CreatePlot {
+            path: other_path.clone(),
+            miner_pk: pk(),
+            seed: [9; 32],
+            leaf_count: 5_000,
+            cache: CacheLevels::Disabled,
+            threads: Some(2),
+        },
+        &mut |_| {},
+        &never(),
+    )
+    .unwrap();
+    let victim = PlotFile::open(&victim_path).unwrap();
+    let other = PlotFile::open(&other_path).unwrap();
+    // Drop every page of the victim beyond the first few leaves, as a failing disk or a
+    // user's `truncate` would.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&victim_path)
+        .unwrap()
+        .set_len(HEADER_LEN as u64 + 32 * 10)
+        .unwrap();
+    victim.evict_from_page_cache();
+
+    for strategy in [
+        ScanStrategy::Full,
+        ScanStrategy::Deadline,
+        ScanStrategy::Sampling { samples: 1000 },
+    ] {
+        let outcome = scan_plots(&[&victim, &other], &[3; 32], &strategy, None, &never());
+        let err = outcome.per_plot[0].error.as_deref().expect("victim fails");
+        assert!(err.contains("victim.plot"), "{strategy}: {err}");
+        assert!(outcome.per_plot[0].best.is_none(), "{strategy}");
+        assert!(outcome.per_plot[1].error.is_none(), "{strategy}");
+        assert_eq!(
+            outcome.per_plot[1].leaves_scanned,
+            strategy.positions(5_000),
+            "{strategy}"
+        );
+        assert_eq!(outcome.best.map(|b| b.plot), Some(1), "{strategy}");
+    }
+    assert!(matches!(
+        build_proof(&victim, None, n - 1),
+        Err(ProveError::Read { .. })
+    ));
+    assert!(matches!(
+        check_plot(
+            &victim,
+            None,
+            &CheckMode::Full { miner_pk: None },
+            &mut |_| {},
+            &never()
+        ),
+        Err(PlotError::Read { .. })
+    ));
+    let built = spacetime::cache::build_cache(
+        &victim,
+        CacheLevels::Default,
+        Some(1),
+        &mut |_| {},
+        &never(),
+    );
+    assert!(matches!(
+        built,
+        Err(spacetime::cache::CacheBuildError::Read(_))
+    ));
 }

@@ -51,7 +51,7 @@ impl TestMiner {
     /// The best proof of the plot for `challenge`, and its score.
     pub fn prove(&self, challenge: &Hash32) -> (BlockProof, Hash32) {
         let (index, best) = (0..self.plot.leaf_count())
-            .map(|i| (i, score(challenge, &self.plot.leaf(i).unwrap())))
+            .map(|i| (i, score(challenge, &self.plot.leaf(i).unwrap().unwrap())))
             .min_by(|a, b| a.1.cmp(&b.1))
             .unwrap();
         let path = build_proof(&self.plot, None, index).unwrap();

@@ -251,7 +251,7 @@ pub const KEYS: &[KeyDef] = &[
         "plotThreads",
         Kind::Int { min: 0, max: 1024 },
         DefaultValue::Int(0),
-        "hashing threads per plot job (0 = cores - 1, at least 1)",
+        "hashing threads per plot job (0 = every core; jobs pause while proving)",
     ),
     key(
         "plotScanIntervalSeconds",

@@ -84,7 +84,7 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Plot jobs that write at the same time; further jobs queue.
     pub max_concurrent_plot_jobs: u32,
-    /// Hashing threads per plot job (0 = one less than the cores, at least 1).
+    /// Hashing threads per plot job (0 = every core; jobs pause while a proof is built).
     pub plot_threads: u32,
     /// Seconds between two scans of the plot directory for new or removed files.
     pub plot_scan_interval_seconds: u64,

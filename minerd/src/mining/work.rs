@@ -335,6 +335,7 @@ fn scan_in_groups(input: &WorkInput) -> ScanOutcome {
                     leaves_scanned: 0,
                     elapsed: Duration::ZERO,
                     best: None,
+                    error: None,
                 }));
             continue;
         }
@@ -367,6 +368,7 @@ fn scan_in_groups(input: &WorkInput) -> ScanOutcome {
                 },
                 best: s.best.map(shift),
                 leaves_scanned: s.leaves_scanned,
+                error: s.error,
             }));
         debug_assert_eq!(merged.per_plot.len(), before + chunk.len());
         if let Some(c) = part.best.map(shift) {
@@ -417,6 +419,14 @@ fn report_scan(input: &WorkInput, outcome: &ScanOutcome, elapsed: Duration) {
         plots = input.plots.len(),
         "scan finished"
     );
+    for stats in &outcome.per_plot {
+        if let (Some(error), Some(plot)) = (&stats.error, input.plots.get(stats.plot)) {
+            tracing::warn!(
+                plot = %plot.file.path().display(), epoch = input.epoch.epoch, %error,
+                "plot unreadable: not fully scanned this epoch (truncated, replaced or a failing disk?)"
+            );
+        }
+    }
     if !input.monitor || outcome.cancelled {
         return;
     }
@@ -434,6 +444,9 @@ fn report_scan(input: &WorkInput, outcome: &ScanOutcome, elapsed: Duration) {
         };
         let wanted = input.strategy.positions(plot.file.leaf_count());
         let path = plot.file.path().display();
+        if stats.error.is_some() {
+            continue;
+        }
         tracing::debug!(
             plot = %path, leaves = stats.leaves_scanned, elapsed = ?stats.elapsed,
             leaves_per_sec = *rate as u64, "plot scanned"

@@ -1,8 +1,8 @@
 //! Plot jobs: plot creation owned by the daemon.
 //!
 //! A job is queued until one of `maxConcurrentPlotJobs` slots is free, then writes its plot on
-//! a blocking thread with `plotThreads` hashing threads (fewer than the cores by default, so
-//! that proving always has a core). Jobs do not depend on the client that started them: the
+//! a blocking thread with `plotThreads` hashing threads (every core by default; the job
+//! pauses between chunks while a proof is in progress, so proving still gets the cores). Jobs do not depend on the client that started them: the
 //! client only watches. A cancelled or failed job leaves nothing behind (the core writes to a
 //! temporary name and publishes with an atomic rename), and a plot is registered only after
 //! it was published. At shutdown every job is cancelled and awaited.
@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use spacetime::plot::{
-    create_plot, plot_file_len, CacheLevels, CreatePlot, PlotError, PlotProgress,
+    create_plot_yielding, plot_file_len, CacheLevels, CreatePlot, PlotError, PlotProgress,
 };
 use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -143,13 +143,14 @@ struct Inner {
     cache_builds_started: AtomicBool,
 }
 
-/// `plotThreads` 0 means one less than the cores, at least 1.
+/// `plotThreads` 0 means every core: plot jobs pause while a proof is in progress (the
+/// proving gate), so proving never waits for plotting and no core needs to be kept idle.
 pub fn default_plot_threads(configured: u32) -> usize {
     if configured > 0 {
         return configured as usize;
     }
     std::thread::available_parallelism()
-        .map(|n| n.get().saturating_sub(1).max(1))
+        .map(|n| n.get())
         .unwrap_or(1)
 }
 
@@ -419,13 +420,16 @@ impl JobManager {
         let proving = self.inner.proving.clone();
         let created = tokio::task::spawn_blocking(move || {
             let mut last_event: Option<Instant> = None;
-            let mut on_progress = |p: &PlotProgress| {
-                // Step aside while a proof is being generated: with this thread blocked, the
-                // core hands out no new chunks, so the plotting threads soon go idle.
+            // Step aside while a proof (scan, Merkle path, block) is being generated: every
+            // hashing thread waits here before its next chunk, so plotting stops within a
+            // chunk (about a millisecond) and the proof has every core.
+            let yield_now = || {
                 if proving.is_active() {
                     let waited = proving.wait_idle(MAX_PROOF_PAUSE, &cancel_flag);
-                    tracing::debug!(job_id = %id, ?waited, "plot job paused for a proof");
+                    tracing::trace!(job_id = %id, ?waited, "plot thread paused for a proof");
                 }
+            };
+            let mut on_progress = |p: &PlotProgress| {
                 let jp = JobProgress::from(p);
                 progress_tx.send_replace(jp);
                 let due = last_event.is_none_or(|t| t.elapsed() >= EVENT_INTERVAL)
@@ -438,7 +442,7 @@ impl JobManager {
                     });
                 }
             };
-            let out = create_plot(&req, &mut on_progress, &cancel_flag);
+            let out = create_plot_yielding(&req, &mut on_progress, &cancel_flag, &yield_now);
             drop(permit);
             out
         })

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use super::{CacheError, MerkleCache, MAX_CACHE_BYTES};
 use crate::hash::Hash32;
 use crate::merkle::{level_size, tree_height, MerkleFolder};
-use crate::plot::{CacheLevels, CheckProgress, PlotFile};
+use crate::plot::{CacheLevels, CheckProgress, PlotError, PlotFile};
 
 /// Leaves per chunk: `2^14` leaves = 512 KiB, as in plot creation.
 const CHUNK_LEVEL: u32 = 14;
@@ -42,6 +42,9 @@ pub enum CacheBuildError {
         /// The root folded from the leaves.
         computed: Hash32,
     },
+    /// The plot could not be read (I/O error, or the file shrank under the builder).
+    #[error("reading the plot")]
+    Read(#[from] PlotError),
     /// The cancel flag was set; nothing was written.
     #[error("cancelled")]
     Cancelled,
@@ -155,23 +158,25 @@ fn fold(
             return Err(CacheBuildError::Cancelled);
         }
         let end = (c + batch).min(chunks);
-        plot.advise_sequential(end * chunk_len..(end + batch) * chunk_len);
-        let run = || -> Vec<(Option<Hash32>, u64, Vec<Vec<Hash32>>)> {
+        plot.advise_willneed(end * chunk_len..(end + batch) * chunk_len);
+        type Folded = (Option<Hash32>, u64, Vec<Vec<Hash32>>);
+        let run = || -> Result<Vec<Folded>, PlotError> {
             (c..end)
                 .into_par_iter()
                 .map(|chunk| {
-                    let leaves = plot.leaves(chunk * chunk_len..(chunk + 1) * chunk_len);
+                    let mut leaves = Vec::new();
+                    plot.read_range(chunk * chunk_len..(chunk + 1) * chunk_len, &mut leaves)?;
                     let mut folder = MerkleFolder::with_capture(start);
-                    folder.push_leaves(leaves);
+                    folder.push_leaves(&leaves);
                     let (node, captured) = folder.finish_at_level_capturing(target);
-                    (node, leaves.len() as u64, captured)
+                    Ok((node, leaves.len() as u64, captured))
                 })
                 .collect()
         };
         let folded = match pool {
             Some(pool) => pool.install(run),
             None => run(),
-        };
+        }?;
         for (node, covered, captured) in folded {
             let node = node.ok_or(CacheBuildError::Internal {
                 reason: "a chunk folded to no node",

@@ -182,24 +182,27 @@ fn full_check(
             .into_par_iter()
             .map(|chunk| {
                 let start = chunk * chunk_len;
-                let leaves = plot.leaves(start..start + chunk_len);
+                let mut leaves = Vec::new();
+                plot.read_range(start..start + chunk_len, &mut leaves)?;
                 let (mut bad, mut first_bad) = (0u64, None);
                 if let Some(gen) = &gen {
-                    for (i, leaf) in (start..).zip(leaves) {
-                        if gen.leaf(i) != *leaf {
+                    let mut expected = vec![[0u8; 32]; leaves.len()];
+                    gen.fill(start, &mut expected);
+                    for ((i, leaf), want) in (start..).zip(&leaves).zip(&expected) {
+                        if leaf != want {
                             bad += 1;
                             first_bad.get_or_insert(i);
                         }
                     }
                 }
-                (
-                    subtree_root(leaves, target),
+                Ok((
+                    subtree_root(&leaves, target),
                     leaves.len() as u64,
                     bad,
                     first_bad,
-                )
+                ))
             })
-            .collect();
+            .collect::<Result<_, PlotError>>()?;
         for (node, covered, bad, first_bad) in results {
             let node = node.ok_or_else(|| PlotError::InvalidRequest {
                 reason: "internal error: empty chunk in plot check".into(),
@@ -272,16 +275,25 @@ fn sampled_check(
             let results: Vec<(u64, bool, bool)> = batch
                 .par_iter()
                 .map(|&i| {
-                    let leaf_ok = match (&gen, plot.leaf(i)) {
+                    let leaf_ok = match (&gen, plot.leaf(i)?) {
                         (Some(gen), Some(leaf)) => gen.leaf(i) == leaf,
                         _ => true,
                     };
-                    let path = build_proof(plot, cache, i);
-                    let path_ok =
-                        !matches!(path, Err(ProveError::Verification { .. })) && path.is_ok();
-                    (i, leaf_ok, path_ok)
+                    let path_ok = match build_proof(plot, cache, i) {
+                        Ok(_) => true,
+                        Err(ProveError::Read { reason, .. }) => {
+                            // A read error is the plot's failure, not a bad path.
+                            return Err(PlotError::io(
+                                "reading",
+                                plot.path(),
+                                std::io::Error::other(reason),
+                            ));
+                        }
+                        Err(_) => false,
+                    };
+                    Ok((i, leaf_ok, path_ok))
                 })
-                .collect();
+                .collect::<Result<_, PlotError>>()?;
             for (i, leaf_ok, path_ok) in results {
                 report.leaves_checked += 1;
                 report.paths_checked += 1;

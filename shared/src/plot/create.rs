@@ -129,6 +129,18 @@ pub fn create_plot(
     progress: &mut dyn FnMut(&PlotProgress),
     cancel: &AtomicBool,
 ) -> Result<CreatedPlot, PlotError> {
+    create_plot_yielding(req, progress, cancel, &|| {})
+}
+
+/// [`create_plot`] whose hashing threads call `yield_now` before every chunk (`2^14`
+/// leaves, about a millisecond of hashing): a caller that blocks in it pauses plotting
+/// within a chunk, e.g. while a proof is being built, so plot jobs can use every core.
+pub fn create_plot_yielding(
+    req: &CreatePlot,
+    progress: &mut dyn FnMut(&PlotProgress),
+    cancel: &AtomicBool,
+    yield_now: &(dyn Fn() + Sync),
+) -> Result<CreatedPlot, PlotError> {
     let started = Instant::now();
     let n = req.leaf_count;
     if n == 0 {
@@ -218,6 +230,7 @@ pub fn create_plot(
             std::thread::Builder::new()
                 .name(format!("plotter-{i}"))
                 .spawn_scoped(scope, move || loop {
+                    yield_now();
                     let next = lock(job_queue).recv();
                     let Ok(index) = next else {
                         break; // no more work (finished or cancelled)

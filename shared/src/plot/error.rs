@@ -25,6 +25,20 @@ pub enum PlotError {
         #[source]
         source: std::io::Error,
     },
+    /// Reading leaves failed: the disk reported an error, or the file is shorter than when
+    /// it was opened (truncated or replaced under the miner).
+    #[error("reading {len} bytes at offset {offset} of {path}")]
+    Read {
+        /// The plot file.
+        path: PathBuf,
+        /// Byte offset of the read.
+        offset: u64,
+        /// Bytes asked for.
+        len: u64,
+        /// The underlying error (`UnexpectedEof` when the file shrank).
+        #[source]
+        source: std::io::Error,
+    },
     /// The file is shorter than a header.
     #[error("plot file too small: {len} bytes, a header alone is 121")]
     TooSmall {

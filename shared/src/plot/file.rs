@@ -1,27 +1,36 @@
-//! Loading a plot file: every reference loader check (section 1.5) as a typed error, then a
-//! read-only memory map so that leaf reads are zero-copy slices of the page cache.
+//! Loading a plot file: every reference loader check (section 1.5) as a typed error; leaves
+//! are then read with positioned reads (`pread`), never through a memory map.
+//!
+//! A mapped file that shrinks under the process (a disk failing, a user truncating a farmed
+//! plot) kills the process with SIGBUS on the next access; a read of the same bytes returns
+//! an error instead. So every leaf read here is a `pread` into a caller's buffer, and a
+//! truncated, overwritten-shorter or failing plot is a [`PlotError::Read`] on that plot
+//! (decisions E1). Large sequential reads with kernel read-ahead are as fast as the map was
+//! for scanning, and the copy they cost is small next to the hashing.
 
+use std::fs::File;
 use std::io::Read;
 use std::ops::Range;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-
-use memmap2::Mmap;
 
 use super::{plot_file_len, PlotError, PlotHeader, HEADER_LEN, LEAF_LEN};
 use crate::merkle::tree_height;
 use crate::regular_file::{self, ReadFileError};
 
-/// An open, checked, memory-mapped plot.
+/// An open, checked plot.
 ///
-/// Plots are never modified in place (they are written to a temporary name and renamed),
-/// so the mapping stays valid while the file is open. Truncating a mapped plot from outside
-/// the miner is the one thing this type cannot defend against (the OS would fault on access).
+/// Plots are never modified in place (they are written to a temporary name and renamed).
+/// If another process truncates or rewrites the file while it is open, reads past the new
+/// end fail with [`PlotError::Read`]; nothing else happens.
 #[derive(Debug)]
 pub struct PlotFile {
     path: PathBuf,
     header: PlotHeader,
     file_len: u64,
-    map: Mmap,
+    /// The device the file lives on (`st_dev`): scans run one reader per device.
+    device: u64,
+    file: File,
 }
 
 impl PlotFile {
@@ -69,24 +78,16 @@ impl PlotFile {
                 actual: file_len,
             });
         }
-        // SAFETY: the mapping is read-only and the file is a plot, which this program never
-        // writes in place once it has a final name. Another process truncating the file
-        // while it is mapped would fault on access; that is outside what a safe API can
-        // prevent and is documented on the type.
-        #[allow(unsafe_code)]
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| PlotError::io("mapping", path, e))?;
-        if (map.len() as u64) < needed {
-            // The file shrank between the size check and the mapping.
-            return Err(PlotError::Truncated {
-                expected: needed,
-                actual: map.len() as u64,
-            });
-        }
+        let device = file
+            .metadata()
+            .map_err(|e| PlotError::io("reading metadata of", path, e))?
+            .dev();
         Ok(Self {
             path: path.to_path_buf(),
             header,
             file_len,
-            map,
+            device,
+            file,
         })
     }
 
@@ -110,47 +111,84 @@ impl PlotFile {
         self.file_len
     }
 
-    /// Leaf `index`, or `None` past the end.
-    pub fn leaf(&self, index: u64) -> Option<[u8; 32]> {
-        self.leaves(index..index.checked_add(1)?).first().copied()
+    /// The device (`st_dev`) the plot lives on.
+    pub fn device(&self) -> u64 {
+        self.device
     }
 
-    /// Leaves `range` as a zero-copy slice of the mapping. The range is clamped to
-    /// `0..N`; an inverted range yields an empty slice.
-    pub fn leaves(&self, range: Range<u64>) -> &[[u8; 32]] {
+    /// Leaf `index`; `Ok(None)` past the end, an error when the file cannot be read.
+    pub fn leaf(&self, index: u64) -> Result<Option<[u8; 32]>, PlotError> {
+        if index >= self.header.leaf_count {
+            return Ok(None);
+        }
+        let mut leaf = [[0u8; 32]; 1];
+        self.read_leaves(index, &mut leaf)?;
+        Ok(Some(leaf[0]))
+    }
+
+    /// Read leaves `first..first + out.len()` into `out` (one positioned read). Reading
+    /// past leaf `N` is a [`PlotError::InvalidRequest`]; a failing or shrunk file is a
+    /// [`PlotError::Read`].
+    pub fn read_leaves(&self, first: u64, out: &mut [[u8; 32]]) -> Result<(), PlotError> {
+        let count = out.len() as u64;
+        if first
+            .checked_add(count)
+            .is_none_or(|end| end > self.header.leaf_count)
+        {
+            return Err(PlotError::InvalidRequest {
+                reason: format!(
+                    "leaves {first}..+{count} are outside the {} leaves of {}",
+                    self.header.leaf_count,
+                    self.path.display()
+                ),
+            });
+        }
+        if out.is_empty() {
+            return Ok(());
+        }
+        // In range: `121 + 32·N` fits in u64 (checked in `open`).
+        let offset = HEADER_LEN as u64 + first * LEAF_LEN as u64;
+        let bytes = out.as_flattened_mut();
+        self.file
+            .read_exact_at(bytes, offset)
+            .map_err(|source| PlotError::Read {
+                path: self.path.clone(),
+                offset,
+                len: bytes.len() as u64,
+                source,
+            })
+    }
+
+    /// Leaves `range` (clamped to `0..N`) into `buf`, replacing its contents.
+    pub fn read_range(&self, range: Range<u64>, buf: &mut Vec<[u8; 32]>) -> Result<(), PlotError> {
         let n = self.header.leaf_count;
         let end = range.end.min(n);
         let start = range.start.min(end);
-        // In bounds of the mapping: `121 + 32·N` fits in usize and in the map (checked in
-        // `open`), and start <= end <= N.
-        let from = HEADER_LEN + start as usize * LEAF_LEN;
-        let to = HEADER_LEN + end as usize * LEAF_LEN;
-        as_leaves(&self.map[from..to])
+        buf.clear();
+        buf.resize((end - start) as usize, [0u8; 32]);
+        self.read_leaves(start, buf)
     }
 
-    /// Hint the kernel that `range` of leaves will be read sequentially soon.
-    pub fn advise_sequential(&self, range: Range<u64>) {
+    /// Hint the kernel that `range` of leaves will be read soon (asynchronous read-ahead).
+    pub fn advise_willneed(&self, range: Range<u64>) {
         let n = self.header.leaf_count;
         let end = range.end.min(n);
         let start = range.start.min(end);
-        let from = HEADER_LEN + start as usize * LEAF_LEN;
-        let len = (end - start) as usize * LEAF_LEN;
-        if len > 0 {
+        if end > start {
+            let from = HEADER_LEN as u64 + start * LEAF_LEN as u64;
+            let len = std::num::NonZeroU64::new((end - start) * LEAF_LEN as u64);
             // Advice is only a hint; a failure changes nothing but speed.
-            let _ = self.map.advise_range(memmap2::Advice::WillNeed, from, len);
+            let _ = rustix::fs::fadvise(&self.file, from, len, rustix::fs::Advice::WillNeed);
         }
     }
-}
 
-/// View a byte slice whose length is a multiple of 32 as leaves, without copying.
-fn as_leaves(bytes: &[u8]) -> &[[u8; 32]] {
-    debug_assert_eq!(bytes.len() % LEAF_LEN, 0);
-    let count = bytes.len() / LEAF_LEN;
-    // SAFETY: `[u8; 32]` has alignment 1 and size 32, so any `count * 32` initialised bytes
-    // are a valid `[[u8; 32]]` of `count` elements; the result borrows `bytes`, so it cannot
-    // outlive the mapping. (`<[u8]>::as_chunks` does this safely but needs Rust 1.88.)
-    #[allow(unsafe_code)]
-    unsafe {
-        std::slice::from_raw_parts(bytes.as_ptr().cast::<[u8; 32]>(), count)
+    /// Hint the kernel that the whole file is read sequentially (larger read-ahead).
+    pub fn advise_sequential(&self) {
+        let _ = rustix::fs::fadvise(&self.file, 0, None, rustix::fs::Advice::Sequential);
+    }
+
+    /// Ask the kernel to drop the file's cached pages (the benchmark's cold scan).
+    pub fn evict_from_page_cache(&self) {
+        let _ = rustix::fs::fadvise(&self.file, 0, None, rustix::fs::Advice::DontNeed);
     }
 }

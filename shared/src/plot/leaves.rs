@@ -4,7 +4,8 @@
 //! leaf of a plot, so its compression (the midstate) is computed once and each leaf costs
 //! one compression of the second block: `nonce[8] ‖ 0x80 ‖ 0…0 ‖ bit length 576 (u64 BE)`.
 
-use crate::compress::{compress, compress_each, pad_block, state_to_hash, BATCH, IV};
+use crate::compress::{compress, pad_block, state_to_hash, IV};
+use crate::kernel::Backend;
 
 /// The second-block template of a 72-byte message (nonce bytes still zero).
 const NONCE_BLOCK: [u8; 64] = pad_block([0u8; 64], 72);
@@ -37,18 +38,10 @@ impl LeafGenerator {
         state_to_hash(&state)
     }
 
-    /// Fill `out` with leaves `first_nonce, first_nonce + 1, …` (blocks are built a batch
-    /// at a time, then compressed: see `compress::BATCH`).
+    /// Fill `out` with leaves `first_nonce, first_nonce + 1, …` (the multi-buffer leaf
+    /// kernel of the active backend, [`crate::kernel`]).
     pub fn fill(&self, first_nonce: u64, out: &mut [[u8; 32]]) {
-        let mut blocks = [NONCE_BLOCK; BATCH];
-        let mut nonce = first_nonce;
-        for out in out.chunks_mut(BATCH) {
-            for block in blocks.iter_mut().take(out.len()) {
-                block[..8].copy_from_slice(&nonce.to_le_bytes());
-                nonce = nonce.wrapping_add(1);
-            }
-            compress_each(&self.midstate, &blocks[..out.len()], out);
-        }
+        Backend::active().leaves(&self.midstate, first_nonce, out);
     }
 }
 

@@ -19,7 +19,8 @@ mod writer;
 
 pub use check::{check_plot, CheckMode, CheckProgress, CheckReport};
 pub use create::{
-    create_plot, CacheLevels, CreatePlot, CreatedPlot, PlotProgress, DEFAULT_CACHE_LEVEL,
+    create_plot, create_plot_yielding, CacheLevels, CreatePlot, CreatedPlot, PlotProgress,
+    DEFAULT_CACHE_LEVEL,
 };
 pub use error::PlotError;
 pub use file::PlotFile;

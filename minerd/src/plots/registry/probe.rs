@@ -107,7 +107,7 @@ pub(super) fn key_check(file: &PlotFile, miner_pk: &[u8; 32]) -> Option<(PlotSta
     let differ: Vec<u64> = indices
         .iter()
         .copied()
-        .filter(|&i| file.leaf(i) != Some(generator.leaf(i)))
+        .filter(|&i| file.leaf(i).ok().flatten() != Some(generator.leaf(i)))
         .collect();
     if differ.is_empty() {
         None
