@@ -30,6 +30,8 @@ pub enum Kind {
     LogFilter,
     /// One of a fixed set of words.
     Choice(&'static [&'static str]),
+    /// Web origins (`scheme://host[:port]`), comma-separated or a YAML list; empty = none.
+    Origins,
 }
 
 impl Kind {
@@ -48,6 +50,9 @@ impl Kind {
                 "a level (error, warn, info, debug, trace) or a RUST_LOG-style filter".into()
             }
             Kind::Choice(words) => format!("one of {}", words.join(", ")),
+            Kind::Origins => {
+                "web origins such as https://dash.example.org or http://localhost:8080, comma-separated or a list, or empty".into()
+            }
         }
     }
 }
@@ -204,6 +209,12 @@ pub const KEYS: &[KeyDef] = &[
         Kind::OptSocketAddr,
         DefaultValue::None,
         "optional TCP address of the control API; calls need the bearer token",
+    ),
+    key(
+        "grpcWebOrigins",
+        Kind::Origins,
+        DefaultValue::Str(""),
+        "web origins allowed to call the TCP listener by gRPC-Web from a browser (CORS); empty = none",
     ),
     key(
         "metricsAddress",

@@ -168,7 +168,42 @@ pub(super) fn check(
             Some(s) if words.contains(&s.as_str()) => Ok(Value::String(s)),
             _ => Err(invalid(&raw)),
         },
+        Kind::Origins => {
+            let items: Option<Vec<String>> = match (&raw, text) {
+                (Raw::Yaml(Value::Null), _) => Some(Vec::new()),
+                (Raw::Yaml(Value::Sequence(seq)), _) => {
+                    seq.iter().map(|v| v.as_str().map(str::to_owned)).collect()
+                }
+                (_, Some(s)) => Some(
+                    s.split(',')
+                        .map(|o| o.trim().to_owned())
+                        .filter(|o| !o.is_empty())
+                        .collect(),
+                ),
+                (_, None) => None,
+            };
+            match items {
+                Some(list) if list.iter().all(|o| valid_origin(o)) => {
+                    Ok(Value::String(list.join(",")))
+                }
+                _ => Err(invalid(&raw)),
+            }
+        }
     }
+}
+
+/// A web origin as browsers send it: `http[s]://host[:port]`, nothing after.
+fn valid_origin(o: &str) -> bool {
+    let Some(rest) = o
+        .strip_prefix("https://")
+        .or_else(|| o.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    !rest.is_empty()
+        && !rest.contains(['/', '?', '#', '@', ' ', ','])
+        && http::uri::Authority::try_from(rest).is_ok()
+        && http::HeaderValue::from_str(o).is_ok()
 }
 
 pub(super) fn allowed_keys() -> String {

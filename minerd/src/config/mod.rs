@@ -72,6 +72,9 @@ pub struct Config {
     pub listen_tcp: Option<SocketAddr>,
     /// Bearer token file for the TCP listener (created 0600 if absent).
     pub token_file: PathBuf,
+    /// Web origins allowed to use gRPC-Web on the TCP listener, comma-separated (see
+    /// [`Config::grpc_web_origins`]).
+    pub grpc_web_origins: String,
     /// Optional address of the Prometheus metrics listener (`GET /metrics`).
     pub metrics_address: Option<SocketAddr>,
     /// Which leaves are scanned per plot and challenge.
@@ -137,6 +140,14 @@ impl FromStr for LogFormat {
 pub use spacetime::scan::ScanStrategy;
 
 impl Config {
+    /// The `grpcWebOrigins`, one by one.
+    pub fn grpc_web_origins(&self) -> Vec<&str> {
+        self.grpc_web_origins
+            .split(',')
+            .filter(|o| !o.is_empty())
+            .collect()
+    }
+
     /// The defaults for a given home directory (for tests and embedding).
     pub fn defaults_for_home(home: &Path) -> Result<Config, ConfigError> {
         let mut env = HashMap::new();

@@ -267,3 +267,36 @@ fn missing_home_without_data_dir_is_reported() {
     let err = load(&LoadOptions::default(), &HashMap::new()).unwrap_err();
     assert!(matches!(err, ConfigError::NoHome));
 }
+
+#[test]
+fn grpc_web_origins_are_a_list_of_bare_origins() {
+    let l = load_yaml(
+        "grpcWebOrigins: [\"https://a.example\", \"http://localhost:8080\"]\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        l.config.grpc_web_origins(),
+        ["https://a.example", "http://localhost:8080"]
+    );
+    let l = load_yaml(
+        "grpcWebOrigins: \"https://a.example, https://b.example:4443\"\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(l.config.grpc_web_origins().len(), 2);
+    let l = load_yaml("", &[]).unwrap();
+    assert!(l.config.grpc_web_origins().is_empty());
+    for bad in [
+        "a.example",
+        "https://a.example/path",
+        "ftp://a.example",
+        "*",
+        "https://",
+    ] {
+        assert!(
+            load_yaml(&format!("grpcWebOrigins: \"{bad}\"\n"), &[]).is_err(),
+            "{bad}"
+        );
+    }
+}

@@ -3,7 +3,10 @@
 //! * Unix socket (always): `controlSocket`, mode 0600, inside the 0700 data directory. A socket
 //!   file left by a crashed daemon is removed after checking that nothing answers on it.
 //! * TCP (optional, `listenTcp`): every call needs `authorization: Bearer <token>`, the token
-//!   being the content of `tokenFile` (created 0600 with 256 random bits if absent).
+//!   being the content of `tokenFile` (created 0600 with 256 random bits if absent). The TCP
+//!   listener also speaks gRPC-Web (HTTP/1.1 and HTTP/2, `application/grpc-web[-text]`), so a
+//!   browser can call every unary and server-streaming method with the same token; CORS
+//!   answers only the origins of `grpcWebOrigins` (none by default).
 //! * Both serve `spacetime.miner.v1.MinerService`, `grpc.health.v1.Health` (SERVING while the
 //!   daemon runs) and server reflection, both v1 and v1alpha (grpcurl asks v1; Python's
 //!   `grpcio-reflection` and many other clients only speak v1alpha).
@@ -99,6 +102,35 @@ impl Interceptor for RequireToken {
             ))
         }
     }
+}
+
+/// CORS for gRPC-Web from browsers: only `origins` are allowed (none when empty: then no
+/// cross-origin page can read a response), with the headers a gRPC-Web client sends and
+/// the gRPC status headers exposed to it.
+fn cors_layer(origins: &[&str]) -> tower_http::cors::CorsLayer {
+    use http::header::{HeaderName, HeaderValue};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let allowed: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(allowed))
+        .allow_methods([http::Method::POST, http::Method::OPTIONS])
+        .allow_headers(
+            [
+                "authorization",
+                "content-type",
+                "x-grpc-web",
+                "x-user-agent",
+                "grpc-timeout",
+            ]
+            .map(HeaderName::from_static),
+        )
+        .expose_headers(
+            ["grpc-status", "grpc-message", "grpc-status-details-bin"].map(HeaderName::from_static),
+        )
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 /// Reads the token file, or creates it (0600) with a random 256-bit token. A token file that
@@ -262,7 +294,14 @@ pub async fn serve(daemon: Arc<Daemon>, _shutdown: CancellationToken) -> anyhow:
         tracing::info!(token_file = %config.token_file.display(), "control API listening on tcp:{bound}");
         tcp = Some(bound);
         let auth = RequireToken::new(&token);
+        let origins = config.grpc_web_origins();
+        if !origins.is_empty() {
+            tracing::info!(origins = %origins.join(","), "gRPC-Web: CORS allows these origins");
+        }
         let router = Server::builder()
+            .accept_http1(true)
+            .layer(cors_layer(&origins))
+            .layer(tonic_web::GrpcWebLayer::new())
             .add_service(InterceptedService::new(
                 MinerServiceServer::new(rpc),
                 auth.clone(),

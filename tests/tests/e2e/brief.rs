@@ -67,6 +67,14 @@ fn create_plot_without_arguments_is_a_1_gb_plot_and_prints_its_job_first() {
         .next()
         .unwrap()
         .to_owned();
+    // A plot being created is a job: delete-plot points to cancel-job.
+    let out = d.minerctl(&["delete-plot", &job, "--force"]);
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+    assert!(
+        err(&out).contains(&format!("minerctl cancel-job {job}")),
+        "{}",
+        err(&out)
+    );
     ok(d.minerctl(&["cancel-job", &job]), "cancel-job");
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
