@@ -141,20 +141,7 @@ impl From<tonic::Status> for Failure {
 pub type CmdResult = Result<(), Failure>;
 
 /// The error and its causes on one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        // Transport errors often repeat their cause in their own message.
-        let text = c.to_string();
-        if !s.ends_with(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        src = c.source();
-    }
-    s
-}
+pub use spacetime::error_chain;
 
 async fn run(cli: Cli) -> CmdResult {
     use Command as C;

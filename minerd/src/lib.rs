@@ -1,9 +1,23 @@
 //! `minerd`: the Spacetime miner daemon, as a library so that tests can run it in-process.
+//!
+//! Each piece of state has one owner, and data flows one way (no module imports one that
+//! imports it back; `tests/tests/layout.rs` checks):
+//!
+//! - [`daemon`] starts everything ([`run`]) and drains it; it hands out [`context`]:
+//!   [`Daemon`] to the control API ([`rpc`]) and [`MiningContext`] to the mining loop
+//!   ([`mining`], which builds and drives the node link, [`node`]).
+//! - [`plots`] owns the registered plots, plot jobs and cache builds; [`stats`] the status
+//!   counters; [`events`] the event feed; [`config`] the configuration; [`types`] the plot and
+//!   job vocabulary they share.
+//! - The devnet node is the `spacetime-devnet` crate; the wire connection and the data-dir
+//!   lock are `spacetime-io`.
 
 pub mod config;
+pub mod context;
 pub mod daemon;
 pub mod error;
 pub mod events;
+mod files;
 pub mod metrics;
 pub mod mining;
 pub mod node;
@@ -15,4 +29,5 @@ pub mod telemetry;
 pub mod timefmt;
 pub mod types;
 
-pub use daemon::{run, Daemon, MiningContext};
+pub use context::{Daemon, MiningContext};
+pub use daemon::run;

@@ -1,8 +1,8 @@
 //! Prometheus metrics: `GET /metrics` on the optional `metricsAddress` (off by default).
 //!
 //! Two kinds of value: what is observed as it happens ([`Observations`]: the latency and
-//! scan-time histograms, scanned leaves, node connects), owned by
-//! [`crate::stats::MiningStats`] so the mining loop and node link record into it; and what
+//! scan-time histograms, scanned leaves, node connects), defined and owned by
+//! [`crate::stats::MiningStats`] (so `stats` never imports this module), so the mining loop and node link record into it; and what
 //! is read at scrape time from the daemon's state (counters of the status, plots by state,
 //! the node link, plot jobs, build info). Every scrape builds a fresh registry from both,
 //! encoded by `prometheus-client` in the OpenMetrics text format. Every family is listed
@@ -21,75 +21,18 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::daemon::Daemon;
+use crate::context::Daemon;
 use crate::plots::JobState;
 use crate::stats::LinkState;
+pub use crate::stats::Observations;
 use crate::types::PlotState;
 
 /// Bytes per leaf in a plot file (one SHA-256 hash).
 const LEAF_BYTES: u64 = 32;
-
-/// Values recorded as they happen. Cheap to clone (shared).
-#[derive(Debug, Clone)]
-pub struct Observations {
-    /// Challenge received → proof (and block) sent, seconds.
-    pub challenge_to_submission: Histogram,
-    /// Time to scan one plot for one challenge, seconds.
-    pub plot_scan: Histogram,
-    /// Leaves scored, all epochs.
-    pub leaves_scanned: Counter,
-    /// Leaves scored in the last finished scan.
-    pub epoch_leaves_scanned: Arc<AtomicU64>,
-    /// Leaves of the plots given to the last scan.
-    pub epoch_leaves_farmed: Arc<AtomicU64>,
-    /// Handshakes completed with the node.
-    pub node_connects: Counter,
-}
-
-impl Default for Observations {
-    fn default() -> Self {
-        Self {
-            // 10 ms .. ~41 s: an epoch's work is bounded by the proof timeout (default 60 s).
-            challenge_to_submission: Histogram::new([
-                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 60.0,
-            ]),
-            plot_scan: Histogram::new([
-                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-            ]),
-            leaves_scanned: Counter::default(),
-            epoch_leaves_scanned: Arc::default(),
-            epoch_leaves_farmed: Arc::default(),
-            node_connects: Counter::default(),
-        }
-    }
-}
-
-impl Observations {
-    /// Records one finished scan: per-plot times (plots that were scanned) and leaf totals.
-    pub fn record_scan(
-        &self,
-        per_plot: impl IntoIterator<Item = Duration>,
-        leaves: u64,
-        farmed: u64,
-    ) {
-        for t in per_plot {
-            self.plot_scan.observe(t.as_secs_f64());
-        }
-        self.leaves_scanned.inc_by(leaves);
-        self.epoch_leaves_scanned.store(leaves, Ordering::Relaxed);
-        self.epoch_leaves_farmed.store(farmed, Ordering::Relaxed);
-    }
-
-    /// Records a submitted proof's challenge-to-submission latency.
-    pub fn record_submission(&self, latency: Duration) {
-        self.challenge_to_submission.observe(latency.as_secs_f64());
-    }
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {

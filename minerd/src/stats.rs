@@ -6,6 +6,10 @@
 //! them to the totals of earlier runs, persisted in `<dataDirectory>/counters.json`
 //! ([`CountersFile`]: written every few seconds while they change, and at shutdown).
 
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -271,7 +275,7 @@ impl ProvingGate {
 pub struct MiningStats {
     inner: Arc<Mutex<StatsSnapshot>>,
     proving: ProvingGate,
-    observations: crate::metrics::Observations,
+    observations: Observations,
 }
 
 impl MiningStats {
@@ -296,7 +300,7 @@ impl MiningStats {
                 last_scan: None,
             })),
             proving: ProvingGate::default(),
-            observations: crate::metrics::Observations::default(),
+            observations: Observations::default(),
         }
     }
 
@@ -332,7 +336,7 @@ impl MiningStats {
     /// Sets the link state; `Connected` clears the error and failure count and stamps the
     /// time, other states keep the last error.
     /// What the metrics record as it happens (histograms, scanned leaves, node connects).
-    pub fn observations(&self) -> &crate::metrics::Observations {
+    pub fn observations(&self) -> &Observations {
         &self.observations
     }
 
@@ -358,6 +362,65 @@ impl MiningStats {
                 }
             }
         });
+    }
+}
+
+/// Values recorded as they happen. Cheap to clone (shared).
+#[derive(Debug, Clone)]
+pub struct Observations {
+    /// Challenge received → proof (and block) sent, seconds.
+    pub challenge_to_submission: Histogram,
+    /// Time to scan one plot for one challenge, seconds.
+    pub plot_scan: Histogram,
+    /// Leaves scored, all epochs.
+    pub leaves_scanned: Counter,
+    /// Leaves scored in the last finished scan.
+    pub epoch_leaves_scanned: Arc<AtomicU64>,
+    /// Leaves of the plots given to the last scan.
+    pub epoch_leaves_farmed: Arc<AtomicU64>,
+    /// Handshakes completed with the node.
+    pub node_connects: Counter,
+}
+
+impl Default for Observations {
+    fn default() -> Self {
+        Self {
+            // 10 ms .. ~41 s: an epoch's work is bounded by the proof timeout (default 60 s).
+            challenge_to_submission: Histogram::new([
+                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 60.0,
+            ]),
+            plot_scan: Histogram::new([
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            leaves_scanned: Counter::default(),
+            epoch_leaves_scanned: Arc::default(),
+            epoch_leaves_farmed: Arc::default(),
+            node_connects: Counter::default(),
+        }
+    }
+}
+
+impl Observations {
+    /// Records one finished scan: per-plot times (plots that were scanned) and leaf totals.
+    pub fn record_scan(
+        &self,
+        per_plot: impl IntoIterator<Item = Duration>,
+        leaves: u64,
+        farmed: u64,
+    ) {
+        for t in per_plot {
+            self.plot_scan.observe(t.as_secs_f64());
+        }
+        self.leaves_scanned.inc_by(leaves);
+        self.epoch_leaves_scanned
+            .store(leaves, AtomicOrdering::Relaxed);
+        self.epoch_leaves_farmed
+            .store(farmed, AtomicOrdering::Relaxed);
+    }
+
+    /// Records a submitted proof's challenge-to-submission latency.
+    pub fn record_submission(&self, latency: Duration) {
+        self.challenge_to_submission.observe(latency.as_secs_f64());
     }
 }
 

@@ -1,6 +1,9 @@
-//! Crash-safe file replacement: write to a hidden temporary name in the destination's
-//! directory, fsync, rename into place, fsync the directory. A crash leaves either the old
-//! file or the new one, plus at worst a `.<name>.tmp-*` file that no loader picks up.
+//! Crash-safe file writes, the one implementation every file that matters goes through
+//! (plots, caches, the plot metadata and its failed-check record, the miner key, the devnet
+//! chain and epoch counter): write to a hidden temporary name in the destination's
+//! directory (created 0600), fsync, rename into place, fsync the directory. A crash leaves
+//! either the old file or the new one, plus at worst a `.<name>.tmp-*` file that no loader
+//! picks up.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -59,9 +62,17 @@ pub(crate) fn persist(tmp: NamedTempFile, path: &Path, overwrite: bool) -> io::R
     sync_dir(&parent_dir(path))
 }
 
-/// Replace `path` with `bytes` atomically.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Replaces `path` with `bytes` atomically (the file is created if absent).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut tmp = temp_beside(path)?;
     tmp.write_all(bytes)?;
     persist(tmp, path, true)
+}
+
+/// Creates `path` with `bytes` atomically, mode 0600; fails with `AlreadyExists` (and
+/// leaves the existing file alone) when `path` exists.
+pub fn write_atomic_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut tmp = temp_beside(path)?;
+    tmp.write_all(bytes)?;
+    persist(tmp, path, false)
 }

@@ -329,13 +329,22 @@ pub const MAX_BLOCK_TRANSACTIONS: usize = 1000;
 /// tx hash) are kept once. Callers pass only transactions that passed
 /// `validate::validate_transaction`.
 pub fn select_transactions(candidates: &[Transaction], max: usize) -> Vec<Transaction> {
-    let mut keyed: Vec<(u64, Hash32, &Transaction)> = candidates
+    let mut keyed: Vec<(TxOrderKey, &Transaction)> = candidates
         .iter()
-        .map(|tx| (tx.fee, tx.hash(), tx))
+        .map(|tx| (tx_order_key(tx.fee, tx.hash()), tx))
         .collect();
-    keyed.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    keyed.dedup_by(|a, b| a.1 == b.1);
-    keyed.into_iter().take(max).map(|(_, _, tx)| *tx).collect()
+    keyed.sort_by_key(|k| k.0);
+    keyed.dedup_by(|a, b| a.0 .1 == b.0 .1);
+    keyed.into_iter().take(max).map(|(_, tx)| *tx).collect()
+}
+
+/// The block order of transactions, the one every pool and builder sorts by: fee
+/// descending, then tx hash ascending (byte-wise). Smaller keys come first.
+pub type TxOrderKey = (std::cmp::Reverse<u64>, Hash32);
+
+/// The [`TxOrderKey`] of a transaction with this fee and hash.
+pub fn tx_order_key(fee: u64, hash: Hash32) -> TxOrderKey {
+    (std::cmp::Reverse(fee), hash)
 }
 
 /// One premine allocation of a genesis block.

@@ -20,8 +20,8 @@
 //! operator can back it up or compare it with ordinary tools. Loading accepts exactly this
 //! (a final newline is optional) and refuses a file group or others can read.
 
-use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::fs;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -165,34 +165,23 @@ impl MinerKey {
             path: path.to_path_buf(),
             source,
         };
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        fs::create_dir_all(&dir).map_err(io_err)?;
-        // tempfile creates the file with mode 0600 on Unix.
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".miner-key-")
-            .tempfile_in(&dir)
-            .map_err(io_err)?;
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(io_err)?;
+        }
         let contents = format!(
             "{KEY_FILE_HEADER}\n{}\n",
             hex::encode(self.signing.to_bytes())
         );
-        tmp.write_all(contents.as_bytes()).map_err(io_err)?;
-        tmp.as_file().sync_all().map_err(io_err)?;
-        tmp.persist_noclobber(path).map_err(|e| {
-            if e.error.kind() == io::ErrorKind::AlreadyExists {
+        // Created 0600 (the temporary file's mode), never replacing an existing key.
+        crate::atomic_file::write_atomic_new(path, contents.as_bytes()).map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
                 KeyError::AlreadyExists {
                     path: path.to_path_buf(),
                 }
             } else {
-                io_err(e.error)
+                io_err(e)
             }
         })?;
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err)?;
         Ok(())
     }
 

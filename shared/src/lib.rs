@@ -5,13 +5,15 @@
 //! keys, and the plot metadata file. Byte layouts follow the C# reference implementation
 //! (`runcodedad/spacetime`); where this crate departs from it, `docs/decisions.md` says why.
 
-mod atomic_file;
+pub mod atomic_file;
 pub mod bench;
 pub mod block;
 pub mod cache;
+pub mod clock;
 mod codec;
 mod compress;
 pub mod consensus;
+mod error_chain;
 pub mod hash;
 pub mod kernel;
 pub mod keys;
@@ -25,3 +27,4 @@ pub mod validate;
 pub mod wire;
 
 pub use codec::DecodeError;
+pub use error_chain::error_chain;

@@ -47,7 +47,7 @@ mod tests;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use spacetime::hash::{to_hex, Hash32};
@@ -155,12 +155,7 @@ impl DevnetNodeHandle {
     }
 }
 
-/// Unix time in milliseconds (0 if the clock is before 1970).
-pub(crate) fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+pub(crate) use spacetime::clock::now_unix_ms;
 
 /// Opens the chain in the data dir, binds the listener, logs
 /// `devnet node listening on <addr>`, and runs the node in the background until `shutdown`

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use spacetime::block::Transaction;
+use spacetime::consensus::{tx_order_key, TxOrderKey};
 use spacetime::hash::Hash32;
 use thiserror::Error;
 
@@ -66,15 +67,17 @@ impl Mempool {
         if max == 0 {
             return Vec::new();
         }
-        type Entry<'a> = (u64, &'a Hash32, &'a Transaction);
-        let order = |a: &Entry<'_>, b: &Entry<'_>| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1));
-        let mut keyed: Vec<Entry<'_>> = self.txs.iter().map(|(h, tx)| (tx.fee, h, tx)).collect();
+        let mut keyed: Vec<(TxOrderKey, &Transaction)> = self
+            .txs
+            .iter()
+            .map(|(h, tx)| (tx_order_key(tx.fee, *h), tx))
+            .collect();
         if keyed.len() > max {
-            keyed.select_nth_unstable_by(max - 1, order);
+            keyed.select_nth_unstable_by_key(max - 1, |k| k.0);
             keyed.truncate(max);
         }
-        keyed.sort_unstable_by(order);
-        keyed.into_iter().map(|(_, _, tx)| *tx).collect()
+        keyed.sort_unstable_by_key(|k| k.0);
+        keyed.into_iter().map(|(_, tx)| *tx).collect()
     }
 
     /// Number of pending transactions.

@@ -21,8 +21,8 @@ use spacetime::consensus::DEVNET_NETWORK_ID;
 use spacetime::plot::{create_plot, CacheLevels, CreatePlot};
 use tokio_util::sync::CancellationToken;
 
-use crate::daemon::MiningContext;
-use crate::node::{LinkConfig, PRODUCT};
+use crate::context::MiningContext;
+use crate::node::PRODUCT;
 use crate::stats::LinkState;
 use spacetime_devnet::{self as devnet, DevnetNodeConfig};
 
@@ -100,12 +100,12 @@ pub async fn run(ctx: MiningContext, shutdown: CancellationToken) {
         }
     }
 
-    let mut link = LinkConfig::from_config(&ctx.config, &ctx.key.public_key());
+    let mut link = super::link_config(&ctx.config, &ctx.key.public_key());
     link.host = addr.ip().to_string();
     link.port = addr.port();
     link.network_id = DEVNET_NETWORK_ID.to_owned();
     link.user_agent =
-        spacetime::wire::user_agent(PRODUCT, crate::daemon::VERSION, DEVNET_NETWORK_ID);
+        spacetime::wire::user_agent(PRODUCT, crate::context::VERSION, DEVNET_NETWORK_ID);
     super::run_with_link(ctx, link, shutdown.clone()).await;
 
     node.shutdown();

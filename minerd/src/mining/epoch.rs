@@ -7,7 +7,7 @@
 //! * mining was disabled for it: abandoned, not counted;
 //! * otherwise no proof was computed in time: **missed**, with the reason.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use spacetime::wire::NewEpoch;
 
@@ -28,12 +28,7 @@ const PROOF_COST_PER_LEAF: f64 = 1.5;
 /// Time after the deadline at which an unfinished epoch is settled as missed.
 pub const SETTLE_GRACE: Duration = Duration::from_millis(500);
 
-/// Unix milliseconds now.
-pub fn unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+pub use spacetime::clock::now_unix_ms as unix_millis;
 
 /// `Some(by how much)` when a message sent at `now_ms` would reach the node after
 /// `deadline_ms`, allowing [`SEND_ALLOWANCE`] for the trip.

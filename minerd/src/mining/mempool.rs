@@ -8,11 +8,11 @@
 //! them (an Error naming them, e.g. for our rejected block), or when they are older than the
 //! maximum age (the node's pool is the authority; it is asked again on reconnect).
 
-use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use spacetime::block::Transaction;
+use spacetime::consensus::{tx_order_key, TxOrderKey};
 use spacetime::hash::Hash32;
 use spacetime::validate::{validate_transaction, TransactionError};
 use thiserror::Error;
@@ -55,8 +55,8 @@ struct Entry {
     added: Instant,
 }
 
-/// Block order key: fee descending, then hash ascending.
-type OrderKey = (Reverse<u64>, Hash32);
+/// Block order key: fee descending, then hash ascending (the consensus order).
+type OrderKey = TxOrderKey;
 
 /// The pool.
 #[derive(Debug)]
@@ -91,7 +91,7 @@ impl Mempool {
         if self.entries.contains_key(&hash) {
             return Ok(Admission::Duplicate);
         }
-        let key = (Reverse(tx.fee), hash);
+        let key = tx_order_key(tx.fee, hash);
         let mut admission = Admission::Added;
         if self.entries.len() >= self.capacity {
             // The last key in block order is the cheapest (then highest hash).
@@ -119,7 +119,7 @@ impl Mempool {
     pub fn remove(&mut self, hash: &Hash32) -> bool {
         match self.entries.remove(hash) {
             Some(e) => {
-                self.order.remove(&(Reverse(e.tx.fee), *hash));
+                self.order.remove(&tx_order_key(e.tx.fee, *hash));
                 true
             }
             None => false,

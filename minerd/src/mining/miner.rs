@@ -32,10 +32,11 @@ use super::epoch::{
 };
 use super::mempool::{Admission, Mempool};
 use super::work::{self, Found, WorkInput, WorkOutcome};
-use crate::daemon::MiningContext;
+use crate::context::MiningContext;
 use crate::events::{Event, LateWhat};
 use crate::node::{LinkEvent, Outbound};
 use crate::stats::EpochInfo;
+use scan_progress::{report_scan_progress, ScanWatch};
 
 /// Own blocks remembered to recognise their BlockAccepted.
 const OWN_BLOCKS: usize = 256;
@@ -90,83 +91,6 @@ struct Miner {
     own_blocks: VecDeque<(Hash32, Block)>,
     /// Epoch number and deadline of the last epoch worked on (to measure the epoch length).
     last_deadline: Option<(u64, u64)>,
-}
-
-/// What the scan progress reporter watches.
-struct ScanWatch {
-    epoch: u64,
-    leaves_total: u64,
-    leaves_farmed: u64,
-    progress: Arc<AtomicU64>,
-    started: Instant,
-    scan_deadline: Instant,
-    done: Arc<AtomicBool>,
-}
-
-/// How often the progress of an epoch's scan is published (status and event feed).
-const SCAN_REPORT_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Publishes the progress of an epoch's scan every [`SCAN_REPORT_INTERVAL`] while it runs
-/// (`Status.scan` and an `EpochScan` event), and once more when the work ended; then clears
-/// `Status.scan`. The time estimate is the rest at the measured rate, bounded by the scan
-/// deadline (the scan stops there whatever is left).
-async fn report_scan_progress(
-    w: ScanWatch,
-    stats: crate::stats::MiningStats,
-    events: crate::events::EventBus,
-) {
-    let snapshot = |w: &ScanWatch| {
-        let scanned = w.progress.load(Ordering::Relaxed).min(w.leaves_total);
-        let elapsed = w.started.elapsed().as_secs_f64();
-        let rate = if elapsed > 0.0 {
-            scanned as f64 / elapsed
-        } else {
-            0.0
-        };
-        let left = w.leaves_total - scanned;
-        let eta = if left == 0 {
-            Some(Duration::ZERO)
-        } else if rate > 0.0 {
-            let by_rate = Duration::from_secs_f64(left as f64 / rate);
-            Some(by_rate.min(w.scan_deadline.saturating_duration_since(Instant::now())))
-        } else {
-            None
-        };
-        crate::stats::EpochScan {
-            epoch: w.epoch,
-            leaves_scanned: scanned,
-            leaves_total: w.leaves_total,
-            leaves_per_sec: rate,
-            eta,
-            leaves_farmed: w.leaves_farmed,
-            finished: false,
-        }
-    };
-    let mut next = Instant::now() + SCAN_REPORT_INTERVAL;
-    loop {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        if w.done.load(Ordering::SeqCst) {
-            break;
-        }
-        if Instant::now() >= next {
-            next += SCAN_REPORT_INTERVAL;
-            let s = snapshot(&w);
-            stats.update(|st| st.scan = Some(s));
-            events.emit(Event::EpochScan(s));
-        }
-    }
-    let s = crate::stats::EpochScan {
-        eta: None,
-        finished: true,
-        ..snapshot(&w)
-    };
-    stats.update(|st| {
-        if st.scan.is_none_or(|c| c.epoch == w.epoch) {
-            st.scan = None;
-        }
-        st.last_scan = Some(s);
-    });
-    events.emit(Event::EpochScan(s));
 }
 
 /// The scan threads: one per core (scanning is CPU-bound). `maxConcurrentProofs` bounds
@@ -819,6 +743,7 @@ fn hashes_in(text: &str) -> Vec<Hash32> {
         .collect()
 }
 
+mod scan_progress;
 #[cfg(test)]
 mod tests;
 

@@ -17,20 +17,42 @@ pub mod mempool;
 pub mod miner;
 pub mod work;
 
+use std::time::Duration;
+
+use spacetime::wire::MAX_FRAME_LENGTH;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::daemon::MiningContext;
-use crate::node::{self, LinkConfig};
+use crate::config::Config;
+use crate::context::{MiningContext, VERSION};
+use crate::node::{self, LinkConfig, LinkTimings, PRODUCT};
 
 /// Starts the node link and the mining loop (and, with `devnet.enabled`, the embedded
 /// devnet node they connect to). The task ends after `shutdown` is cancelled.
-pub fn spawn_mining(ctx: MiningContext, shutdown: CancellationToken) -> Option<JoinHandle<()>> {
+pub fn spawn_mining(ctx: MiningContext, shutdown: CancellationToken) -> JoinHandle<()> {
     if ctx.config.devnet.enabled {
-        return Some(tokio::spawn(embedded::run(ctx, shutdown)));
+        return tokio::spawn(embedded::run(ctx, shutdown));
     }
-    let link = LinkConfig::from_config(&ctx.config, &ctx.key.public_key());
-    Some(spawn_with_link(ctx, link, shutdown))
+    let link = link_config(&ctx.config, &ctx.key.public_key());
+    spawn_with_link(ctx, link, shutdown)
+}
+
+/// The node link of a daemon: address, port, network id, backoff base and retry count from
+/// `config`, our id derived from the miner's public key. Built here, on the mining side, so
+/// the node link knows nothing of the daemon's configuration.
+pub fn link_config(config: &Config, public_key: &[u8; 32]) -> LinkConfig {
+    let mut timings = LinkTimings::default();
+    timings.backoff.base = Duration::from_secs(config.connection_retry_interval_seconds);
+    LinkConfig {
+        host: config.node_address.clone(),
+        port: config.node_port,
+        network_id: config.network_id.clone(),
+        node_id: format!("miner-{}", hex::encode(&public_key[..8])),
+        user_agent: spacetime::wire::user_agent(PRODUCT, VERSION, &config.network_id),
+        max_retries: config.max_connection_retries,
+        max_frame: MAX_FRAME_LENGTH,
+        timings,
+    }
 }
 
 /// Starts the mining loop on a link configured by the caller (tests shorten its timings).

@@ -82,7 +82,7 @@ async fn mines_blocks_on_a_devnet_node_and_follows_it_across_a_restart() {
         .unwrap();
     let addr = node.local_addr();
 
-    let mut link = node::LinkConfig::from_config(&ctx.config, &key.public_key());
+    let mut link = super::link_config(&ctx.config, &key.public_key());
     link.host = addr.ip().to_string();
     link.port = addr.port();
     link.timings = LinkTimings {
@@ -145,4 +145,21 @@ async fn mines_blocks_on_a_devnet_node_and_follows_it_across_a_restart() {
     tokio::time::timeout(LIMIT, task).await.unwrap().unwrap();
     node_token.cancel();
     node.wait().await.unwrap();
+}
+
+#[test]
+fn the_daemon_config_maps_to_the_link() {
+    let home = tempfile::tempdir().unwrap();
+    let mut config = crate::config::Config::defaults_for_home(home.path()).unwrap();
+    config.node_address = "::1".into();
+    config.node_port = 9000;
+    config.connection_retry_interval_seconds = 7;
+    let link = link_config(&config, &[0xAB; 32]);
+    assert_eq!(link.endpoint(), "[::1]:9000");
+    assert_eq!(link.timings.backoff.base, Duration::from_secs(7));
+    assert_eq!(link.node_id, "miner-abababababababab");
+    assert_eq!(
+        spacetime::wire::network_id_of(&link.user_agent),
+        Some(config.network_id.as_str())
+    );
 }

@@ -16,7 +16,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use spacetime::block::{Block, BlockProof, Transaction};
 use spacetime::consensus::{difficulty_to_target, is_below_target, BlockTemplate};
@@ -135,12 +135,7 @@ pub enum WorkOutcome {
     },
 }
 
-/// Unix seconds now.
-pub fn unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+pub use spacetime::clock::now_unix_secs as unix_secs;
 
 /// Runs the epoch's work (blocking) as a proof in progress: `stats` marks it from start to
 /// end (scan and Merkle proof), so plot jobs pause meanwhile and plotting never delays

@@ -20,7 +20,7 @@ pub mod session;
 
 use std::time::Duration;
 
-use spacetime::wire::{Message, MAX_FRAME_LENGTH};
+use spacetime::wire::Message;
 use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -29,7 +29,6 @@ use tokio_util::sync::CancellationToken;
 pub use backoff::Backoff;
 use session::Session;
 
-use crate::config::Config;
 use crate::events::{Event, EventBus};
 use crate::stats::{LinkState, MiningStats};
 
@@ -91,27 +90,6 @@ pub struct LinkConfig {
 }
 
 impl LinkConfig {
-    /// The link configuration of a daemon: address, port, network id, backoff base and
-    /// retry count from `config`, our id derived from the miner's public key.
-    pub fn from_config(config: &Config, public_key: &[u8; 32]) -> Self {
-        let mut timings = LinkTimings::default();
-        timings.backoff.base = Duration::from_secs(config.connection_retry_interval_seconds);
-        Self {
-            host: config.node_address.clone(),
-            port: config.node_port,
-            network_id: config.network_id.clone(),
-            node_id: format!("miner-{}", hex::encode(&public_key[..8])),
-            user_agent: spacetime::wire::user_agent(
-                PRODUCT,
-                crate::daemon::VERSION,
-                &config.network_id,
-            ),
-            max_retries: config.max_connection_retries,
-            max_frame: MAX_FRAME_LENGTH,
-            timings,
-        }
-    }
-
     /// `host:port`, with brackets around an IPv6 literal.
     pub fn endpoint(&self) -> String {
         if self.host.contains(':') {

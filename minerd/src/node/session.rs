@@ -7,8 +7,6 @@
 //! reads (and discards) for at most `error_linger` so that the node can read the Error
 //! before the socket closes (D9), and closes. It never tries to find the next frame.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use spacetime::wire::{
     network_id_of, printable, Handshake, Message, MAX_PEER_TEXT, PROTOCOL_VERSION,
 };
@@ -32,10 +30,9 @@ pub struct Session {
     peer_user_agent: String,
 }
 
+/// [`spacetime::clock::now_unix_ms`] as the wire's i64.
 fn unix_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    i64::try_from(spacetime::clock::now_unix_ms()).unwrap_or(i64::MAX)
 }
 
 impl Session {

@@ -355,23 +355,6 @@ async fn a_host_name_is_resolved() {
     h.stop().await;
 }
 
-#[test]
-fn the_daemon_config_maps_to_the_link() {
-    let home = tempfile::tempdir().unwrap();
-    let mut config = crate::config::Config::defaults_for_home(home.path()).unwrap();
-    config.node_address = "::1".into();
-    config.node_port = 9000;
-    config.connection_retry_interval_seconds = 7;
-    let link = LinkConfig::from_config(&config, &[0xAB; 32]);
-    assert_eq!(link.endpoint(), "[::1]:9000");
-    assert_eq!(link.timings.backoff.base, Duration::from_secs(7));
-    assert_eq!(link.node_id, "miner-abababababababab");
-    assert_eq!(
-        spacetime::wire::network_id_of(&link.user_agent),
-        Some(config.network_id.as_str())
-    );
-}
-
 #[tokio::test]
 async fn an_error_reply_keeps_the_link_until_the_node_closes() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

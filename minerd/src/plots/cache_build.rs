@@ -162,7 +162,7 @@ async fn build_one(
             return Built::GaveUp;
         }
         Ok(Ok(Err(e))) => {
-            warn(&super::jobs::error_chain(&e));
+            warn(&spacetime::error_chain(&e));
             return Built::GaveUp;
         }
         Ok(Err(e)) => {

@@ -465,7 +465,7 @@ impl JobManager {
                 }
             }
             Ok(Err(PlotError::Cancelled)) => JobResult::Cancelled,
-            Ok(Err(e)) => JobResult::Failed(error_chain(&e)),
+            Ok(Err(e)) => JobResult::Failed(spacetime::error_chain(&e)),
             Err(e) => JobResult::Failed(format!("plot writer panicked: {e}")),
         }
     }
@@ -617,17 +617,6 @@ impl JobManager {
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
     }
-}
-
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }
 
 /// Free space kept on top of what a plot needs: the metadata file and logs must still fit.

@@ -34,8 +34,9 @@ use tonic::service::Interceptor;
 use tonic::transport::Server;
 use tonic::Status;
 
-use crate::daemon::{set_owner_only, Daemon};
+use crate::context::Daemon;
 use crate::error::DaemonError;
+use crate::files::set_owner_only;
 use crate::shutdown::{drain, GRACE};
 pub use service::MinerRpc;
 
@@ -54,14 +55,7 @@ pub fn map_error(e: DaemonError) -> Status {
         DaemonError::ShuttingDown => Status::unavailable(e.to_string()),
         DaemonError::Cancelled => Status::cancelled(e.to_string()),
         DaemonError::Internal { .. } => {
-            let mut chain = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                chain.push_str(": ");
-                chain.push_str(&s.to_string());
-                src = s.source();
-            }
-            tracing::error!(error = %chain, "internal error answering a request");
+            tracing::error!(error = %spacetime::error_chain(&e), "internal error answering a request");
             Status::internal("internal error in minerd; see the daemon log")
         }
     }

@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use super::map_error;
-use crate::daemon::Daemon;
+use crate::context::Daemon;
 use crate::error::DaemonError;
 use crate::plots::jobs::{JobResult, JobSpec};
 use crate::plots::{CheckKind, DEFAULT_CHECK_SAMPLES};

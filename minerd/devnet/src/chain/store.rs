@@ -310,18 +310,8 @@ pub(super) fn create_chain_file(
     let genesis = config.build_genesis_block(&key)?;
     let mut bytes = encode_file_header(&params.adjustment).to_vec();
     bytes.extend_from_slice(&encode_record(&genesis.encode()));
-    // The caller holds the data-dir lock, so a fixed temporary name cannot collide.
-    let tmp = data_dir.join(format!("{CHAIN_FILE}.new"));
-    let io = |e| ChainError::io("creating", path, e);
-    let mut file = File::create(&tmp).map_err(io)?;
-    file.write_all(&bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(io)?;
-    File::open(data_dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io)?;
-    Ok(())
+    spacetime::atomic_file::write_atomic(path, &bytes)
+        .map_err(|e| ChainError::io("creating", path, e))
 }
 
 pub(super) fn encode_file_header(a: &DifficultyAdjustmentConfig) -> [u8; FILE_HEADER_LEN] {

@@ -1,6 +1,6 @@
 //! A metadata write ([`PendingSave`]): prepared under the registry lock, written outside it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use spacetime::metadata::PlotMetadataEntry;
 
@@ -38,7 +38,7 @@ impl PendingSave {
         } else {
             let json = serde_json::to_vec_pretty(&self.choices)
                 .map_err(|e| DaemonError::internal("encoding the plot choices", e))?;
-            write_atomic(&choices, &json).map_err(io)?;
+            spacetime::atomic_file::write_atomic(&choices, &json).map_err(io)?;
         }
         let path = failed_checks_path(&self.metadata_path);
         let io = |e| DaemonError::internal(format!("writing {}", path.display()), e);
@@ -50,21 +50,6 @@ impl PendingSave {
         }
         let json = serde_json::to_vec_pretty(&self.failed)
             .map_err(|e| DaemonError::internal("encoding the failed-check record", e))?;
-        write_atomic(&path, &json).map_err(io)
+        spacetime::atomic_file::write_atomic(&path, &json).map_err(io)
     }
-}
-
-/// Writes `bytes` to `path` through a synced temporary file and a rename.
-pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }

@@ -3,7 +3,7 @@
 use spacetime_proto::pb;
 
 use super::ms;
-use crate::daemon::{DaemonStatus, MiningState};
+use crate::context::{DaemonStatus, MiningState};
 use crate::stats::{Counters, EpochInfo, EpochScan, LinkState, LinkStatus};
 use crate::timefmt::unix_ms;
 
