@@ -16,8 +16,15 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(MerkleCache::decode(&bytes).as_ref().ok(), Some(&cache));
         // A header whose tree the cache could belong to (leaf count from the lowest level).
         let lowest = cache.levels.first().map_or(1, |l| l.len() as u64).max(1);
-        let leaves = lowest.checked_shl(cache.start_level).unwrap_or(u64::MAX >> 1);
-        let root = cache.levels.last().and_then(|l| l.first()).copied().unwrap_or([0; 32]);
+        let leaves = lowest
+            .checked_shl(cache.start_level)
+            .unwrap_or(u64::MAX >> 1);
+        let root = cache
+            .levels
+            .last()
+            .and_then(|l| l.first())
+            .copied()
+            .unwrap_or([0; 32]);
         let _ = cache.validate(&PlotHeader::new([7; 32], leaves.max(1), root));
     }
     if let Ok(mut file) = tempfile::NamedTempFile::new() {

@@ -25,7 +25,8 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(loaded) = load(&opts, &env) {
         let rendered = loaded.render();
         std::fs::write(&path, &rendered).expect("rewrite config");
-        let again = load(&opts, &env).unwrap_or_else(|e| panic!("rendered config fails: {e}\n{rendered}"));
+        let again =
+            load(&opts, &env).unwrap_or_else(|e| panic!("rendered config fails: {e}\n{rendered}"));
         assert_eq!(again.config, loaded.config, "{rendered}");
     }
 });

@@ -22,7 +22,11 @@ fn one_shot(stream: &[u8], max: u32) -> (Vec<Item>, Option<WireError>, usize) {
         match decode_message(&stream[pos..], max) {
             Ok(Some((m, used))) => {
                 let encoded = m.encode();
-                assert_eq!(encoded, &stream[pos..pos + used], "non-canonical decode: {m:?}");
+                assert_eq!(
+                    encoded,
+                    &stream[pos..pos + used],
+                    "non-canonical decode: {m:?}"
+                );
                 items.push(Item::Msg(m));
                 pos += used;
             }
