@@ -436,21 +436,9 @@ impl PlotManager {
             }
         };
         let kind = effective_check(kind, file.leaf_count(), cache.as_ref());
-        let mode = match kind {
-            CheckKind::Full => CheckMode::Full {
-                miner_pk: Some(self.inner.miner_pk),
-            },
-            CheckKind::Sampled { samples, seed } => CheckMode::Sampled {
-                samples,
-                miner_pk: Some(self.inner.miner_pk),
-                seed: seed.unwrap_or_else(rand::random),
-            },
-        };
-        let report =
-            check_plot(&file, cache.as_ref(), &mode, progress, cancel).map_err(|e| match e {
-                spacetime::plot::PlotError::Cancelled => DaemonError::Cancelled,
-                other => DaemonError::internal(format!("checking plot {id}"), other),
-            })?;
+        let report = self.run_check(&file, cache.as_ref(), kind, progress, cancel, || {
+            format!("checking plot {id}")
+        })?;
         drop(file);
         let last = choices::LastCheck {
             at_unix_ms: crate::timefmt::unix_ms(std::time::SystemTime::now()),
@@ -526,6 +514,34 @@ impl PlotManager {
         })
     }
 
+    /// Run one check of an opened plot (`kind` as decided by [`effective_check`]) with this
+    /// miner's key; a cancellation maps to [`DaemonError::Cancelled`], and `what` names the
+    /// plot in the error of a failed check.
+    fn run_check(
+        &self,
+        file: &PlotFile,
+        cache: Option<&MerkleCache>,
+        kind: CheckKind,
+        progress: &mut dyn FnMut(CheckProgress),
+        cancel: &AtomicBool,
+        what: impl FnOnce() -> String,
+    ) -> Result<CheckReport, DaemonError> {
+        let mode = match kind {
+            CheckKind::Full => CheckMode::Full {
+                miner_pk: Some(self.inner.miner_pk),
+            },
+            CheckKind::Sampled { samples, seed } => CheckMode::Sampled {
+                samples,
+                miner_pk: Some(self.inner.miner_pk),
+                seed: seed.unwrap_or_else(rand::random),
+            },
+        };
+        check_plot(file, cache, &mode, progress, cancel).map_err(|e| match e {
+            spacetime::plot::PlotError::Cancelled => DaemonError::Cancelled,
+            other => DaemonError::internal(what(), other),
+        })
+    }
+
     /// Checks a plot file that is not registered: reads it (and its cache beside it), changes
     /// nothing. Blocking.
     fn check_file(
@@ -555,21 +571,9 @@ impl PlotManager {
             None
         };
         let kind = effective_check(kind, file.leaf_count(), cache.as_ref());
-        let mode = match kind {
-            CheckKind::Full => CheckMode::Full {
-                miner_pk: Some(self.inner.miner_pk),
-            },
-            CheckKind::Sampled { samples, seed } => CheckMode::Sampled {
-                samples,
-                miner_pk: Some(self.inner.miner_pk),
-                seed: seed.unwrap_or_else(rand::random),
-            },
-        };
-        let report =
-            check_plot(&file, cache.as_ref(), &mode, progress, cancel).map_err(|e| match e {
-                spacetime::plot::PlotError::Cancelled => DaemonError::Cancelled,
-                other => DaemonError::internal(format!("checking {}", path.display()), other),
-            })?;
+        let report = self.run_check(&file, cache.as_ref(), kind, progress, cancel, || {
+            format!("checking {}", path.display())
+        })?;
         if report.cache_ok == Some(false) {
             notes.push(format!(
                 "the Merkle cache {} does not match the plot",
