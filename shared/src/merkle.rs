@@ -15,7 +15,7 @@
 
 use crate::compress::{compress, hash_short, pad_block, state_to_hash, IV};
 use crate::hash::Hash32;
-use crate::kernel::Backend;
+use crate::kernel::Kernels;
 
 /// Domain prefix of a leaf node.
 const LEAF_PREFIX: u8 = 0x00;
@@ -254,7 +254,7 @@ const GROUP_LEVEL: u32 = 6;
 /// The level-6 node of 64 leaves (a full aligned group: no padding inside): the leaf-node
 /// kernel over all 64, then the internal-node kernel level by level ([`crate::kernel`]).
 fn group_root(leaves: &[[u8; 32]]) -> Hash32 {
-    let backend = Backend::active();
+    let backend = Kernels::active();
     let mut nodes = [[0u8; 32]; 64];
     backend.leaf_nodes(leaves, &mut nodes);
     let mut parents = [[0u8; 32]; 32];
