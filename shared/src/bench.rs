@@ -9,7 +9,9 @@
 //!   comparison.
 //! - **Scanning** costs 2 compressions per leaf, so its bound is LIMIT/2 (warm: plot in the
 //!   page cache), and min(LIMIT/2, disk read rate / 32 B) cold (plot evicted from the page
-//!   cache with `posix_fadvise(DONTNEED)` first).
+//!   cache with `posix_fadvise(DONTNEED)` first, then read with direct reads as the daemon
+//!   reads a farm larger than half the RAM; the cold scan through the page cache, as a farm
+//!   that fits in memory is read the first time, is reported beside it).
 //! - **Plotting** costs about 4 compressions per leaf (leaf, leaf node, internal nodes),
 //!   bound min(LIMIT/4, fdatasync'd write rate / 32 B).
 //!

@@ -7,10 +7,12 @@
 //!
 //! Reading: plots are read with positioned reads, never mapped (a shrinking file is an
 //! error on that plot, not a crash: [`PlotScanStats::error`]). For `full` and `deadline`,
-//! one reader thread per device (`st_dev`) reads its plots in file order in 4 MiB chunks,
-//! with kernel read-ahead asked for ahead of it, and hands the chunks to every hashing
-//! thread of the pool through a bounded queue: the disk streams while the cores hash, and
-//! two plots on one disk never compete for its head. Sampling strategies read only the
+//! one reader thread per device (`st_dev`) reads its plots in file order and hands the
+//! chunks to every hashing thread of the pool through a bounded queue: the disk streams
+//! while the cores hash, and two plots on one disk never compete for its head. A farm that
+//! fits in memory is read through the page cache in 512 KiB chunks with kernel read-ahead
+//! asked for 8 MiB ahead; one larger than half the RAM, which the cache cannot hold anyway,
+//! is read with 4 MiB direct reads ([`PlotReads`], `direct.rs`). Sampling strategies read only the
 //! leaves they score, in work items that all threads pull from one queue. A deadline stops
 //! the scan with the best found so far; the cancel flag is checked between chunks.
 //!
@@ -36,10 +38,14 @@ use direct::{ChunkBuf, DirectFile};
 
 /// Strategy positions per work item of the sampling strategies.
 const ITEM_LEN: u64 = 1 << 14;
-/// Leaves per sequential read of a full scan: 128 Ki leaves = 4 MiB.
-const CHUNK_LEN: u64 = 1 << 17;
-/// How far ahead of its position a reader asks the kernel to read (in chunks).
-const READ_AHEAD_CHUNKS: u64 = 2;
+/// Leaves per read of a full scan through the page cache: 16 Ki leaves = 512 KiB, so that
+/// the buffers in flight stay in the CPU caches between the reader's copy and the hashing
+/// (measured: 4 MiB reads cost about 10 % more CPU per leaf on the warm scan).
+const CACHED_CHUNK_LEN: u64 = 1 << 14;
+/// Leaves per direct read: 128 Ki leaves = 4 MiB, one large request for the device.
+const DIRECT_CHUNK_LEN: u64 = 1 << 17;
+/// How far ahead of its position a reader asks the kernel to read, in leaves (8 MiB).
+const READ_AHEAD_LEN: u64 = 1 << 18;
 /// Scores per kernel call.
 const SCORE_BATCH: usize = 256;
 
@@ -512,7 +518,7 @@ fn read_plots(
         };
         if direct.is_none() {
             plot.advise_sequential();
-            plot.advise_willneed(0..READ_AHEAD_CHUNKS * CHUNK_LEN);
+            plot.advise_willneed(0..READ_AHEAD_LEN);
         }
         let mut first = 0;
         while first < n {
@@ -523,7 +529,12 @@ fn read_plots(
             let Ok(mut buf) = lock(free).recv() else {
                 return;
             };
-            let end = (first + CHUNK_LEN).min(n);
+            let chunk_len = if direct.is_some() {
+                DIRECT_CHUNK_LEN
+            } else {
+                CACHED_CHUNK_LEN
+            };
+            let end = (first + chunk_len).min(n);
             let mut read = direct.as_ref().map(|d| d.read(plot, first..end, &mut buf));
             if read
                 .as_ref()
@@ -535,8 +546,8 @@ fn read_plots(
             }
             let read = read.unwrap_or_else(|| {
                 // Keep the kernel's read-ahead a window in front of this read.
-                let ahead = end + (READ_AHEAD_CHUNKS - 1) * CHUNK_LEN;
-                plot.advise_willneed(ahead..ahead + CHUNK_LEN);
+                let ahead = first + READ_AHEAD_LEN;
+                plot.advise_willneed(ahead..ahead + chunk_len);
                 buf.read_cached(plot, first..end)
             });
             if let Err(e) = read {
