@@ -6,6 +6,7 @@ mod clients;
 mod config;
 mod daemon;
 mod devnet;
+mod faults;
 mod grpc_web;
 mod load;
 mod metrics;
