@@ -21,10 +21,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::cache::{CacheError, MerkleCache, MAX_CACHE_BYTES};
 use super::writer::LeafWriter;
 use super::{plot_file_len, LeafGenerator, PlotError, PlotHeader, HEADER_LEN};
 use crate::atomic_file;
-use crate::cache::{CacheError, MerkleCache, MAX_CACHE_BYTES};
 use crate::hash::Hash32;
 use crate::merkle::{level_size, tree_height, MerkleFolder};
 

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::cache::CacheError;
+use super::cache::CacheError;
 use crate::hash::Hash32;
 
 /// Why a plot could not be loaded, created or checked.

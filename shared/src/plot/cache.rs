@@ -436,7 +436,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn vectors() -> serde_json::Value {
-        serde_json::from_str(include_str!("../testdata/vectors.json")).unwrap()
+        serde_json::from_str(include_str!("../../testdata/vectors.json")).unwrap()
     }
 
     fn hex32(v: &serde_json::Value) -> [u8; 32] {
