@@ -17,7 +17,7 @@
 // kernel that runs it; they are re-exported here, where the tree's readers look for them.
 pub use crate::compress::{internal_node, leaf_node, padded_parent, padding_node};
 use crate::hash::Hash32;
-use crate::kernel::Backend;
+use crate::kernel::Kernels;
 
 /// Height of a tree of `leaf_count` leaves: `⌈log₂ N⌉` (0 for one leaf).
 ///
@@ -205,7 +205,7 @@ const GROUP_LEVEL: u32 = 6;
 /// The level-6 node of 64 leaves (a full aligned group: no padding inside): the leaf-node
 /// kernel over all 64, then the internal-node kernel level by level ([`crate::kernel`]).
 fn group_root(leaves: &[[u8; 32]]) -> Hash32 {
-    let backend = Backend::active();
+    let backend = Kernels::active();
     let mut nodes = [[0u8; 32]; 64];
     backend.leaf_nodes(leaves, &mut nodes);
     let mut parents = [[0u8; 32]; 32];
