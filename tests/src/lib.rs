@@ -173,6 +173,24 @@ pub fn limit_file_size(cmd: &mut Command, limit: u64) {
     }
 }
 
+impl MinerdOptions {
+    /// A daemon mining on its embedded devnet node: the node on a free port with one-second
+    /// epochs, then each of `sets` (`key=value`) as one more `--set`.
+    pub fn fast_devnet(sets: &[&str]) -> Self {
+        let mut args = vec!["--devnet".to_owned()];
+        for set in ["devnet.listenPort=0", "devnet.epochDurationSeconds=1"]
+            .iter()
+            .chain(sets)
+        {
+            args.extend(["--set".to_owned(), (*set).to_owned()]);
+        }
+        Self {
+            args,
+            ..Self::default()
+        }
+    }
+}
+
 /// A temporary home directory with a `.spacetime` data directory.
 #[derive(Debug)]
 pub struct Home {
