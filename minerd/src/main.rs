@@ -454,27 +454,22 @@ mod tests {
 
     #[test]
     fn config_flags_show_only_where_they_apply() {
+        const CONFIG_FLAGS: [&str; 5] = [
+            "--config",
+            "--plot-dir",
+            "--node-address",
+            "--devnet",
+            "--set",
+        ];
         for cmd in [&[][..], &["run"], &["config"], &["key"]] {
             let text = help(cmd);
-            for flag in [
-                "--config",
-                "--plot-dir",
-                "--node-address",
-                "--devnet",
-                "--set",
-            ] {
+            for flag in CONFIG_FLAGS {
                 assert!(text.contains(flag), "{cmd:?} help lacks {flag}:\n{text}");
             }
         }
         for cmd in ["bench", "devnet-node"] {
             let text = help(&[cmd]);
-            for flag in [
-                "--config",
-                "--plot-dir",
-                "--node-address",
-                "--devnet",
-                "--set",
-            ] {
+            for flag in CONFIG_FLAGS {
                 assert!(!text.contains(flag), "{cmd} help offers {flag}:\n{text}");
             }
         }

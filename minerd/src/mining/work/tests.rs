@@ -89,14 +89,15 @@ fn input(plots: Vec<FarmedPlot>, key: &Arc<MinerKey>, e: NewEpoch) -> WorkInput 
     }
 }
 
-fn signed_tx(fee: u64) -> Transaction {
+/// A transfer signed by a fixed test key.
+pub(crate) fn signed_tx(nonce: u64, fee: u64) -> Transaction {
     let sender = MinerKey::from_secret_bytes(&[5; 32]);
     let mut tx = Transaction {
         version: 1,
         sender: sender.miner_id(),
         recipient: MinerKey::from_secret_bytes(&[6; 32]).miner_id(),
         amount: 10,
-        nonce: fee,
+        nonce,
         fee,
         signature: [0; 64],
     };
@@ -122,7 +123,7 @@ fn a_winning_proof_gives_a_block_that_passes_the_node_rules() {
     assert_eq!(found.leaves_scanned, 2 << 10);
     assert!(found.wins, "difficulty 1 always wins");
     assert!(f64::from_bits(rate.load(std::sync::atomic::Ordering::Relaxed)) > 0.0);
-    let txs = [signed_tx(3), signed_tx(1)];
+    let txs = [signed_tx(3, 3), signed_tx(1, 1)];
     let block = build_block(&e, start, found.plot_root, &found.proof, &txs, &key).unwrap();
     assert_eq!(block.transactions.len(), 2);
     assert_eq!(block.header.height, 5);
@@ -190,7 +191,7 @@ fn an_invalid_transaction_does_not_cost_the_block() {
     let dir = tempfile::tempdir().unwrap();
     let key = Arc::new(MinerKey::from_secret_bytes(&[1; 32]));
     let e = epoch(1);
-    let mut bad = signed_tx(2);
+    let mut bad = signed_tx(2, 2);
     bad.amount += 1; // breaks the signature
     let inp = input(vec![tiny_plot(dir.path(), &key, 1)], &key, e);
     let start = inp.epoch_start_unix;
