@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use spacetime_proto::pb;
 
 mod events;
+mod farm;
 pub use events::{event_json, event_text};
 
 /// Writes to stdout. A closed stdout (`minerctl list-plots | head -1`) ends the program
@@ -262,16 +263,7 @@ pub fn utc(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let days = secs.div_euclid(86_400);
     let tod = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = spacetime::clock::civil_from_days(days);
     format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
         tod / 3600,
@@ -332,6 +324,13 @@ pub fn plot_detail(p: &pb::Plot) -> String {
     f("id:", p.plot_id.clone());
     f("state:", plot_state(p.state));
     f("file:", p.file_path.clone());
+    f(
+        "directory:",
+        std::path::Path::new(&p.file_path)
+            .parent()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default(),
+    );
     f("cache file:", p.cache_file_path.clone());
     f(
         "cache in use:",
@@ -567,6 +566,8 @@ pub fn status_json(s: &pb::Status) -> Value {
         },
         "plotJobs": s.plot_jobs,
         "shuttingDown": s.shutting_down,
+        "plotDirectories": farm::dirs_json(&s.plot_directories),
+        "farmSizeWarning": s.farm_size_warning.as_ref().map(farm::warning_json),
     })
 }
 
@@ -621,6 +622,9 @@ pub fn status_text(s: &pb::Status) -> String {
     if let Some(last) = &s.last_scan {
         f("effective farm:", farm_text(last));
     }
+    if let Some(w) = &s.farm_size_warning {
+        f("WARNING:", farm::warning_text(w));
+    }
     f("this run:", counters_text(&c));
     f(
         "lifetime:",
@@ -651,6 +655,9 @@ pub fn status_text(s: &pb::Status) -> String {
             s.plot_jobs
         ),
     );
+    for (i, line) in farm::dirs_text(&s.plot_directories).into_iter().enumerate() {
+        f(if i == 0 { "plot directories:" } else { "" }, line);
+    }
     out
 }
 

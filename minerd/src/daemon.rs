@@ -31,6 +31,22 @@ fn notify_systemd(state: &[sd_notify::NotifyState<'_>]) {
     }
 }
 
+/// Every file the daemon writes atomically outside the plot directory: the key, the plot
+/// metadata and the files beside it, the lifetime counters, the token file.
+fn owned_files(config: &Config) -> Vec<std::path::PathBuf> {
+    let meta = &config.plot_metadata_path;
+    vec![
+        config.private_key_path.clone(),
+        meta.clone(),
+        plots::choices::choices_path(meta),
+        plots::registry::failed_checks_path(meta),
+        crate::stats::CountersFile::in_dir(&config.data_directory)
+            .path()
+            .to_path_buf(),
+        config.token_file.clone(),
+    ]
+}
+
 /// Runs the daemon until `shutdown` is cancelled (by a signal, the Shutdown RPC or a test),
 /// then drains. Binds what the configuration says (TCP port 0 is fine) and logs every bound
 /// address on a line containing "listening".
@@ -38,12 +54,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let config = Arc::new(config);
     ensure_private_dir(&config.data_directory)?;
     let lock = DataDirLock::acquire(&config.lock_path())?;
-    std::fs::create_dir_all(&config.plot_directory).with_context(|| {
-        format!(
-            "creating plot directory {}",
-            config.plot_directory.display()
-        )
-    })?;
+    crate::files::remove_stale_temporaries(&owned_files(&config));
+    for dir in &config.plot_directories {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating plot directory {}", dir.display()))?;
+    }
 
     let key_path = config.private_key_path.clone();
     let key = tokio::task::spawn_blocking(move || MinerKey::load_or_create(&key_path))
@@ -58,12 +73,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
     let events = EventBus::new();
     let plots = {
-        let (meta, dir, ev) = (
+        let (meta, dirs, ev) = (
             config.plot_metadata_path.clone(),
-            config.plot_directory.clone(),
+            config.plot_directories.clone(),
             events.clone(),
         );
-        tokio::task::spawn_blocking(move || PlotManager::load(&meta, &dir, pk, ev))
+        tokio::task::spawn_blocking(move || PlotManager::load(&meta, dirs, pk, ev))
             .await
             .context("loading plots")??
     };
@@ -71,7 +86,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     tracing::info!(
         total = summary.total, valid = summary.valid, corrupted = summary.corrupted,
         missing = summary.missing, duplicate = summary.duplicate, bytes = summary.farmed_bytes,
-        dir = %config.plot_directory.display(), "plots loaded"
+        dirs = ?config.plot_directories, "plots loaded"
     );
     // In devnet mode the embedded miner creates its own small plot when there is none.
     if summary.valid == 0 && !config.devnet.enabled {
@@ -87,7 +102,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let jobs = JobManager::new(
         plots.clone(),
         events.clone(),
-        &config.plot_directory,
         pk,
         config.max_concurrent_plot_jobs as usize,
         plots::jobs::default_plot_threads(config.plot_threads),
@@ -203,7 +217,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
-    use spacetime_proto::client::{connect, Target};
+    use spacetime_proto::client::{connect, get_status, Target};
     use spacetime_proto::pb;
 
     #[tokio::test]
@@ -226,13 +240,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let mut client = client.expect("the daemon listens");
-        let status = client
-            .get_status(pb::GetStatusRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .status
-            .unwrap();
+        let status = get_status(&mut client).await.unwrap();
         assert_eq!(status.version, VERSION);
         assert!(!status.mining_enabled);
         assert_eq!(status.miner_public_key.len(), 32);

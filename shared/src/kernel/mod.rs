@@ -373,7 +373,7 @@ impl ScoreContext {
 /// The one-message-at-a-time reference implementation of every shape.
 mod portable {
     use super::*;
-    use crate::merkle::{internal_node, leaf_node};
+    use crate::compress::{internal_node, leaf_node};
 
     pub(super) fn leaves(midstate: &[u32; 8], first_nonce: u64, out: &mut [[u8; 32]]) {
         let mut block = crate::compress::pad_block([0u8; 64], 72);

@@ -6,6 +6,8 @@ mod clients;
 mod config;
 mod daemon;
 mod devnet;
+mod farm;
+mod faults;
 mod grpc_web;
 mod load;
 mod metrics;

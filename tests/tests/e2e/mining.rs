@@ -18,14 +18,19 @@ use spacetime::wire::Message;
 /// Generous bound for anything that takes a few epochs on a loaded 2-core machine.
 const SLOW: Duration = Duration::from_secs(60);
 
-fn status(d: &Minerd) -> Value {
+pub(crate) fn status(d: &Minerd) -> Value {
     d.minerctl_json(&["status", "--json"])
         .unwrap_or_else(|e| panic!("status: {e:#}\nlog:\n{}", d.log()))
 }
 
 /// Polls the status every 100 ms until `cond` holds; panics with the status and log after
 /// `timeout`.
-fn wait_status(d: &Minerd, what: &str, timeout: Duration, cond: impl Fn(&Value) -> bool) -> Value {
+pub(crate) fn wait_status(
+    d: &Minerd,
+    what: &str,
+    timeout: Duration,
+    cond: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + timeout;
     loop {
         let s = status(d);
@@ -46,7 +51,7 @@ fn counter(s: &Value, name: &str) -> u64 {
     s["counters"][name].as_u64().unwrap_or(0)
 }
 
-fn start_miner(home: e2e::Home, node: &DevnetNode) -> Minerd {
+pub(crate) fn start_miner(home: e2e::Home, node: &DevnetNode) -> Minerd {
     Minerd::start_in(
         home,
         MinerdOptions {
@@ -285,21 +290,8 @@ async fn a_transaction_sent_to_the_node_is_mined_into_a_block() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn minerd_devnet_mines_on_its_own() {
-    let miner = Minerd::start_with(MinerdOptions {
-        args: [
-            "--devnet",
-            "--set",
-            "devnet.listenPort=0",
-            "--set",
-            "devnet.epochDurationSeconds=1",
-            "--set",
-            "plotScanIntervalSeconds=1",
-        ]
-        .map(String::from)
-        .to_vec(),
-        ..Default::default()
-    })
-    .unwrap();
+    let miner =
+        Minerd::start_with(MinerdOptions::fast_devnet(&["plotScanIntervalSeconds=1"])).unwrap();
     let s = wait_status(&miner, "a block on the embedded devnet", SLOW, |s| {
         counter(s, "blocksAccepted") >= 1
     });
