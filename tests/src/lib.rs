@@ -145,6 +145,8 @@ pub struct MinerdOptions {
     pub config_yaml: Option<String>,
     /// Also listen on TCP (127.0.0.1, port 0).
     pub tcp: bool,
+    /// Start the daemon with this open-file limit, soft and hard (so it cannot raise it).
+    pub nofile: Option<u64>,
 }
 
 /// A temporary home directory with a `.spacetime` data directory.
@@ -227,6 +229,9 @@ impl Minerd {
         }
         for (k, v) in &opts.env {
             cmd.env(k, v);
+        }
+        if let Some(n) = opts.nofile {
+            process::limit_open_files(&mut cmd, n);
         }
         let process = ChildProcess::spawn("minerd", cmd)?;
         let deadline = Instant::now() + START_TIMEOUT;

@@ -95,6 +95,13 @@ pub enum ConfigError {
         /// What is allowed.
         allowed: String,
     },
+    /// Keys that are valid one by one but not together (the message names them and says
+    /// how to fix it).
+    #[error("{message}")]
+    Combination {
+        /// What is wrong and what to do.
+        message: String,
+    },
     /// No home directory to derive `~/.spacetime` from.
     #[error("HOME is not set: set it or pass --data-dir")]
     NoHome,
