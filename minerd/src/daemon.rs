@@ -203,7 +203,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
-    use spacetime_proto::client::{connect, Target};
+    use spacetime_proto::client::{connect, get_status, Target};
     use spacetime_proto::pb;
 
     #[tokio::test]
@@ -226,13 +226,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let mut client = client.expect("the daemon listens");
-        let status = client
-            .get_status(pb::GetStatusRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .status
-            .unwrap();
+        let status = get_status(&mut client).await.unwrap();
         assert_eq!(status.version, VERSION);
         assert!(!status.mining_enabled);
         assert_eq!(status.miner_public_key.len(), 32);

@@ -342,7 +342,7 @@ where
 
 fn real_main(cli: Cli) -> Result<(), Failure> {
     // A bad SPACETIME_SHA256_BACKEND is a configuration error before any hashing.
-    let backend = spacetime::kernel::Backend::configured().map_err(|e| Failure {
+    let backend = spacetime::kernel::Kernels::try_active().map_err(|e| Failure {
         code: EXIT_USAGE,
         error: anyhow::Error::from(e),
     })?;

@@ -267,6 +267,16 @@ pub async fn connect(target: &Target) -> Result<MinerClient, ConnectError> {
     Ok(MinerServiceClient::with_interceptor(channel, auth))
 }
 
+/// `GetStatus` with the status taken out of its reply (a reply without one is an error).
+pub async fn get_status(client: &mut MinerClient) -> Result<crate::pb::Status, tonic::Status> {
+    client
+        .get_status(crate::pb::GetStatusRequest {})
+        .await?
+        .into_inner()
+        .status
+        .ok_or_else(|| tonic::Status::internal("the daemon sent an empty status"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,7 +30,7 @@ use sha2::digest::generic_array::GenericArray;
 
 use crate::cache::{build_cache, CacheError, MerkleCache};
 use crate::compress::IV;
-use crate::kernel::Backend;
+use crate::kernel::{Backend, Kernels, Scratch, Shape};
 use crate::plot::{
     check_plot, create_plot, CacheLevels, CheckMode, CreatePlot, PlotError, PlotFile,
 };
@@ -100,8 +100,11 @@ impl Latency {
 pub struct BenchReport {
     /// Threads used for the all-core figures.
     pub threads: usize,
-    /// The SHA-256 backend the engine ran on.
-    pub backend: Backend,
+    /// The SHA-256 backend of each shape the engine ran on.
+    pub kernels: Kernels,
+    /// Each shape on each backend this CPU has, one thread, in compressions per second of
+    /// CPU time (what `auto` chooses from; [`Kernels::fastest`]).
+    pub kernel_rates: Vec<KernelRate>,
     /// `sha2::compress256`, one block at a time, all threads.
     pub sha2_compressions_per_s: f64,
     /// This crate's leaf kernel on the active backend, all threads.
@@ -190,7 +193,9 @@ impl BenchReport {
         };
         serde_json::json!({
             "threads": self.threads,
-            "backend": self.backend.name(),
+            "backend": self.kernels.to_string(),
+            "kernels": Shape::ALL.iter().map(|&s| (s.name().to_owned(), self.kernels.get(s).name().into())).collect::<serde_json::Map<String, serde_json::Value>>(),
+            "kernel_rates": self.kernel_rates.iter().map(|r| serde_json::json!({"shape": r.shape.name(), "backend": r.backend.name(), "compressions_per_cpu_s": r.compressions_per_cpu_s})).collect::<Vec<_>>(),
             "available_backends": Backend::available().iter().map(|b| b.name()).collect::<Vec<_>>(),
             "limit_compressions_per_s": self.limit_compressions_per_s(),
             "kernel_compressions_per_s": self.kernel_compressions_per_s,
@@ -240,8 +245,28 @@ impl fmt::Display for BenchReport {
         writeln!(
             f,
             "spacetime engine benchmark ({} threads, SHA-256 backend {})",
-            self.threads, self.backend
+            self.threads, self.kernels
         )?;
+        if !self.kernel_rates.is_empty() {
+            writeln!(f, "kernels, one thread, M compressions per CPU-second")?;
+            for shape in Shape::ALL {
+                write!(f, "  {:<14}", shape.name())?;
+                for r in self.kernel_rates.iter().filter(|r| r.shape == shape) {
+                    let mark = if self.kernels.get(shape) == r.backend {
+                        "*"
+                    } else {
+                        " "
+                    };
+                    write!(
+                        f,
+                        " {:>9} {:>6.1}{mark}",
+                        r.backend.name(),
+                        m(r.compressions_per_cpu_s)
+                    )?;
+                }
+                writeln!(f)?;
+            }
+        }
         writeln!(f, "SHA-256 compressions, all threads")?;
         writeln!(
             f,
@@ -409,13 +434,19 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
         .map_err(|e| BenchError::Invalid {
             reason: format!("cannot start {threads} threads: {e}"),
         })?;
-    let backend = Backend::active();
+    let kernels = Kernels::active();
 
     let probe = probe_time(opts.leaf_count);
     let (mut sha2_rate, mut kernel_rate, mut tape_rate) = (0f64, 0f64, 0f64);
     let mut kernel_per_cpu: Option<f64> = None;
     for _ in 0..PROBE_ROUNDS {
-        if let Some(r) = rate_per_cpu_second(probe, kernel_batch) {
+        let mut seed = 0u64;
+        let mut kernel_run = || {
+            std::hint::black_box(kernel_batch(seed));
+            seed += BATCH;
+            BATCH
+        };
+        if let Some(r) = rate_per_cpu_second(probe, &mut kernel_run) {
             kernel_per_cpu = Some(kernel_per_cpu.unwrap_or(0.0).max(r));
         }
         sha2_rate = sha2_rate.max(rate_all(&pool, threads, probe, sha2_batch));
@@ -536,7 +567,8 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
 
     Ok(BenchReport {
         threads,
-        backend,
+        kernels,
+        kernel_rates: kernel_rates(probe),
         sha2_compressions_per_s: sha2_rate,
         kernel_compressions_per_s: kernel_rate,
         tape_chain_compressions_per_s: (tape_rate > 0.0).then_some(tape_rate),
@@ -627,7 +659,7 @@ fn kernel_batch(seed: u64) -> u8 {
     let mid = [seed as u32; 8];
     let mut acc = 0u8;
     for i in 0..BATCH / 256 {
-        Backend::active().leaves(&mid, seed.wrapping_add(i * 256), &mut out);
+        Kernels::active().leaves(&mid, seed.wrapping_add(i * 256), &mut out);
         acc ^= out[255][0];
     }
     acc
@@ -658,6 +690,40 @@ fn cpu_since(before: Option<Duration>) -> Option<Duration> {
     Some(process_cpu_time()?.saturating_sub(before?))
 }
 
+/// One shape on one backend, one thread ([`BenchReport::kernel_rates`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KernelRate {
+    /// The shape.
+    pub shape: Shape,
+    /// The backend.
+    pub backend: Backend,
+    /// SHA-256 compressions per second of CPU time.
+    pub compressions_per_cpu_s: f64,
+}
+
+/// Every shape on every available backend, `probe / 4` each (empty where the OS does not
+/// report thread CPU time).
+fn kernel_rates(probe: Duration) -> Vec<KernelRate> {
+    let mut scratch = Scratch::default();
+    let mut rates = Vec::new();
+    for backend in Backend::available() {
+        for shape in Shape::ALL {
+            let mut run = || {
+                shape.run(backend, &mut scratch, 1024);
+                1024 * u64::from(shape.compressions())
+            };
+            if let Some(rate) = rate_per_cpu_second(probe / 4, &mut run) {
+                rates.push(KernelRate {
+                    shape,
+                    backend,
+                    compressions_per_cpu_s: rate,
+                });
+            }
+        }
+    }
+    rates
+}
+
 /// CPU time of the calling thread (Linux `/proc/thread-self/schedstat`, nanoseconds).
 fn thread_cpu_time() -> Option<Duration> {
     let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
@@ -665,16 +731,15 @@ fn thread_cpu_time() -> Option<Duration> {
     Some(Duration::from_nanos(ns))
 }
 
-/// Units of `batch` per second of CPU time the calling thread received.
-fn rate_per_cpu_second(probe: Duration, batch: fn(u64) -> u8) -> Option<f64> {
+/// Units of work per second of CPU time the calling thread received (`run` does some and
+/// says how many).
+fn rate_per_cpu_second(probe: Duration, run: &mut dyn FnMut() -> u64) -> Option<f64> {
     let before = thread_cpu_time()?;
     let started = Instant::now();
-    let (mut done, mut sink) = (0u64, 0u8);
+    let mut done = 0u64;
     while started.elapsed() < probe {
-        sink ^= batch(done);
-        done += BATCH;
+        done += run();
     }
-    std::hint::black_box(sink);
     let secs = thread_cpu_time()?.saturating_sub(before).as_secs_f64();
     (secs > 0.0).then(|| done as f64 / secs)
 }

@@ -83,6 +83,59 @@ pub(crate) fn hash_short(block: [u8; 64], len: usize) -> Hash32 {
     state_to_hash(&state)
 }
 
+// ---- The Merkle node shapes (the tree itself is `crate::merkle`) ----
+
+/// Domain prefix of a leaf node.
+const LEAF_PREFIX: u8 = 0x00;
+/// Domain prefix of an internal node (and of a padding node).
+const INTERNAL_PREFIX: u8 = 0x01;
+/// The marker inside a padding hash.
+const PADDING_MARKER: &[u8; 14] = b"MERKLE_PADDING";
+
+/// `H(0x00 ‖ leaf)`: the level-0 node of a leaf (one compression).
+#[inline]
+pub fn leaf_node(leaf: &[u8; 32]) -> Hash32 {
+    let mut block = [0u8; 64];
+    block[0] = LEAF_PREFIX;
+    block[1..33].copy_from_slice(leaf);
+    hash_short(block, 33)
+}
+
+/// The constant second block of an internal node before its last byte is filled in.
+const INTERNAL_TAIL: [u8; 64] = pad_block([0u8; 64], 65);
+
+/// `H(0x01 ‖ left ‖ right)`: the parent of two nodes (two compressions).
+#[inline]
+pub fn internal_node(left: &Hash32, right: &Hash32) -> Hash32 {
+    let mut first = [0u8; 64];
+    first[0] = INTERNAL_PREFIX;
+    first[1..33].copy_from_slice(left);
+    first[33..].copy_from_slice(&right[..31]);
+    let mut second = INTERNAL_TAIL;
+    second[0] = right[31];
+    let mut state = IV;
+    compress(&mut state, &first);
+    compress(&mut state, &second);
+    state_to_hash(&state)
+}
+
+/// `H(0x01 ‖ "MERKLE_PADDING" ‖ node)`: the right sibling of an unpaired last node
+/// (one compression).
+#[inline]
+pub fn padding_node(node: &Hash32) -> Hash32 {
+    let mut block = [0u8; 64];
+    block[0] = INTERNAL_PREFIX;
+    block[1..15].copy_from_slice(PADDING_MARKER);
+    block[15..47].copy_from_slice(node);
+    hash_short(block, 47)
+}
+
+/// The parent of an unpaired last node: `internal(X, padding(X))`.
+#[inline]
+pub fn padded_parent(node: &Hash32) -> Hash32 {
+    internal_node(node, &padding_node(node))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,6 @@
 pub mod atomic_file;
 pub mod bench;
 pub mod block;
-pub mod cache;
 pub mod clock;
 mod codec;
 mod compress;
@@ -20,11 +19,14 @@ pub mod keys;
 pub mod merkle;
 pub mod metadata;
 pub mod plot;
-pub mod prove;
 pub mod regular_file;
 pub mod scan;
 pub mod validate;
 pub mod wire;
+
+// The plot's cache file and its proofs live in `plot` (one storage engine); their paths
+// stay `spacetime::cache` and `spacetime::prove`.
+pub use plot::{cache, prove};
 
 pub use codec::DecodeError;
 pub use error_chain::error_chain;

@@ -13,60 +13,11 @@
 //! The reference docs say the padding hash has no `0x01` prefix; the reference code has it,
 //! and the code is what existing plots were built with.
 
-use crate::compress::{compress, hash_short, pad_block, state_to_hash, IV};
+// The node hashes are compression shapes (`compress`), below both this tree and the SHA-256
+// kernel that runs it; they are re-exported here, where the tree's readers look for them.
+pub use crate::compress::{internal_node, leaf_node, padded_parent, padding_node};
 use crate::hash::Hash32;
-use crate::kernel::Backend;
-
-/// Domain prefix of a leaf node.
-const LEAF_PREFIX: u8 = 0x00;
-/// Domain prefix of an internal node (and of a padding node).
-const INTERNAL_PREFIX: u8 = 0x01;
-/// The marker inside a padding hash.
-const PADDING_MARKER: &[u8; 14] = b"MERKLE_PADDING";
-
-/// `H(0x00 ‖ leaf)`: the level-0 node of a leaf (one compression).
-#[inline]
-pub fn leaf_node(leaf: &[u8; 32]) -> Hash32 {
-    let mut block = [0u8; 64];
-    block[0] = LEAF_PREFIX;
-    block[1..33].copy_from_slice(leaf);
-    hash_short(block, 33)
-}
-
-/// The constant second block of an internal node before its last byte is filled in.
-const INTERNAL_TAIL: [u8; 64] = pad_block([0u8; 64], 65);
-
-/// `H(0x01 ‖ left ‖ right)`: the parent of two nodes (two compressions).
-#[inline]
-pub fn internal_node(left: &Hash32, right: &Hash32) -> Hash32 {
-    let mut first = [0u8; 64];
-    first[0] = INTERNAL_PREFIX;
-    first[1..33].copy_from_slice(left);
-    first[33..].copy_from_slice(&right[..31]);
-    let mut second = INTERNAL_TAIL;
-    second[0] = right[31];
-    let mut state = IV;
-    compress(&mut state, &first);
-    compress(&mut state, &second);
-    state_to_hash(&state)
-}
-
-/// `H(0x01 ‖ "MERKLE_PADDING" ‖ node)`: the right sibling of an unpaired last node
-/// (one compression).
-#[inline]
-pub fn padding_node(node: &Hash32) -> Hash32 {
-    let mut block = [0u8; 64];
-    block[0] = INTERNAL_PREFIX;
-    block[1..15].copy_from_slice(PADDING_MARKER);
-    block[15..47].copy_from_slice(node);
-    hash_short(block, 47)
-}
-
-/// The parent of an unpaired last node: `internal(X, padding(X))`.
-#[inline]
-pub fn padded_parent(node: &Hash32) -> Hash32 {
-    internal_node(node, &padding_node(node))
-}
+use crate::kernel::Kernels;
 
 /// Height of a tree of `leaf_count` leaves: `⌈log₂ N⌉` (0 for one leaf).
 ///
@@ -254,7 +205,7 @@ const GROUP_LEVEL: u32 = 6;
 /// The level-6 node of 64 leaves (a full aligned group: no padding inside): the leaf-node
 /// kernel over all 64, then the internal-node kernel level by level ([`crate::kernel`]).
 fn group_root(leaves: &[[u8; 32]]) -> Hash32 {
-    let backend = Backend::active();
+    let backend = Kernels::active();
     let mut nodes = [[0u8; 32]; 64];
     backend.leaf_nodes(leaves, &mut nodes);
     let mut parents = [[0u8; 32]; 32];

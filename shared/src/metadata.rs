@@ -21,7 +21,7 @@
 //! error rather than a crash. Duplicate plot ids are returned as found; the reference keeps
 //! the first.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::STANDARD;
@@ -30,8 +30,9 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::atomic_file;
+use crate::clock::civil_from_days;
 use crate::hash::Hash32;
-use crate::regular_file::{self, ReadFileError};
+use crate::regular_file::{self, FileIoError, ReadFileError};
 
 /// Files larger than this are refused before reading (a registry of a million plots is
 /// about 300 MiB; a real one is a few KiB).
@@ -103,16 +104,8 @@ pub struct PlotMetadataEntry {
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
     /// Reading or writing the file failed.
-    #[error("{op} {path}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(FileIoError),
     /// The file is larger than [`MAX_METADATA_BYTES`].
     #[error("metadata file of {bytes} bytes is too large")]
     TooLarge {
@@ -344,13 +337,7 @@ fn push_escaped(out: &mut String, c: char) {
 /// Read the file. A missing file is an empty registry; anything unreadable or malformed is
 /// an error (the caller moves the file aside and starts empty, as the reference does).
 pub fn load(path: &Path) -> Result<Vec<PlotMetadataEntry>, MetadataError> {
-    let io = |op| {
-        move |source| MetadataError::Io {
-            op,
-            path: path.to_path_buf(),
-            source,
-        }
-    };
+    let io = |op| move |source| MetadataError::Io(FileIoError::new(op, path, source));
     let bytes = match regular_file::read_regular(path, MAX_METADATA_BYTES) {
         Ok(bytes) => bytes,
         Err(ReadFileError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -368,13 +355,8 @@ pub fn load(path: &Path) -> Result<Vec<PlotMetadataEntry>, MetadataError> {
 
 /// Write the file atomically (temporary file, fsync, rename).
 pub fn save_atomic(path: &Path, entries: &[PlotMetadataEntry]) -> Result<(), MetadataError> {
-    atomic_file::write_atomic(path, to_json(entries).as_bytes()).map_err(|source| {
-        MetadataError::Io {
-            op: "writing",
-            path: path.to_path_buf(),
-            source,
-        }
-    })
+    atomic_file::write_atomic(path, to_json(entries).as_bytes())
+        .map_err(|source| MetadataError::Io(FileIoError::new("writing", path, source)))
 }
 
 /// `time` as the reference writes `DateTime.UtcNow`: `YYYY-MM-DDTHH:MM:SS[.fffffff]Z`, with
@@ -399,20 +381,6 @@ pub fn format_utc(time: SystemTime) -> String {
     }
     s.push('Z');
     s
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]

@@ -15,7 +15,32 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// An operation on a named file that failed: what was being done, to which file, and the
+/// I/O error as its source. The `Io` variant of every file format's error wraps one.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {path}")]
+pub struct FileIoError {
+    /// What was being done (e.g. "reading", "writing").
+    pub op: &'static str,
+    /// The file concerned.
+    pub path: PathBuf,
+    /// The underlying error.
+    #[source]
+    pub source: io::Error,
+}
+
+impl FileIoError {
+    /// `op` on `path` failed with `source`.
+    pub fn new(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
 
 /// Why a file could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -173,7 +198,7 @@ mod tests {
             assert!(source.contains("not a regular file"), "{source}");
             assert!(crate::metadata::load(path).is_err());
             let plot = crate::plot::PlotFile::open(path).unwrap_err();
-            assert!(matches!(plot, crate::plot::PlotError::Io { .. }), "{plot}");
+            assert!(matches!(plot, crate::plot::PlotError::Io(_)), "{plot}");
             assert!(crate::keys::MinerKey::load(path).is_err());
             assert!(started.elapsed() < Duration::from_secs(5), "{path:?}");
         }

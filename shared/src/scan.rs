@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use crate::compress::hash_64;
 use crate::hash::Hash32;
-use crate::kernel::{Backend, ScoreContext};
+use crate::kernel::{Kernels, ScoreContext};
 use crate::plot::{PlotError, PlotFile};
 
 /// Strategy positions per work item of the sampling strategies.
@@ -241,7 +241,7 @@ pub fn scan_plots_observed(
         plots,
         progress,
         ctx: ScoreContext::new(challenge),
-        backend: Backend::active(),
+        kernels: Kernels::active(),
         strategy: *strategy,
         deadline,
         cancel,
@@ -266,7 +266,7 @@ struct Shared<'a> {
     /// Leaves scored so far, for an observer.
     progress: &'a AtomicU64,
     ctx: ScoreContext,
-    backend: Backend,
+    kernels: Kernels,
     strategy: ScanStrategy,
     deadline: Option<Instant>,
     cancel: &'a AtomicBool,
@@ -602,7 +602,7 @@ fn score_run(
     let mut best: Best = None;
     let mut best_prefix = u64::MAX;
     for (c, chunk) in leaves.chunks(SCORE_BATCH).enumerate() {
-        shared.backend.scores(&shared.ctx, chunk, scores);
+        shared.kernels.scores(&shared.ctx, chunk, scores);
         let base = first + (c * SCORE_BATCH) as u64;
         for (j, score) in scores.iter().take(chunk.len()).enumerate() {
             // Almost every score loses on its first 8 bytes: only lanes that can beat the
@@ -628,7 +628,7 @@ fn score_indexed(
 ) -> Best {
     let mut best: Best = None;
     for (idx, chunk) in indices.chunks(SCORE_BATCH).zip(leaves.chunks(SCORE_BATCH)) {
-        shared.backend.scores(&shared.ctx, chunk, scores);
+        shared.kernels.scores(&shared.ctx, chunk, scores);
         for ((&index, leaf), score) in idx.iter().zip(chunk).zip(scores.iter()) {
             if best.is_none_or(|(_, _, b)| *score < b) {
                 best = Some((index, *leaf, *score));

@@ -149,6 +149,24 @@ pub struct MinerdOptions {
     pub nofile: Option<u64>,
 }
 
+impl MinerdOptions {
+    /// A daemon mining on its embedded devnet node: the node on a free port with one-second
+    /// epochs, then each of `sets` (`key=value`) as one more `--set`.
+    pub fn fast_devnet(sets: &[&str]) -> Self {
+        let mut args = vec!["--devnet".to_owned()];
+        for set in ["devnet.listenPort=0", "devnet.epochDurationSeconds=1"]
+            .iter()
+            .chain(sets)
+        {
+            args.extend(["--set".to_owned(), (*set).to_owned()]);
+        }
+        Self {
+            args,
+            ..Self::default()
+        }
+    }
+}
+
 /// A temporary home directory with a `.spacetime` data directory.
 #[derive(Debug)]
 pub struct Home {

@@ -164,11 +164,7 @@ fn write_plots(home: &Home, key: &MinerKey, opts: &LoadOptions) -> anyhow::Resul
 }
 
 async fn status(c: &mut MinerClient) -> anyhow::Result<pb::Status> {
-    c.get_status(pb::GetStatusRequest {})
-        .await?
-        .into_inner()
-        .status
-        .context("no status")
+    Ok(client::get_status(c).await?)
 }
 
 async fn counters(c: &mut MinerClient) -> anyhow::Result<pb::Counters> {

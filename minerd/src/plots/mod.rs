@@ -424,7 +424,7 @@ impl PlotManager {
         let cache = match cache_path.as_deref().map(MerkleCache::read) {
             None => None,
             Some(Ok(c)) => Some(c),
-            Some(Err(e @ CacheError::Io { .. })) => {
+            Some(Err(e @ CacheError::Io(_))) => {
                 notes.push(format!(
                     "the Merkle cache could not be read ({e}); not used for proofs"
                 ));

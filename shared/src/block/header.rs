@@ -18,8 +18,7 @@
 //! Block hash = `H(bytes 0..226)`.
 
 use crate::codec::{put_u64, DecodeError, Reader};
-use crate::hash::{sha256, Hash32};
-use crate::keys::{verify_signature, MinerKey};
+use crate::hash::Hash32;
 
 /// Bytes covered by the block hash.
 pub const BLOCK_HEADER_UNSIGNED_LEN: usize = 226;
@@ -57,16 +56,23 @@ pub struct BlockHeader {
     pub signature: [u8; 64],
 }
 
-impl BlockHeader {
-    /// The 226 bytes the block hash covers.
-    pub fn encode_unsigned(&self) -> [u8; BLOCK_HEADER_UNSIGNED_LEN] {
-        let mut out = Vec::with_capacity(BLOCK_HEADER_LEN);
-        self.encode_unsigned_into(&mut out);
-        let mut bytes = [0u8; BLOCK_HEADER_UNSIGNED_LEN];
-        bytes.copy_from_slice(&out);
-        bytes
-    }
+signed_record!(
+    BlockHeader,
+    signer: miner_id,
+    unsigned: BLOCK_HEADER_UNSIGNED_LEN,
+    signed: BLOCK_HEADER_LEN,
+    name: "BlockHeader",
+    docs: [
+        "The 226 bytes the block hash covers.",
+        "The 290-byte signed encoding.",
+        "The block hash: `H(first 226 bytes)`.",
+        "Sets `miner_id` to the key's id, then signs the block hash with it.",
+        "Whether `signature` is a valid Ed25519 signature of the block hash by `miner_id`.",
+        "Decodes exactly 290 bytes.",
+    ],
+);
 
+impl BlockHeader {
     fn encode_unsigned_into(&self, out: &mut Vec<u8>) {
         out.push(self.version);
         out.extend_from_slice(&self.parent_hash);
@@ -79,44 +85,6 @@ impl BlockHeader {
         out.extend_from_slice(&self.proof_score);
         out.extend_from_slice(&self.tx_root);
         out.extend_from_slice(&self.miner_id);
-    }
-
-    /// The 290-byte signed encoding.
-    pub fn encode(&self) -> [u8; BLOCK_HEADER_LEN] {
-        let mut out = Vec::with_capacity(BLOCK_HEADER_LEN);
-        self.encode_into(&mut out);
-        let mut bytes = [0u8; BLOCK_HEADER_LEN];
-        bytes.copy_from_slice(&out);
-        bytes
-    }
-
-    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
-        self.encode_unsigned_into(out);
-        out.extend_from_slice(&self.signature);
-    }
-
-    /// The block hash: `H(first 226 bytes)`.
-    pub fn hash(&self) -> Hash32 {
-        sha256(&self.encode_unsigned())
-    }
-
-    /// Sets `miner_id` to the key's id, then signs the block hash with it.
-    pub fn sign(&mut self, key: &MinerKey) {
-        self.miner_id = key.miner_id();
-        self.signature = key.sign(&self.hash());
-    }
-
-    /// Whether `signature` is a valid Ed25519 signature of the block hash by `miner_id`.
-    pub fn verify_signature(&self) -> bool {
-        verify_signature(&self.miner_id, &self.hash(), &self.signature)
-    }
-
-    /// Decodes exactly 290 bytes.
-    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let mut r = Reader::new(bytes);
-        let header = Self::read(&mut r)?;
-        r.finish("BlockHeader")?;
-        Ok(header)
     }
 
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -140,6 +108,7 @@ impl BlockHeader {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::keys::MinerKey;
     use proptest::prelude::*;
 
     pub(crate) fn arb_header() -> impl Strategy<Value = BlockHeader> {

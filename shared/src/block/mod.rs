@@ -13,6 +13,67 @@
 //! other than 0/1, or bytes after the proof are errors. Counts are checked against the bytes
 //! left before anything is allocated for them.
 
+/// The methods both signed records (header, transaction) share, around each one's own
+/// `encode_unsigned_into` and `read`: the fixed-size encodings, the hash of the unsigned
+/// bytes, signing, the signature check and exact decoding. The doc lines are the type's.
+macro_rules! signed_record {
+    (
+        $ty:ident, signer: $signer:ident, unsigned: $ulen:ident, signed: $len:ident,
+        name: $name:literal,
+        docs: [$unsigned:literal, $encode:literal, $hash:literal, $sign:literal,
+               $verify:literal, $decode:literal $(,)?] $(,)?
+    ) => {
+        impl $ty {
+            #[doc = $unsigned]
+            pub fn encode_unsigned(&self) -> [u8; $ulen] {
+                let mut out = Vec::with_capacity($len);
+                self.encode_unsigned_into(&mut out);
+                let mut bytes = [0u8; $ulen];
+                bytes.copy_from_slice(&out);
+                bytes
+            }
+
+            #[doc = $encode]
+            pub fn encode(&self) -> [u8; $len] {
+                let mut out = Vec::with_capacity($len);
+                self.encode_into(&mut out);
+                let mut bytes = [0u8; $len];
+                bytes.copy_from_slice(&out);
+                bytes
+            }
+
+            pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
+                self.encode_unsigned_into(out);
+                out.extend_from_slice(&self.signature);
+            }
+
+            #[doc = $hash]
+            pub fn hash(&self) -> $crate::hash::Hash32 {
+                $crate::hash::sha256(&self.encode_unsigned())
+            }
+
+            #[doc = $sign]
+            pub fn sign(&mut self, key: &$crate::keys::MinerKey) {
+                self.$signer = key.miner_id();
+                self.signature = key.sign(&self.hash());
+            }
+
+            #[doc = $verify]
+            pub fn verify_signature(&self) -> bool {
+                $crate::keys::verify_signature(&self.$signer, &self.hash(), &self.signature)
+            }
+
+            #[doc = $decode]
+            pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+                let mut r = Reader::new(bytes);
+                let record = Self::read(&mut r)?;
+                r.finish($name)?;
+                Ok(record)
+            }
+        }
+    };
+}
+
 mod header;
 mod metadata;
 mod proof;

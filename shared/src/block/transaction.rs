@@ -13,8 +13,6 @@
 //! Tx hash = `H(bytes 0..91)`.
 
 use crate::codec::{put_u64, DecodeError, Reader};
-use crate::hash::{sha256, Hash32};
-use crate::keys::{verify_signature, MinerKey};
 
 /// Bytes covered by the tx hash.
 pub const TRANSACTION_UNSIGNED_LEN: usize = 91;
@@ -42,16 +40,23 @@ pub struct Transaction {
     pub signature: [u8; 64],
 }
 
-impl Transaction {
-    /// The 91 bytes the tx hash covers.
-    pub fn encode_unsigned(&self) -> [u8; TRANSACTION_UNSIGNED_LEN] {
-        let mut out = Vec::with_capacity(TRANSACTION_LEN);
-        self.encode_unsigned_into(&mut out);
-        let mut bytes = [0u8; TRANSACTION_UNSIGNED_LEN];
-        bytes.copy_from_slice(&out);
-        bytes
-    }
+signed_record!(
+    Transaction,
+    signer: sender,
+    unsigned: TRANSACTION_UNSIGNED_LEN,
+    signed: TRANSACTION_LEN,
+    name: "Transaction",
+    docs: [
+        "The 91 bytes the tx hash covers.",
+        "The 155-byte signed encoding.",
+        "The tx hash: `H(first 91 bytes)`.",
+        "Sets `sender` to the key's id, then signs the tx hash with it.",
+        "Whether `signature` is a valid Ed25519 signature of the tx hash by `sender`.",
+        "Decodes exactly 155 bytes (a longer blob is an error, decisions D9).",
+    ],
+);
 
+impl Transaction {
     fn encode_unsigned_into(&self, out: &mut Vec<u8>) {
         out.push(self.version);
         out.extend_from_slice(&self.sender);
@@ -59,44 +64,6 @@ impl Transaction {
         put_u64(out, self.amount);
         put_u64(out, self.nonce);
         put_u64(out, self.fee);
-    }
-
-    /// The 155-byte signed encoding.
-    pub fn encode(&self) -> [u8; TRANSACTION_LEN] {
-        let mut out = Vec::with_capacity(TRANSACTION_LEN);
-        self.encode_into(&mut out);
-        let mut bytes = [0u8; TRANSACTION_LEN];
-        bytes.copy_from_slice(&out);
-        bytes
-    }
-
-    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
-        self.encode_unsigned_into(out);
-        out.extend_from_slice(&self.signature);
-    }
-
-    /// The tx hash: `H(first 91 bytes)`.
-    pub fn hash(&self) -> Hash32 {
-        sha256(&self.encode_unsigned())
-    }
-
-    /// Sets `sender` to the key's id, then signs the tx hash with it.
-    pub fn sign(&mut self, key: &MinerKey) {
-        self.sender = key.miner_id();
-        self.signature = key.sign(&self.hash());
-    }
-
-    /// Whether `signature` is a valid Ed25519 signature of the tx hash by `sender`.
-    pub fn verify_signature(&self) -> bool {
-        verify_signature(&self.sender, &self.hash(), &self.signature)
-    }
-
-    /// Decodes exactly 155 bytes (a longer blob is an error, decisions D9).
-    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let mut r = Reader::new(bytes);
-        let tx = Self::read(&mut r)?;
-        r.finish("Transaction")?;
-        Ok(tx)
     }
 
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -115,6 +82,8 @@ impl Transaction {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::hash::sha256;
+    use crate::keys::MinerKey;
     use proptest::prelude::*;
 
     pub(crate) fn arb_tx() -> impl Strategy<Value = Transaction> {

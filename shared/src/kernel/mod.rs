@@ -11,24 +11,33 @@
 //! | internal node `H(0x01 ‖ left ‖ right)` | 2      | —                                    |
 //! | score `H(challenge ‖ leaf)`            | 2      | rounds 0..8 of block 1 (they read only the challenge: once per challenge); block 2 is the constant padding block, so its message schedule is a constant |
 //!
-//! Backends, chosen once at run time ([`Backend::active`]):
+//! Backends:
 //!
+//! - `avx512`: sixteen messages, one per 32-bit lane of a 512-bit register (AVX-512 F, BW,
+//!   VL: single-instruction rotations, and `vpternlogd` for Ch, Maj and the Σ XORs);
 //! - `sha-ni`: the x86 SHA extensions with [`SHANI_STREAMS`] independent messages in flight
 //!   (one stream is latency bound; interleaving fills the SHA unit);
 //! - `avx2`: eight messages, one per 32-bit lane of a 256-bit register;
 //! - `portable`: one message at a time through `sha2::compress256` (which itself uses
 //!   SHA-NI when present), the reference every other backend is tested against.
 //!
-//! `SPACETIME_SHA256_BACKEND` = `auto` (default) | `sha-ni` | `avx2` | `portable` forces one
-//! ([`BACKEND_ENV`]); CI runs the test suite once with `portable`.
+//! Which backend runs each shape is decided once per process ([`Kernels::active`]): by
+//! default (`auto`) each shape gets the backend that hashed it fastest on this CPU in a
+//! short calibration at first use ([`Kernels::fastest`]), since the order differs between
+//! CPUs (on the Intel Xeon with AVX-512 that this was written on, 16 lanes beat SHA-NI x8
+//! by 1.2 to 1.7x per shape; on AMD Zen, SHA-NI beats the vector units).
+//! `SPACETIME_SHA256_BACKEND` = `auto` | `avx512` | `sha-ni` | `avx2` | `portable` forces one
+//! backend for every shape ([`BACKEND_ENV`]); CI runs the test suite once with `portable`
+//! and once with each SIMD backend the runner has.
 //!
 //! All `unsafe` code of the crate's hashing lives in the `x86` submodule: the only way in is
 //! through a token type that can only be made after the CPU feature was detected.
 
-use std::sync::OnceLock;
-
 use crate::compress::{compress, state_to_hash, IV, PAD_64};
 use crate::hash::Hash32;
+
+mod select;
+pub use select::{Kernels, Scratch, Shape};
 
 #[cfg(target_arch = "x86_64")]
 // The SIMD kernels need `std::arch` intrinsics and raw loads; every unsafe block in the
@@ -36,7 +45,8 @@ use crate::hash::Hash32;
 #[allow(unsafe_code)]
 mod x86;
 
-/// Environment variable that forces a backend: `auto`, `sha-ni`, `avx2` or `portable`.
+/// Environment variable that forces a backend: `auto`, `avx512`, `sha-ni`, `avx2` or
+/// `portable`.
 pub const BACKEND_ENV: &str = "SPACETIME_SHA256_BACKEND";
 
 /// Messages a SHA-NI kernel keeps in flight.
@@ -134,6 +144,8 @@ pub enum Backend {
     ShaNi,
     /// x86 AVX2, eight messages in the lanes of 256-bit registers.
     Avx2,
+    /// x86 AVX-512 (F, BW, VL), sixteen messages in the lanes of 512-bit registers.
+    Avx512,
 }
 
 /// A value of [`BACKEND_ENV`] that names no backend, or one this CPU does not have.
@@ -141,7 +153,7 @@ pub enum Backend {
 pub enum BackendEnvError {
     /// Not one of the names.
     #[error(
-        "{BACKEND_ENV}={value:?} is not a SHA-256 backend: expected auto, sha-ni, avx2 or portable"
+        "{BACKEND_ENV}={value:?} is not a SHA-256 backend: expected auto, avx512, sha-ni, avx2 or portable"
     )]
     Unknown {
         /// The value found.
@@ -158,8 +170,13 @@ pub enum BackendEnvError {
 }
 
 impl Backend {
-    /// Every backend, fastest first (the order [`Backend::best`] tries them in).
-    pub const ALL: [Backend; 3] = [Backend::ShaNi, Backend::Avx2, Backend::Portable];
+    /// Every backend, widest first.
+    pub const ALL: [Backend; 4] = [
+        Backend::Avx512,
+        Backend::ShaNi,
+        Backend::Avx2,
+        Backend::Portable,
+    ];
 
     /// Its name in [`BACKEND_ENV`], logs and `minerd bench`.
     pub fn name(self) -> &'static str {
@@ -167,6 +184,7 @@ impl Backend {
             Backend::Portable => "portable",
             Backend::ShaNi => "sha-ni",
             Backend::Avx2 => "avx2",
+            Backend::Avx512 => "avx512",
         }
     }
 
@@ -176,6 +194,7 @@ impl Backend {
             Backend::Portable => 1,
             Backend::ShaNi => SHANI_STREAMS,
             Backend::Avx2 => 8,
+            Backend::Avx512 => 16,
         }
     }
 
@@ -187,23 +206,16 @@ impl Backend {
             Backend::ShaNi => x86::ShaNi::detect().is_some(),
             #[cfg(target_arch = "x86_64")]
             Backend::Avx2 => x86::Avx2::detect().is_some(),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512 => x86::Avx512::detect().is_some(),
             #[cfg(not(target_arch = "x86_64"))]
-            Backend::ShaNi | Backend::Avx2 => false,
+            Backend::ShaNi | Backend::Avx2 | Backend::Avx512 => false,
         }
     }
 
     /// The backends this CPU can run, fastest first.
     pub fn available() -> Vec<Backend> {
         Self::ALL.into_iter().filter(|b| b.is_available()).collect()
-    }
-
-    /// The fastest backend this CPU has (SHA-NI, then AVX2, then portable: on every CPU
-    /// with both, the SHA unit beats eight integer lanes).
-    pub fn best() -> Backend {
-        Self::ALL
-            .into_iter()
-            .find(|b| b.is_available())
-            .unwrap_or(Backend::Portable)
     }
 
     /// The backend a [`BACKEND_ENV`] value asks for: `None` for unset, empty or `auto`.
@@ -233,21 +245,6 @@ impl Backend {
         Ok(Some(backend))
     }
 
-    /// What the process environment asks for (see [`Backend::from_env_value`]); binaries
-    /// call this at start so that a bad value is a clear error, not a silent fallback.
-    pub fn configured() -> Result<Backend, BackendEnvError> {
-        let value = std::env::var(BACKEND_ENV).ok();
-        Ok(Self::from_env_value(value.as_deref())?.unwrap_or_else(Self::best))
-    }
-
-    /// The backend every engine hash uses: [`Backend::configured`], decided once per
-    /// process. An invalid [`BACKEND_ENV`] falls back to the portable backend here (the
-    /// binaries reject it at start, before any hashing).
-    pub fn active() -> Backend {
-        static ACTIVE: OnceLock<Backend> = OnceLock::new();
-        *ACTIVE.get_or_init(|| Self::configured().unwrap_or(Backend::Portable))
-    }
-
     /// `out[i] = H(pk ‖ seed ‖ i64_le(first_nonce + i))` from the midstate of `pk ‖ seed`.
     pub fn leaves(self, midstate: &[u32; 8], first_nonce: u64, out: &mut [[u8; 32]]) {
         match self.token() {
@@ -255,6 +252,8 @@ impl Backend {
             Token::ShaNi(t) => t.leaves(midstate, first_nonce, out),
             #[cfg(target_arch = "x86_64")]
             Token::Avx2(t) => t.leaves(midstate, first_nonce, out),
+            #[cfg(target_arch = "x86_64")]
+            Token::Avx512(t) => t.leaves(midstate, first_nonce, out),
             Token::Portable => portable::leaves(midstate, first_nonce, out),
         }
     }
@@ -268,6 +267,8 @@ impl Backend {
             Token::ShaNi(t) => t.leaf_nodes(leaves, out),
             #[cfg(target_arch = "x86_64")]
             Token::Avx2(t) => t.leaf_nodes(leaves, out),
+            #[cfg(target_arch = "x86_64")]
+            Token::Avx512(t) => t.leaf_nodes(leaves, out),
             Token::Portable => portable::leaf_nodes(leaves, out),
         }
     }
@@ -282,6 +283,8 @@ impl Backend {
             Token::ShaNi(t) => t.internal_nodes(children, out),
             #[cfg(target_arch = "x86_64")]
             Token::Avx2(t) => t.internal_nodes(children, out),
+            #[cfg(target_arch = "x86_64")]
+            Token::Avx512(t) => t.internal_nodes(children, out),
             Token::Portable => portable::internal_nodes(children, out),
         }
     }
@@ -295,6 +298,8 @@ impl Backend {
             Token::ShaNi(t) => t.scores(ctx, leaves, out),
             #[cfg(target_arch = "x86_64")]
             Token::Avx2(t) => t.scores(ctx, leaves, out),
+            #[cfg(target_arch = "x86_64")]
+            Token::Avx512(t) => t.scores(ctx, leaves, out),
             Token::Portable => portable::scores(ctx, leaves, out),
         }
     }
@@ -306,8 +311,10 @@ impl Backend {
             Backend::ShaNi => x86::ShaNi::detect().map_or(Token::Portable, Token::ShaNi),
             #[cfg(target_arch = "x86_64")]
             Backend::Avx2 => x86::Avx2::detect().map_or(Token::Portable, Token::Avx2),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512 => x86::Avx512::detect().map_or(Token::Portable, Token::Avx512),
             #[cfg(not(target_arch = "x86_64"))]
-            Backend::ShaNi | Backend::Avx2 => Token::Portable,
+            Backend::ShaNi | Backend::Avx2 | Backend::Avx512 => Token::Portable,
         }
     }
 }
@@ -319,6 +326,8 @@ enum Token {
     ShaNi(x86::ShaNi),
     #[cfg(target_arch = "x86_64")]
     Avx2(x86::Avx2),
+    #[cfg(target_arch = "x86_64")]
+    Avx512(x86::Avx512),
 }
 
 impl std::fmt::Display for Backend {
@@ -364,7 +373,7 @@ impl ScoreContext {
 /// The one-message-at-a-time reference implementation of every shape.
 mod portable {
     use super::*;
-    use crate::merkle::{internal_node, leaf_node};
+    use crate::compress::{internal_node, leaf_node};
 
     pub(super) fn leaves(midstate: &[u32; 8], first_nonce: u64, out: &mut [[u8; 32]]) {
         let mut block = crate::compress::pad_block([0u8; 64], 72);
@@ -425,7 +434,6 @@ mod tests {
     fn the_machine_has_at_least_the_portable_backend_and_names_round_trip() {
         let available = Backend::available();
         assert!(available.contains(&Backend::Portable));
-        assert!(available.contains(&Backend::best()));
         for b in Backend::ALL {
             if b.is_available() {
                 assert_eq!(Backend::from_env_value(Some(b.name())), Ok(Some(b)));
@@ -444,7 +452,7 @@ mod tests {
         eprintln!(
             "SHA-256 backends on this machine: {:?} (active {})",
             available,
-            Backend::active()
+            Kernels::active()
         );
     }
 

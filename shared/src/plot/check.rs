@@ -9,11 +9,11 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
+use super::cache::MerkleCache;
+use super::prove::{build_proof, ProveError};
 use super::{LeafGenerator, PlotError, PlotFile};
-use crate::cache::MerkleCache;
 use crate::hash::Hash32;
 use crate::merkle::{subtree_root, tree_height, MerkleFolder};
-use crate::prove::{build_proof, ProveError};
 
 /// Leaves per work chunk of the full check.
 const CHUNK_LEVEL: u32 = 16;

@@ -21,12 +21,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::cache::{check_cache_size, MerkleCache};
 use super::writer::LeafWriter;
 use super::{plot_file_len, LeafGenerator, PlotError, PlotHeader, HEADER_LEN};
 use crate::atomic_file;
-use crate::cache::{CacheError, MerkleCache, MAX_CACHE_BYTES};
 use crate::hash::Hash32;
-use crate::merkle::{level_size, tree_height, MerkleFolder};
+use crate::merkle::{tree_height, MerkleFolder};
 
 /// Leaves per work chunk: `2^14` leaves = 512 KiB.
 const CHUNK_LEVEL: u32 = 14;
@@ -159,13 +159,7 @@ pub fn create_plot_yielding(
     let height = tree_height(n);
     let cache_start = req.cache.start_level(height);
     if let Some(start) = cache_start {
-        let bytes: u64 = (start..height)
-            .map(|l| 12 + level_size(n, l) * 32)
-            .sum::<u64>()
-            + 36;
-        if bytes > MAX_CACHE_BYTES {
-            return Err(CacheError::TooLarge { bytes }.into());
-        }
+        check_cache_size(n, start, height)?;
     }
     let dir = atomic_file::parent_dir(&req.path);
     std::fs::create_dir_all(&dir).map_err(|e| PlotError::io("creating directory", &dir, e))?;

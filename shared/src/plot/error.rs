@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-use crate::cache::CacheError;
+use super::cache::CacheError;
 use crate::hash::Hash32;
+use crate::regular_file::FileIoError;
 
 /// Why a plot could not be loaded, created or checked.
 #[derive(Debug, thiserror::Error)]
@@ -15,16 +16,8 @@ pub enum PlotError {
         path: PathBuf,
     },
     /// An I/O operation on a plot file failed.
-    #[error("{op} {path}")]
-    Io {
-        /// What was being done (e.g. "reading", "writing").
-        op: &'static str,
-        /// The file concerned.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(FileIoError),
     /// Reading leaves failed: the disk reported an error, or the file is shorter than when
     /// it was opened (truncated or replaced under the miner).
     #[error("reading {len} bytes at offset {offset} of {path}")]
@@ -138,10 +131,6 @@ pub enum PlotError {
 
 impl PlotError {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io {
-            op,
-            path: path.into(),
-            source,
-        }
+        Self::Io(FileIoError::new(op, path, source))
     }
 }

@@ -5,7 +5,7 @@
 //! one compression of the second block: `nonce[8] ‖ 0x80 ‖ 0…0 ‖ bit length 576 (u64 BE)`.
 
 use crate::compress::{compress, pad_block, state_to_hash, IV};
-use crate::kernel::Backend;
+use crate::kernel::Kernels;
 
 /// The second-block template of a 72-byte message (nonce bytes still zero).
 const NONCE_BLOCK: [u8; 64] = pad_block([0u8; 64], 72);
@@ -41,7 +41,7 @@ impl LeafGenerator {
     /// Fill `out` with leaves `first_nonce, first_nonce + 1, …` (the multi-buffer leaf
     /// kernel of the active backend, [`crate::kernel`]).
     pub fn fill(&self, first_nonce: u64, out: &mut [[u8; 32]]) {
-        Backend::active().leaves(&self.midstate, first_nonce, out);
+        Kernels::active().leaves(&self.midstate, first_nonce, out);
     }
 }
 

@@ -1,4 +1,9 @@
-//! Plot files, format v1: header, leaf generation, loading, creation and checking.
+//! Plot files, format v1: header, leaf generation, loading, creation and checking, with
+//! the two things read beside a plot's leaves: its Merkle cache file ([`cache`]) and the
+//! Merkle proofs built from both ([`prove`]). They are one module because they are one
+//! storage engine: creating a plot writes its cache, checking one builds proofs, and the
+//! cache and proofs read the plot's header and leaves. Everything above (scanning, the
+//! benchmark, block validation) reads plots through here; nothing here reads above.
 //!
 //! | offset            | size | content                                       |
 //! |------------------:|-----:|-----------------------------------------------|
@@ -7,14 +12,16 @@
 //!
 //! No footer, no padding; the loader accepts (and ignores) bytes past the last leaf, as the
 //! reference does. The Merkle cache lives beside the plot in `<plot path>.cache`
-//! ([`crate::cache`]).
+//! ([`cache`]).
 
+pub mod cache;
 mod check;
 mod create;
 mod error;
 mod file;
 mod header;
 mod leaves;
+pub mod prove;
 mod writer;
 
 pub use check::{check_plot, CheckMode, CheckProgress, CheckReport};

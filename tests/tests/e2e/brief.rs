@@ -311,21 +311,7 @@ fn start_daemon_status_stop_and_shutdown() {
 /// event feed the scan's progress.
 #[test]
 fn lifetime_counters_survive_a_restart() {
-    let args: Vec<String> = [
-        "--devnet",
-        "--set",
-        "devnet.listenPort=0",
-        "--set",
-        "devnet.epochDurationSeconds=1",
-        "--set",
-        "plotScanIntervalSeconds=1",
-    ]
-    .map(String::from)
-    .to_vec();
-    let opts = MinerdOptions {
-        args: args.clone(),
-        ..Default::default()
-    };
+    let opts = MinerdOptions::fast_devnet(&["plotScanIntervalSeconds=1"]);
     let d = Minerd::start_with(opts.clone()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(90);
     let s = loop {

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use e2e::{list_files, wait_until, Minerd, MinerdOptions};
+use spacetime_proto::client::get_status;
 use spacetime_proto::pb;
 use tokio_stream::StreamExt;
 
@@ -29,13 +30,7 @@ async fn status_reports_identity_and_state() {
         .unwrap()
         .contains("mining enabled"));
     let mut c = d.client().await.unwrap();
-    let st = c
-        .get_status(pb::GetStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap();
+    let st = get_status(&mut c).await.unwrap();
     assert!(st.mining_enabled);
     assert!(d
         .minerctl_ok(&["stop"])

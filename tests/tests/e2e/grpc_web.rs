@@ -175,19 +175,8 @@ fn grpc_web_call(
 #[test]
 fn grpc_web_unary_and_streaming_with_the_token_and_not_without() {
     let d = Minerd::start_with(MinerdOptions {
-        args: [
-            "--devnet",
-            "--set",
-            "devnet.listenPort=0",
-            "--set",
-            "devnet.epochDurationSeconds=1",
-            "--set",
-            &format!("grpcWebOrigins={ORIGIN}"),
-        ]
-        .map(String::from)
-        .to_vec(),
         tcp: true,
-        ..Default::default()
+        ..MinerdOptions::fast_devnet(&[&format!("grpcWebOrigins={ORIGIN}")])
     })
     .unwrap();
     let addr = d.tcp.clone().unwrap();

@@ -41,22 +41,10 @@ fn families(text: &str) -> Vec<String> {
 
 #[test]
 fn metrics_exposition_passes_promtool_and_every_family_is_documented() {
-    let d = Minerd::start_with(MinerdOptions {
-        args: [
-            "--devnet",
-            "--set",
-            "devnet.listenPort=0",
-            "--set",
-            "devnet.epochDurationSeconds=1",
-            "--set",
-            "plotScanIntervalSeconds=1",
-            "--set",
-            "metricsAddress=127.0.0.1:0",
-        ]
-        .map(String::from)
-        .to_vec(),
-        ..Default::default()
-    })
+    let d = Minerd::start_with(MinerdOptions::fast_devnet(&[
+        "plotScanIntervalSeconds=1",
+        "metricsAddress=127.0.0.1:0",
+    ]))
     .unwrap();
     let line = d
         .process()

@@ -285,21 +285,8 @@ async fn a_transaction_sent_to_the_node_is_mined_into_a_block() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn minerd_devnet_mines_on_its_own() {
-    let miner = Minerd::start_with(MinerdOptions {
-        args: [
-            "--devnet",
-            "--set",
-            "devnet.listenPort=0",
-            "--set",
-            "devnet.epochDurationSeconds=1",
-            "--set",
-            "plotScanIntervalSeconds=1",
-        ]
-        .map(String::from)
-        .to_vec(),
-        ..Default::default()
-    })
-    .unwrap();
+    let miner =
+        Minerd::start_with(MinerdOptions::fast_devnet(&["plotScanIntervalSeconds=1"])).unwrap();
     let s = wait_status(&miner, "a block on the embedded devnet", SLOW, |s| {
         counter(s, "blocksAccepted") >= 1
     });

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use e2e::{list_files, wait_until, wait_until_async, Minerd, MinerdOptions};
 use spacetime::plot::{create_plot, CacheLevels, CreatePlot};
-use spacetime_proto::client::MinerClient;
+use spacetime_proto::client::{get_status, MinerClient};
 use spacetime_proto::pb;
 use spacetime_proto::pb::create_plot_response::Kind;
 use spacetime_proto::pb::watch_events_response::Event as E;
@@ -50,6 +50,14 @@ async fn get(c: &mut MinerClient, id: &str) -> pb::Plot {
     .into_inner()
     .plot
     .unwrap()
+}
+
+async fn list_plots(c: &mut MinerClient) -> Vec<pb::Plot> {
+    c.list_plots(pb::ListPlotsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .plots
 }
 
 /// A daemon started with one `--set key=value` override.
@@ -135,12 +143,7 @@ async fn create_list_show_check_and_delete() {
     assert!(plot.cache_in_use && plot.cache_file_path.ends_with("a.plot.cache"));
 
     // List and show, through the client and minerctl.
-    let list = c
-        .list_plots(pb::ListPlotsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .plots;
+    let list = list_plots(&mut c).await;
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].plot_id, plot.plot_id);
     let shown = d
@@ -202,13 +205,7 @@ async fn create_list_show_check_and_delete() {
         .into_inner();
     assert!(r.deleted_files.is_empty());
     assert!(d.home.plot_dir().join("a.plot").exists());
-    assert!(c
-        .list_plots(pb::ListPlotsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .plots
-        .is_empty());
+    assert!(list_plots(&mut c).await.is_empty());
     let err = c
         .get_plot(pb::GetPlotRequest {
             plot_id: plot.plot_id.clone(),
@@ -307,24 +304,11 @@ async fn files_dropped_into_the_plot_directory_are_picked_up_and_duplicates_flag
     .unwrap();
     let found = wait_until_async(Duration::from_secs(10), || {
         let mut c = c.clone();
-        async move {
-            c.list_plots(pb::ListPlotsRequest {})
-                .await
-                .unwrap()
-                .into_inner()
-                .plots
-                .len()
-                == 2
-        }
+        async move { list_plots(&mut c).await.len() == 2 }
     })
     .await;
     assert!(found, "copy was not picked up");
-    let plots = c
-        .list_plots(pb::ListPlotsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .plots;
+    let plots = list_plots(&mut c).await;
     let copy = plots
         .iter()
         .find(|p| p.file_path.ends_with("copy.plot"))
@@ -542,13 +526,7 @@ async fn a_stale_cache_is_a_cache_problem_not_a_corrupted_plot() {
 async fn a_plot_copied_in_without_its_cache_gets_one_in_the_background() {
     let d = start_setting("plotScanIntervalSeconds=1");
     let mut c = d.client().await.unwrap();
-    let status = c
-        .get_status(pb::GetStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap();
+    let status = get_status(&mut c).await.unwrap();
     let pk: [u8; 32] = status.miner_public_key.as_slice().try_into().unwrap();
     // Written elsewhere without a cache (as the reference does by default), and once with
     // the default cache to compare with.

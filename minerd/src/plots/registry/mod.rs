@@ -131,7 +131,7 @@ impl Registry {
         // (bad JSON, invalid UTF-8, too large) is corruption: kept aside, rebuilt.
         let parsed = match spacetime::metadata::load(metadata_path) {
             Ok(entries) => entries,
-            Err(e @ spacetime::metadata::MetadataError::Io { .. }) => {
+            Err(e @ spacetime::metadata::MetadataError::Io(_)) => {
                 return Err(DaemonError::internal(
                     format!("reading {}", metadata_path.display()),
                     e,

@@ -6,6 +6,7 @@
 use std::arch::x86_64::*;
 
 use super::super::{ScoreContext, K, PAD_64_WK};
+use super::by_groups;
 use crate::compress::IV;
 use crate::hash::Hash32;
 
@@ -126,7 +127,7 @@ unsafe fn transpose(r: [V; 8]) -> [V; 8] {
 
 /// Eight 32-byte values as their big-endian words: `out[t]` lane `j` = word `t` of `x[j]`.
 #[inline(always)]
-unsafe fn load_words(x: &[[u8; 32]]) -> [V; 8] {
+pub(super) unsafe fn load_words(x: &[[u8; 32]]) -> [V; 8] {
     let mut rows = [_mm256_setzero_si256(); 8];
     for (r, v) in rows.iter_mut().zip(x) {
         *r = bswap(_mm256_loadu_si256(v.as_ptr().cast()));
@@ -136,7 +137,7 @@ unsafe fn load_words(x: &[[u8; 32]]) -> [V; 8] {
 
 /// Write the digests of the eight lanes of state `s`.
 #[inline(always)]
-unsafe fn store_digests(s: &[V; 8], out: &mut [Hash32]) {
+pub(super) unsafe fn store_digests(s: &[V; 8], out: &mut [Hash32]) {
     let rows = transpose(*s);
     for (r, o) in rows.iter().zip(out.iter_mut()) {
         _mm256_storeu_si256(o.as_mut_ptr().cast(), bswap(*r));
@@ -156,31 +157,6 @@ unsafe fn shifted(prefix: V, c: &[V]) -> impl Iterator<Item = V> + '_ {
         let prev = if t == 0 { prefix } else { c[t - 1] };
         _mm256_or_si256(_mm256_slli_epi32(prev, 24), _mm256_srli_epi32(c[t], 8))
     })
-}
-
-/// Runs `body` over groups of `PER * L` inputs and `L` outputs, the tail padded with
-/// zero inputs (whose outputs are dropped).
-#[inline(always)]
-unsafe fn by_groups<const PER: usize>(
-    inputs: &[[u8; 32]],
-    out: &mut [Hash32],
-    mut body: impl FnMut(&[[u8; 32]], &mut [Hash32]),
-) {
-    let mut ins = inputs.chunks_exact(PER * L);
-    let mut outs = out.chunks_exact_mut(L);
-    for (i, o) in (&mut ins).zip(&mut outs) {
-        body(i, o);
-    }
-    let (rest_in, rest_out) = (ins.remainder(), outs.into_remainder());
-    if !rest_out.is_empty() {
-        let mut padded = [[0u8; 32]; 2 * L];
-        let used = rest_in.len().min(PER * L);
-        padded[..used].copy_from_slice(&rest_in[..used]);
-        let mut tmp = [[0u8; 32]; L];
-        body(&padded[..PER * L], &mut tmp);
-        let n = rest_out.len();
-        rest_out.copy_from_slice(&tmp[..n]);
-    }
 }
 
 /// See [`crate::kernel::Backend::leaves`].
@@ -224,7 +200,7 @@ pub(super) unsafe fn leaves(midstate: &[u32; 8], first_nonce: u64, out: &mut [[u
 pub(super) unsafe fn leaf_nodes(leaves: &[[u8; 32]], out: &mut [Hash32]) {
     let iv = broadcast(&IV);
     let zero = _mm256_setzero_si256();
-    by_groups::<1>(leaves, out, |ins, outs| {
+    by_groups::<L, 1>(leaves, out, |ins, outs| {
         let c = load_words(ins);
         let mut w = [zero; 16];
         for (w, x) in w.iter_mut().zip(shifted(zero, &c)) {
@@ -246,7 +222,7 @@ pub(super) unsafe fn leaf_nodes(leaves: &[[u8; 32]], out: &mut [Hash32]) {
 pub(super) unsafe fn internal_nodes(children: &[Hash32], out: &mut [Hash32]) {
     let iv = broadcast(&IV);
     let zero = _mm256_setzero_si256();
-    by_groups::<2>(children, out, |ins, outs| {
+    by_groups::<L, 2>(children, out, |ins, outs| {
         let lefts: [Hash32; L] = std::array::from_fn(|j| ins[2 * j]);
         let rights: [Hash32; L] = std::array::from_fn(|j| ins[2 * j + 1]);
         let a = load_words(&lefts);
@@ -277,7 +253,7 @@ pub(super) unsafe fn scores(ctx: &ScoreContext, leaves: &[[u8; 32]], out: &mut [
     let iv = broadcast(&IV);
     let after8 = broadcast(&ctx.after8);
     let head: [V; 8] = ctx.words.map(|x| splat(x));
-    by_groups::<1>(leaves, out, |ins, outs| {
+    by_groups::<L, 1>(leaves, out, |ins, outs| {
         let l = load_words(ins);
         let mut w: [V; 16] = std::array::from_fn(|t| if t < 8 { head[t] } else { l[t - 8] });
         let mut s = after8;

@@ -9,6 +9,7 @@
 use std::arch::x86_64::*;
 
 use super::super::{ScoreContext, K, PAD_64_WK, SHANI_STREAMS as N};
+use super::by_groups;
 use crate::compress::IV;
 use crate::hash::Hash32;
 
@@ -155,31 +156,6 @@ unsafe fn length_words(bits: u32) -> __m128i {
     _mm_set_epi32(bits as i32, 0, 0, 0)
 }
 
-/// Runs `body` over groups of `PER * N` inputs and `N` outputs, the tail padded with
-/// zero inputs (whose outputs are dropped). `PER` inputs make one output.
-#[inline(always)]
-unsafe fn by_groups<const PER: usize>(
-    inputs: &[[u8; 32]],
-    out: &mut [Hash32],
-    mut body: impl FnMut(&[[u8; 32]], &mut [Hash32]),
-) {
-    let mut ins = inputs.chunks_exact(PER * N);
-    let mut outs = out.chunks_exact_mut(N);
-    for (i, o) in (&mut ins).zip(&mut outs) {
-        body(i, o);
-    }
-    let (rest_in, rest_out) = (ins.remainder(), outs.into_remainder());
-    if !rest_out.is_empty() {
-        let mut padded = [[0u8; 32]; 2 * N];
-        let used = rest_in.len().min(PER * N);
-        padded[..used].copy_from_slice(&rest_in[..used]);
-        let mut tmp = [[0u8; 32]; N];
-        body(&padded[..PER * N], &mut tmp);
-        let n = rest_out.len();
-        rest_out.copy_from_slice(&tmp[..n]);
-    }
-}
-
 /// See [`crate::kernel::Backend::leaves`].
 ///
 /// # Safety
@@ -220,7 +196,7 @@ pub(super) unsafe fn leaf_nodes(leaves: &[[u8; 32]], out: &mut [Hash32]) {
     let iv = pack(&IV);
     let tail = length_words(33 * 8);
     let zero = _mm_setzero_si128();
-    by_groups::<1>(leaves, out, |ins, outs| {
+    by_groups::<N, 1>(leaves, out, |ins, outs| {
         let mut st = [iv; N];
         let mut m = [[zero; 4]; N];
         for (m, leaf) in m.iter_mut().zip(ins) {
@@ -248,7 +224,7 @@ pub(super) unsafe fn internal_nodes(children: &[Hash32], out: &mut [Hash32]) {
     let iv = pack(&IV);
     let tail = length_words(65 * 8);
     let zero = _mm_setzero_si128();
-    by_groups::<2>(children, out, |ins, outs| {
+    by_groups::<N, 2>(children, out, |ins, outs| {
         let mut st = [iv; N];
         let mut m = [[zero; 4]; N];
         let mut second = [[zero; 4]; N];
@@ -289,7 +265,7 @@ pub(super) unsafe fn scores(ctx: &ScoreContext, leaves: &[[u8; 32]], out: &mut [
         *lo = _mm_loadu_si128(PAD_64_WK.as_ptr().add(4 * i).cast());
         *hi = _mm_shuffle_epi32(*lo, 0x0E);
     }
-    by_groups::<1>(leaves, out, |ins, outs| {
+    by_groups::<N, 1>(leaves, out, |ins, outs| {
         let mut st = [after8; N];
         let mut m = [[w0_sched, w1, w0, w0]; N];
         for (m, leaf) in m.iter_mut().zip(ins) {

@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
 
-use super::{CacheError, MerkleCache, MAX_CACHE_BYTES};
+use super::{check_cache_size, CacheError, MerkleCache};
 use crate::hash::Hash32;
-use crate::merkle::{level_size, tree_height, MerkleFolder};
+use crate::merkle::{tree_height, MerkleFolder};
 use crate::plot::{CacheLevels, CheckProgress, PlotError, PlotFile};
 
 /// Leaves per chunk: `2^14` leaves = 512 KiB, as in plot creation.
@@ -87,13 +87,7 @@ pub fn build_cache(
     let Some(start) = levels.start_level(height) else {
         return Ok(None);
     };
-    let bytes: u64 = (start..height)
-        .map(|l| 12 + level_size(n, l) * 32)
-        .sum::<u64>()
-        + 36;
-    if bytes > MAX_CACHE_BYTES {
-        return Err(CacheError::TooLarge { bytes }.into());
-    }
+    check_cache_size(n, start, height)?;
     let pool = match threads {
         None => None,
         Some(t) => {

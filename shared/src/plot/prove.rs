@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
 
-use crate::cache::MerkleCache;
+use super::cache::MerkleCache;
 use crate::hash::Hash32;
 use crate::merkle::{
     internal_node, leaf_node, level_size, padding_node, subtree_root, tree_height, MerkleFolder,

@@ -32,7 +32,7 @@ use crate::atomic_file;
 use crate::hash::Hash32;
 use crate::merkle::{internal_node, level_size, padded_parent};
 use crate::plot::PlotHeader;
-use crate::regular_file::{self, ReadFileError};
+use crate::regular_file::{self, FileIoError, ReadFileError};
 
 pub use build::{build_cache, build_cache_file, CacheBuildError};
 
@@ -43,20 +43,25 @@ const HASH_SIZE: usize = 32;
 /// The reference refuses to serialize a cache past `i32::MAX` bytes.
 pub const MAX_CACHE_BYTES: u64 = i32::MAX as u64;
 
+/// Refuses, before anything is built, a cache of levels `start..height` of a tree of
+/// `leaf_count` leaves whose file would exceed [`MAX_CACHE_BYTES`].
+pub(crate) fn check_cache_size(leaf_count: u64, start: u32, height: u32) -> Result<(), CacheError> {
+    let bytes: u64 = (start..height)
+        .map(|l| 12 + level_size(leaf_count, l) * 32)
+        .sum::<u64>()
+        + 36;
+    if bytes > MAX_CACHE_BYTES {
+        return Err(CacheError::TooLarge { bytes });
+    }
+    Ok(())
+}
+
 /// Why a cache file could not be read, written or trusted.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     /// Reading or writing the file failed.
-    #[error("{op} {path}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// The file concerned.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(FileIoError),
     /// The bytes end before a field.
     #[error("cache truncated at byte {offset}: {field} needs {needed} more bytes")]
     Truncated {
@@ -307,11 +312,7 @@ impl MerkleCache {
     pub fn read(path: &Path) -> Result<Self, CacheError> {
         let bytes = regular_file::read_regular(path, MAX_CACHE_BYTES).map_err(|e| match e {
             ReadFileError::TooLarge { bytes, .. } => CacheError::TooLarge { bytes },
-            other => CacheError::Io {
-                op: "reading",
-                path: path.to_path_buf(),
-                source: other.into_io(),
-            },
+            other => CacheError::Io(FileIoError::new("reading", path, other.into_io())),
         })?;
         Self::decode(&bytes)
     }
@@ -319,11 +320,8 @@ impl MerkleCache {
     /// Write the cache atomically (temporary file, fsync, rename).
     pub fn write_atomic(&self, path: &Path) -> Result<(), CacheError> {
         let bytes = self.encode()?;
-        atomic_file::write_atomic(path, &bytes).map_err(|source| CacheError::Io {
-            op: "writing",
-            path: path.to_path_buf(),
-            source,
-        })
+        atomic_file::write_atomic(path, &bytes)
+            .map_err(|source| CacheError::Io(FileIoError::new("writing", path, source)))
     }
 
     /// Check that this cache is exactly levels `start..=end` of the plot's tree: the same
@@ -436,7 +434,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn vectors() -> serde_json::Value {
-        serde_json::from_str(include_str!("../testdata/vectors.json")).unwrap()
+        serde_json::from_str(include_str!("../../testdata/vectors.json")).unwrap()
     }
 
     fn hex32(v: &serde_json::Value) -> [u8; 32] {
