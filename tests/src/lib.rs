@@ -15,6 +15,7 @@ pub mod devnet;
 pub mod load;
 pub mod mining;
 pub mod process;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};

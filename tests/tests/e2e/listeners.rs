@@ -127,7 +127,14 @@ fn silent_tcp_connections_beyond_the_descriptor_limit_leave_the_unix_socket_answ
         last = Some(r);
         ok
     });
-    eprintln!("tcp answered again {:?} after the connects: {last:?}", t0.elapsed());
-    assert!(back, "the TCP listener never recovered: {last:?}\n{}", d.log());
+    eprintln!(
+        "tcp answered again {:?} after the connects: {last:?}",
+        t0.elapsed()
+    );
+    assert!(
+        back,
+        "the TCP listener never recovered: {last:?}\n{}",
+        d.log()
+    );
     drop(hostile);
 }

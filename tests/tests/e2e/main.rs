@@ -14,3 +14,4 @@ mod mining;
 mod plots;
 mod systemd;
 mod terminal;
+mod tls;
