@@ -540,9 +540,7 @@ mod tests {
     use crate::hash::to_hex;
     use proptest::prelude::*;
 
-    fn vectors() -> serde_json::Value {
-        serde_json::from_str(include_str!("../testdata/vectors.json")).unwrap()
-    }
+    use crate::test_vectors::vectors;
 
     #[test]
     fn targets_match_vectors() {

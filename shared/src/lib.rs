@@ -21,6 +21,8 @@ pub mod metadata;
 pub mod plot;
 pub mod regular_file;
 pub mod scan;
+#[cfg(test)]
+mod test_vectors;
 pub mod validate;
 pub mod wire;
 

@@ -498,8 +498,15 @@ pub fn validate_block(block: &Block, ctx: &ChainContext) -> Result<(), BlockErro
             header: h.tx_root,
         });
     }
-    // 7. Proof, against the header's own challenge, root and score.
-    let target = difficulty_to_target(h.difficulty).map_err(|_| BlockError::ZeroDifficulty)?;
+    // 7. Proof.
+    verify_header_proof(block, h.difficulty)
+}
+
+/// Rule 7 of [`validate_block`] alone: the block's proof, against the header's own
+/// challenge, plot root and score, below the target of `difficulty`.
+pub fn verify_header_proof(block: &Block, difficulty: u64) -> Result<(), BlockError> {
+    let h = &block.header;
+    let target = difficulty_to_target(difficulty).map_err(|_| BlockError::ZeroDifficulty)?;
     verify_block_proof(
         &block.proof,
         &h.challenge,

@@ -164,9 +164,7 @@ pub(crate) mod tests {
             })
     }
 
-    fn vectors() -> serde_json::Value {
-        serde_json::from_str(include_str!("../../testdata/vectors.json")).unwrap()
-    }
+    use crate::test_vectors::vectors;
 
     fn h32(v: &serde_json::Value) -> Hash32 {
         hex::decode(v.as_str().unwrap())

@@ -431,18 +431,8 @@ mod tests {
     use super::*;
     use crate::merkle::{leaf_node, root_of_leaves};
     use crate::plot::LeafGenerator;
+    use crate::test_vectors::{hex32, vectors};
     use proptest::prelude::*;
-
-    fn vectors() -> serde_json::Value {
-        serde_json::from_str(include_str!("../../testdata/vectors.json")).unwrap()
-    }
-
-    fn hex32(v: &serde_json::Value) -> [u8; 32] {
-        hex::decode(v.as_str().unwrap())
-            .unwrap()
-            .try_into()
-            .unwrap()
-    }
 
     /// All levels of a small tree, level 0 first (the root level last).
     fn all_levels(leaves: &[[u8; 32]]) -> Vec<Vec<Hash32>> {

@@ -118,18 +118,8 @@ fn take<const N: usize>(bytes: &[u8; HEADER_LEN], at: usize) -> [u8; N] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_vectors::{hex32, vectors};
     use proptest::prelude::*;
-
-    fn vectors() -> serde_json::Value {
-        serde_json::from_str(include_str!("../../testdata/vectors.json")).unwrap()
-    }
-
-    fn hex32(v: &serde_json::Value) -> [u8; 32] {
-        hex::decode(v.as_str().unwrap())
-            .unwrap()
-            .try_into()
-            .unwrap()
-    }
 
     #[test]
     fn headers_match_vectors_byte_for_byte() {

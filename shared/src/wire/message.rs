@@ -652,9 +652,7 @@ mod tests {
     use crate::block::test_support::{arb_header, arb_proof, arb_tx, example_header};
     use proptest::prelude::*;
 
-    fn vectors() -> serde_json::Value {
-        serde_json::from_str(include_str!("../../testdata/vectors.json")).unwrap()
-    }
+    use crate::test_vectors::vectors;
 
     fn hx(v: &serde_json::Value) -> Vec<u8> {
         hex::decode(v.as_str().unwrap()).unwrap()

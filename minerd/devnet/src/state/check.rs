@@ -2,9 +2,9 @@
 //! pool without the node's lock, cheapest and hardest to forge first.
 
 use spacetime::block::Block;
-use spacetime::consensus::{difficulty_to_target, MAX_BLOCK_TRANSACTIONS};
+use spacetime::consensus::MAX_BLOCK_TRANSACTIONS;
 use spacetime::hash::{to_hex, Hash32};
-use spacetime::validate::{validate_block, verify_block_proof, BlockError, ChainContext};
+use spacetime::validate::{validate_block, verify_header_proof, BlockError, ChainContext};
 use thiserror::Error;
 
 /// A block admitted for checking, with the context of the epoch it names.
@@ -75,17 +75,7 @@ pub(crate) fn check_block(
         }
         .into());
     }
-    let target =
-        difficulty_to_target(ctx.expected_difficulty).map_err(|_| BlockError::ZeroDifficulty)?;
-    verify_block_proof(
-        &block.proof,
-        &h.challenge,
-        &h.plot_root,
-        &h.proof_score,
-        Some(&target),
-        &h.miner_id,
-    )
-    .map_err(BlockError::Proof)?;
+    verify_header_proof(&block, ctx.expected_difficulty)?;
     // Duplicate transactions are found with hashes alone: before any signature.
     let mut tx_hashes = Vec::with_capacity(count);
     let mut seen = std::collections::HashSet::with_capacity(count);

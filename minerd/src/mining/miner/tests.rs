@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::*;
 use crate::config::{Config, ScanStrategy};
 use crate::events::{Envelope, Event, EventBus};
+use crate::mining::work::tests::signed_tx;
 use crate::plots::PlotManager;
 use crate::stats::{Counters, MiningStats};
 
@@ -78,33 +79,39 @@ impl Rig {
             shutdown,
             task,
         };
-        rig.to_miner
-            .send(LinkEvent::Connected {
-                generation: 1,
-                user_agent: "node".into(),
-            })
-            .await
-            .unwrap();
+        rig.link(connected(1)).await;
         rig
     }
 
+    /// The link reports `event` to the miner.
+    async fn link(&self, event: LinkEvent) {
+        self.to_miner.send(event).await.unwrap();
+    }
+
+    /// The node of connection 1 sends `message`.
     async fn node_says(&self, message: Message) {
-        self.to_miner
-            .send(LinkEvent::Message {
-                generation: 1,
-                message: Box::new(message),
-            })
-            .await
-            .unwrap();
+        self.link(says(1, message)).await;
     }
 
     async fn next_out(&mut self) -> Message {
+        self.next_out_on(1).await
+    }
+
+    /// The next message the miner sends, which must be for connection `generation`.
+    async fn next_out_on(&mut self, generation: u64) -> Message {
         let out = tokio::time::timeout(LIMIT, self.from_miner.recv())
             .await
             .expect("the miner sends in time")
             .unwrap();
-        assert_eq!(out.generation, 1);
+        assert_eq!(out.generation, generation);
         out.message
+    }
+
+    /// The block mined on epoch `n` (difficulty 1) carries no transaction.
+    async fn next_block_is_empty(&mut self, n: u64) {
+        self.node_says(Message::NewEpoch(epoch(n, 1, 5_000))).await;
+        let next = self.mined_block().await;
+        assert!(next.transactions.is_empty());
     }
 
     /// The next message is a proof submission (of any height).
@@ -161,6 +168,20 @@ impl Rig {
     }
 }
 
+fn connected(generation: u64) -> LinkEvent {
+    LinkEvent::Connected {
+        generation,
+        user_agent: "node".into(),
+    }
+}
+
+fn says(generation: u64, message: Message) -> LinkEvent {
+    LinkEvent::Message {
+        generation,
+        message: Box::new(message),
+    }
+}
+
 fn epoch(n: u64, difficulty: u64, ms_left: u64) -> NewEpoch {
     let tip = [n as u8; 32];
     NewEpoch {
@@ -171,21 +192,6 @@ fn epoch(n: u64, difficulty: u64, ms_left: u64) -> NewEpoch {
         challenge: epoch_challenge(&tip, n),
         deadline_unix_ms: unix_millis() + ms_left,
     }
-}
-
-fn signed_tx(nonce: u64, fee: u64) -> Transaction {
-    let sender = MinerKey::from_secret_bytes(&[5; 32]);
-    let mut tx = Transaction {
-        version: 1,
-        sender: sender.miner_id(),
-        recipient: MinerKey::from_secret_bytes(&[6; 32]).miner_id(),
-        amount: 10,
-        nonce,
-        fee,
-        signature: [0; 64],
-    };
-    tx.sign(&sender);
-    tx
 }
 
 #[tokio::test]
@@ -267,9 +273,7 @@ async fn wins_a_block_with_the_mempool_and_counts_its_acceptance() {
     );
 
     // The next epoch's block no longer carries the mined transactions.
-    rig.node_says(Message::NewEpoch(epoch(6, 1, 5_000))).await;
-    let next = rig.mined_block().await;
-    assert!(next.transactions.is_empty());
+    rig.next_block_is_empty(6).await;
     rig.stop().await;
 }
 
@@ -283,13 +287,8 @@ async fn a_reannounced_epoch_is_not_mined_twice_and_old_ones_are_ignored() {
     rig.node_says(Message::NewEpoch(e)).await;
     rig.node_says(Message::NewEpoch(epoch(7, 1, 5_000))).await;
     // Messages from an earlier connection are ignored too.
-    rig.to_miner
-        .send(LinkEvent::Message {
-            generation: 0,
-            message: Box::new(Message::NewEpoch(epoch(9, 1, 5_000))),
-        })
-        .await
-        .unwrap();
+    rig.link(says(0, Message::NewEpoch(epoch(9, 1, 5_000))))
+        .await;
     rig.nothing_sent_for(Duration::from_millis(300)).await;
     let c = rig.stats.snapshot().counters;
     assert_eq!(
@@ -347,42 +346,25 @@ async fn nothing_is_sent_while_mining_is_disabled() {
 async fn a_lost_link_stops_sending_until_the_epoch_is_announced_again() {
     let mut rig = Rig::start(true).await;
     rig.next_out().await; // TxPoolRequest
-    rig.to_miner
-        .send(LinkEvent::Disconnected {
-            generation: 1,
-            reason: "gone".into(),
-        })
-        .await
-        .unwrap();
+    rig.link(LinkEvent::Disconnected {
+        generation: 1,
+        reason: "gone".into(),
+    })
+    .await;
     // A stale event of the lost connection changes nothing.
     rig.node_says(Message::NewEpoch(epoch(2, 1, 5_000))).await;
     rig.nothing_sent_for(Duration::from_millis(200)).await;
-    rig.to_miner
-        .send(LinkEvent::Connected {
-            generation: 2,
-            user_agent: "node".into(),
-        })
-        .await
-        .unwrap();
-    let out = tokio::time::timeout(LIMIT, rig.from_miner.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(out.generation, 2);
-    assert!(matches!(out.message, Message::TxPoolRequest { .. }));
-    rig.to_miner
-        .send(LinkEvent::Message {
-            generation: 2,
-            message: Box::new(Message::NewEpoch(epoch(2, 1, 5_000))),
-        })
-        .await
-        .unwrap();
-    let out = tokio::time::timeout(LIMIT, rig.from_miner.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(out.generation, 2);
-    assert!(matches!(out.message, Message::ProofSubmission { .. }));
+    rig.link(connected(2)).await;
+    assert!(matches!(
+        rig.next_out_on(2).await,
+        Message::TxPoolRequest { .. }
+    ));
+    rig.link(says(2, Message::NewEpoch(epoch(2, 1, 5_000))))
+        .await;
+    assert!(matches!(
+        rig.next_out_on(2).await,
+        Message::ProofSubmission { .. }
+    ));
     rig.stop().await;
 }
 
@@ -505,9 +487,7 @@ async fn a_rejected_block_is_resent_without_transactions_and_they_are_dropped() 
     let c = rig.counters_reach(|c| c.blocks_accepted == 1).await;
     assert_eq!(c.blocks_won, 1, "one block won, sent twice");
     // The refused transaction is gone from the mempool.
-    rig.node_says(Message::NewEpoch(epoch(5, 1, 5_000))).await;
-    let next = rig.mined_block().await;
-    assert!(next.transactions.is_empty());
+    rig.next_block_is_empty(5).await;
     rig.stop().await;
 }
 
@@ -523,21 +503,15 @@ async fn after_a_reconnect_a_lower_epoch_is_mined() {
             generation: 1,
             reason: "node restarted".into(),
         },
-        LinkEvent::Connected {
-            generation: 2,
-            user_agent: "node".into(),
-        },
+        connected(2),
     ] {
-        rig.to_miner.send(event).await.unwrap();
+        rig.link(event).await;
     }
-    let say = |n: u64| LinkEvent::Message {
-        generation: 2,
-        message: Box::new(Message::NewEpoch(epoch(n, u64::MAX / 2, 5_000))),
-    };
+    let say = |n: u64| says(2, Message::NewEpoch(epoch(n, u64::MAX / 2, 5_000)));
     let out = rig.from_miner.recv().await.unwrap();
     assert!(matches!(out.message, Message::TxPoolRequest { .. }));
     // The restarted node counts from 3: that epoch is mined.
-    rig.to_miner.send(say(3)).await.unwrap();
+    rig.link(say(3)).await;
     let out = tokio::time::timeout(LIMIT, rig.from_miner.recv())
         .await
         .expect("the lower epoch after a reconnect is mined")
@@ -551,7 +525,7 @@ async fn after_a_reconnect_a_lower_epoch_is_mined() {
         }
     ));
     // On the same connection an older epoch is still ignored.
-    rig.to_miner.send(say(2)).await.unwrap();
+    rig.link(say(2)).await;
     rig.nothing_sent_for(Duration::from_millis(300)).await;
     assert_eq!(rig.stats.snapshot().counters.challenges_received, 2);
     rig.stop().await;

@@ -89,14 +89,15 @@ fn input(plots: Vec<FarmedPlot>, key: &Arc<MinerKey>, e: NewEpoch) -> WorkInput 
     }
 }
 
-fn signed_tx(fee: u64) -> Transaction {
+/// A transfer signed by a fixed test key.
+pub(crate) fn signed_tx(nonce: u64, fee: u64) -> Transaction {
     let sender = MinerKey::from_secret_bytes(&[5; 32]);
     let mut tx = Transaction {
         version: 1,
         sender: sender.miner_id(),
         recipient: MinerKey::from_secret_bytes(&[6; 32]).miner_id(),
         amount: 10,
-        nonce: fee,
+        nonce,
         fee,
         signature: [0; 64],
     };
@@ -122,7 +123,7 @@ fn a_winning_proof_gives_a_block_that_passes_the_node_rules() {
     assert_eq!(found.leaves_scanned, 2 << 10);
     assert!(found.wins, "difficulty 1 always wins");
     assert!(f64::from_bits(rate.load(std::sync::atomic::Ordering::Relaxed)) > 0.0);
-    let txs = [signed_tx(3), signed_tx(1)];
+    let txs = [signed_tx(3, 3), signed_tx(1, 1)];
     let block = build_block(&e, start, found.plot_root, &found.proof, &txs, &key).unwrap();
     assert_eq!(block.transactions.len(), 2);
     assert_eq!(block.header.height, 5);
@@ -190,7 +191,7 @@ fn an_invalid_transaction_does_not_cost_the_block() {
     let dir = tempfile::tempdir().unwrap();
     let key = Arc::new(MinerKey::from_secret_bytes(&[1; 32]));
     let e = epoch(1);
-    let mut bad = signed_tx(2);
+    let mut bad = signed_tx(2, 2);
     bad.amount += 1; // breaks the signature
     let inp = input(vec![tiny_plot(dir.path(), &key, 1)], &key, e);
     let start = inp.epoch_start_unix;
@@ -336,4 +337,55 @@ fn a_proof_that_cannot_finish_in_time_is_skipped() {
         reason.contains("skipped") && reason.contains("p1.plot"),
         "{reason}"
     );
+}
+
+#[test]
+fn every_disk_is_scanned_at_once_and_sampling_keeps_per_disk_bounds() {
+    // Plots on disks 7, 9, 7, 7, 9.
+    let devices = [7, 9, 7, 7, 9];
+    // Full and deadline: one round; the core gives each disk its own reader.
+    assert_eq!(scan_rounds(&devices, 1, true), vec![vec![0, 1, 2, 3, 4]]);
+    // Sampling, one plot per disk at a time: both disks in every round.
+    assert_eq!(
+        scan_rounds(&devices, 1, false),
+        vec![vec![0, 1], vec![2, 4], vec![3]]
+    );
+    assert_eq!(
+        scan_rounds(&devices, 2, false),
+        vec![vec![0, 1, 2, 4], vec![3]]
+    );
+    assert_eq!(
+        scan_rounds(&devices, 0, false),
+        scan_rounds(&devices, 1, false)
+    );
+    assert!(scan_rounds(&[], 1, false).is_empty());
+    // Every plot exactly once, whatever the bound.
+    for per_disk in 1..=6 {
+        let mut all: Vec<usize> = scan_rounds(&devices, per_disk, false)
+            .into_iter()
+            .flatten()
+            .collect();
+        all.sort_unstable();
+        assert_eq!(all, [0, 1, 2, 3, 4], "{per_disk}");
+    }
+}
+
+#[test]
+fn a_sampling_scan_in_rounds_finds_the_same_best_leaf_as_one_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = Arc::new(MinerKey::from_secret_bytes(&[1; 32]));
+    let plots: Vec<FarmedPlot> = (1..=3).map(|s| tiny_plot(dir.path(), &key, s)).collect();
+    let e = epoch(5);
+    let mut found = Vec::new();
+    for at_once in [1, 3] {
+        let mut inp = input(plots.clone(), &key, e);
+        inp.strategy = ScanStrategy::Sampling { samples: 100 };
+        inp.plots_at_once = at_once;
+        let WorkOutcome::Found(f) = run(inp) else {
+            panic!("expected a proof");
+        };
+        assert_eq!(f.leaves_scanned, 300);
+        found.push((f.plot_id, f.leaf_index, f.score));
+    }
+    assert_eq!(found[0], found[1]);
 }
