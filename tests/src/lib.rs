@@ -148,6 +148,45 @@ pub struct MinerdOptions {
     pub tcp: bool,
     /// Start the daemon with this open-file limit, soft and hard (so it cannot raise it).
     pub nofile: Option<u64>,
+    /// Largest file the daemon may write (`RLIMIT_FSIZE`, with SIGXFSZ ignored so that a
+    /// write past it fails with EFBIG): a disk that fills up, without a small filesystem.
+    pub file_size_limit: Option<u64>,
+}
+
+/// Makes `cmd` run with resource limit `resource` = `limit` (soft and hard), and signal
+/// `ignore` ignored when given.
+#[allow(unsafe_code)]
+pub fn limit_at_exec(
+    cmd: &mut Command,
+    resource: libc::__rlimit_resource_t,
+    limit: u64,
+    ignore: Option<libc::c_int>,
+) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec only async-signal-safe calls (signal, setrlimit) run.
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some(sig) = ignore {
+                if libc::signal(sig, libc::SIG_IGN) == libc::SIG_ERR {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            let lim = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(resource, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Makes `cmd` run with `RLIMIT_FSIZE` = `limit` bytes and SIGXFSZ ignored: a write past
+/// the limit fails with EFBIG ("File too large"), as a full disk fails with ENOSPC.
+pub fn limit_file_size(cmd: &mut Command, limit: u64) {
+    limit_at_exec(cmd, libc::RLIMIT_FSIZE, limit, Some(libc::SIGXFSZ));
 }
 
 impl MinerdOptions {
@@ -250,7 +289,10 @@ impl Minerd {
             cmd.env(k, v);
         }
         if let Some(n) = opts.nofile {
-            process::limit_open_files(&mut cmd, n);
+            limit_at_exec(&mut cmd, libc::RLIMIT_NOFILE, n, None);
+        }
+        if let Some(limit) = opts.file_size_limit {
+            limit_file_size(&mut cmd, limit);
         }
         let process = ChildProcess::spawn("minerd", cmd)?;
         let deadline = Instant::now() + START_TIMEOUT;
@@ -340,6 +382,16 @@ impl Minerd {
         let Minerd { process, home, .. } = self;
         drop(process);
         Ok(home)
+    }
+
+    /// Kills the daemon's process group with SIGKILL (a crash: no cleanup at all) and hands
+    /// back its home, to start another daemon on what it left.
+    pub fn kill_keep_home(self) -> Home {
+        let Minerd {
+            mut process, home, ..
+        } = self;
+        process.kill();
+        home
     }
 
     /// Runs `minerctl --socket <socket> <args>` in directory `cwd`.

@@ -242,27 +242,6 @@ pub fn raise_own_fd_limit() {
     }
 }
 
-/// Makes `cmd` start with `n` open files at most (soft and hard limit).
-pub fn limit_open_files(cmd: &mut Command, n: u64) {
-    use std::os::unix::process::CommandExt;
-    let lim = libc::rlimit {
-        rlim_cur: n as libc::rlim_t,
-        rlim_max: n as libc::rlim_t,
-    };
-    // SAFETY: the closure runs in the child between fork and exec and only calls
-    // setrlimit(2), which is async-signal-safe, on a struct it owns.
-    #[allow(unsafe_code)]
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    }
-}
-
 /// CPU time (user + system, all threads) that process `pid` has used so far.
 pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))

@@ -62,7 +62,7 @@ pub use peer::{LINGER, MAX_BAD_MESSAGES};
 use chain::{BlockHashes, ChainStore, GenesisParams};
 use epoch::{next_epoch_number, Epoch, EpochCounter, PeerId};
 use mempool::Mempool;
-use peer::ConnectionSlot;
+use peer::{ConnectionSlot, NoSlot};
 use spacetime_io::DataDirLock;
 use state::{NodeState, Shared};
 
@@ -139,9 +139,14 @@ impl DevnetNodeHandle {
         }
     }
 
-    /// The block at `height`, if the chain has one.
+    /// The block at `height`, if the chain has one (an older block is read from the chain
+    /// file, outside the node's lock).
     pub fn block_at(&self, height: u64) -> Option<spacetime::block::Block> {
-        self.shared.lock().chain.block_at(height).cloned()
+        let (file, at, hash) = match self.shared.lock().chain.find(height)? {
+            chain::StoredBlock::Memory(block) => return Some(block.clone()),
+            chain::StoredBlock::File { file, at, hash } => (file, at, hash),
+        };
+        chain::read_stored_block(&file, at, &hash).ok()
     }
 
     /// Asks the node to stop (the token given to [`start`] does the same).
@@ -179,12 +184,15 @@ pub async fn start(
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let lock = DataDirLock::acquire(&data_dir.join(LOCK_FILE))
                 .context("locking the devnet data dir")?;
+            remove_stale_temporaries(&data_dir);
             let opened = chain::open(&data_dir, &params, now_unix_ms() / 1000)
                 .with_context(|| format!("opening the chain in {}", data_dir.display()))?;
             Ok((lock, opened, loader.load()))
         })
         .await
         .context("opening the chain")??;
+    let mut chain = chain;
+    chain.keep_bodies(cfg.max_blocks_in_memory);
     log_open_report(&cfg, &chain, &store, &report);
     if let Some(problem) = problem {
         tracing::warn!(problem = %problem, "epoch counter unreadable; the chain tip sets the next epoch");
@@ -212,8 +220,13 @@ pub async fn start(
     let node_id = format!("devnet-{}", &to_hex(&chain.genesis().hash())[..16]);
     let tip_height = chain.height();
     let max_frame = cfg.max_frame_length;
-    let state = NodeState::new(chain, epoch, Mempool::new(cfg.max_mempool), max_frame)
-        .with_min_plot_leaves(cfg.min_plot_leaves);
+    let state = NodeState::new(
+        chain,
+        epoch,
+        Mempool::new(cfg.max_mempool, cfg.max_mempool_per_ip),
+        max_frame,
+    )
+    .with_min_plot_leaves(cfg.min_plot_leaves);
     let shared = Arc::new(Shared::new(cfg, node_id, state));
     tracing::info!(
         network = %shared.cfg.network_id,
@@ -237,6 +250,29 @@ pub async fn start(
         token,
         task,
     })
+}
+
+/// Deletes what interrupted writes of the files in `data_dir` left (the temporaries of the
+/// atomic writer beside the chain file, the genesis key and the epoch counter, and the
+/// `epoch.new` of earlier versions). Only while the data dir is locked.
+fn remove_stale_temporaries(data_dir: &std::path::Path) {
+    let mut removed: Vec<_> = [
+        chain::CHAIN_FILE,
+        chain::GENESIS_KEY_FILE,
+        epoch::EPOCH_FILE,
+    ]
+    .into_iter()
+    .flat_map(|name| spacetime::atomic_file::remove_stale_temporaries(&data_dir.join(name)))
+    .collect();
+    let legacy = data_dir.join("epoch.new");
+    if std::fs::symlink_metadata(&legacy).is_ok_and(|m| m.is_file())
+        && std::fs::remove_file(&legacy).is_ok()
+    {
+        removed.push(legacy);
+    }
+    for path in removed {
+        tracing::info!(path = %path.display(), "removed the temporary file of an interrupted write");
+    }
 }
 
 /// [`start`], then wait until the node stops.
@@ -321,16 +357,32 @@ async fn run_node(
                 }
             }
         };
+        next_id += 1;
         let slot = match ConnectionSlot::take(&shared, addr.ip()) {
             Ok(slot) => slot,
-            Err(reason) => {
-                if refusals.len() < MAX_REFUSALS {
-                    refusals.spawn(peer::refuse(stream, addr, reason));
+            Err(no) => {
+                if refusals.len() >= MAX_REFUSALS {
+                    continue;
+                }
+                // Full: the peer idle the longest makes room, if one is idle long enough.
+                let evicted = matches!(no, NoSlot::Full(_))
+                    .then(|| shared.lock().evict_idle_peer(shared.cfg.idle_peer_after))
+                    .flatten();
+                if let Some((idle, for_secs)) = evicted {
+                    tracing::info!(peer = %idle, idle_secs = for_secs.as_secs(), new_peer = %addr, "node full: dropped the peer idle the longest to make room");
+                    refusals.spawn(peer::admit_after_eviction(
+                        Arc::clone(&shared),
+                        stream,
+                        addr,
+                        next_id,
+                        shutdown.clone(),
+                    ));
+                } else {
+                    refusals.spawn(peer::refuse(stream, addr, no.reason()));
                 }
                 continue;
             }
         };
-        next_id += 1;
         tracing::debug!(peer = %addr, id = next_id, "connection accepted");
         peers.spawn(peer::serve(
             Arc::clone(&shared),
@@ -404,7 +456,7 @@ async fn run_epochs(
             let block = winner.block.clone();
             // The write and the hashing both stay off the runtime and out of the lock.
             let appended = tokio::task::spawn_blocking(move || {
-                let result = store.append(&block).map(|()| BlockHashes::of(&block));
+                let result = store.append(&block).map(|at| (BlockHashes::of(&block), at));
                 (store, result)
             })
             .await;
@@ -418,7 +470,7 @@ async fn run_epochs(
                 }
             };
             match result {
-                Ok(hashes) => shared.lock().accept_block(winner, &hashes),
+                Ok((hashes, at)) => shared.lock().accept_block(winner, &hashes, at),
                 Err(e) => tracing::error!(
                     error = %anyhow::Error::from(e),
                     block = %to_hex(&winner.block.hash()),

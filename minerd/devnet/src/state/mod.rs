@@ -31,7 +31,7 @@ use spacetime::hash::{to_hex, Hash32};
 use spacetime::validate::validate_transaction;
 use spacetime::wire::{Message, FRAME_HEADER_LEN, MAX_HEADERS};
 
-use super::chain::{BlockHashes, Chain};
+use super::chain::{read_stored_block, BlockHashes, Chain, RecordLocation, StoredBlock};
 use super::config::DevnetNodeConfig;
 use super::epoch::{Candidate, Epoch, Offer, PeerId};
 use super::mempool::{Mempool, MempoolError};
@@ -51,6 +51,8 @@ pub(crate) struct Shared {
     pub connections: AtomicUsize,
     /// Open connections per remote address (bounded by `max_peers_per_ip`).
     pub per_ip: Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    /// Signalled whenever a connection gives its slot back.
+    pub slot_freed: tokio::sync::Notify,
     state: Mutex<NodeState>,
 }
 
@@ -61,6 +63,7 @@ impl Shared {
             node_id,
             connections: AtomicUsize::new(0),
             per_ip: Mutex::new(std::collections::HashMap::new()),
+            slot_freed: tokio::sync::Notify::new(),
             state: Mutex::new(state),
         }
     }
@@ -76,7 +79,7 @@ impl Shared {
     /// Handles one message from a handshaken peer: the in-memory steps under the lock, the
     /// expensive checks without it (see the module docs).
     pub async fn handle(&self, id: PeerId, addr: SocketAddr, message: Message) -> Outcome {
-        let step = self.lock().handle(addr, message, now_unix_ms());
+        let step = self.lock().handle(id, addr, message, now_unix_ms());
         match step {
             Step::Done(outcome) => outcome,
             Step::CheckBlock(pending) => {
@@ -90,6 +93,22 @@ impl Shared {
                         tracing::error!(peer = %addr, block = %to_hex(&hash), error = %e, "block check failed");
                         Outcome::reply(Message::Error(format!(
                             "block {} could not be checked: internal error",
+                            to_hex(&hash)
+                        )))
+                    }
+                }
+            }
+            Step::ReadBlock { file, at, hash } => {
+                let read = tokio::task::spawn_blocking(move || read_stored_block(&file, at, &hash))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()));
+                match read {
+                    Ok(block) => Outcome::reply(Message::Block(block)),
+                    Err(error) => {
+                        tracing::error!(block = %to_hex(&hash), error = %error, "cannot read a block from the chain file");
+                        Outcome::reply(Message::Error(format!(
+                            "GetBlock: block {} could not be read: internal error",
                             to_hex(&hash)
                         )))
                     }
@@ -118,6 +137,15 @@ pub(crate) enum Step {
     /// A transaction, to be checked without the lock and then added
     /// ([`NodeState::add_transaction`]).
     CheckTransaction(Transaction),
+    /// A block no longer in memory, to be read from the chain file without the lock.
+    ReadBlock {
+        /// The chain file.
+        file: std::sync::Arc<std::fs::File>,
+        /// Where the block is.
+        at: RecordLocation,
+        /// Its hash.
+        hash: Hash32,
+    },
 }
 
 /// Logs a refused block and answers the sender with the reason.
@@ -247,6 +275,15 @@ impl NodeState {
         self.peers.unregister(id);
     }
 
+    /// Drops the handshaken peer idle the longest, if it sent nothing useful for at least
+    /// `idle_after` (see [`Peers::evict_idle`]).
+    pub fn evict_idle_peer(
+        &mut self,
+        idle_after: std::time::Duration,
+    ) -> Option<(SocketAddr, std::time::Duration)> {
+        self.peers.evict_idle(idle_after)
+    }
+
     /// Queues `message` for every peer but `except` (see [`Peers::broadcast`]).
     pub fn broadcast(&mut self, message: &Message, except: Option<PeerId>) {
         self.peers.broadcast(message, except);
@@ -254,7 +291,13 @@ impl NodeState {
 
     /// The first step of one message from a handshaken peer at `now_unix_ms`, under the
     /// lock: in-memory work only; what needs expensive checks comes back as a [`Step`].
-    pub fn handle(&mut self, addr: SocketAddr, message: Message, now_unix_ms: u64) -> Step {
+    pub fn handle(
+        &mut self,
+        id: PeerId,
+        addr: SocketAddr,
+        message: Message,
+        now_unix_ms: u64,
+    ) -> Step {
         let outcome = match message {
             Message::Ping { nonce, .. } => Outcome::reply(Message::Pong {
                 nonce,
@@ -285,8 +328,11 @@ impl NodeState {
                     ))),
                 }
             }
-            Message::GetBlock { hash } => match self.chain.block_by_hash(&hash) {
-                Some(block) => Outcome::reply(Message::Block(block.clone())),
+            Message::GetBlock { hash } => match self.chain.find_by_hash(&hash) {
+                Some(StoredBlock::Memory(block)) => Outcome::reply(Message::Block(block.clone())),
+                Some(StoredBlock::File { file, at, hash }) => {
+                    return Step::ReadBlock { file, at, hash }
+                }
                 None => Outcome::reply(Message::Error(format!(
                     "GetBlock: unknown block {}",
                     to_hex(&hash)
@@ -316,7 +362,7 @@ impl NodeState {
                 block_height,
                 miner_id,
                 proof,
-            } => self.on_proof(addr, block_height, &miner_id, &proof, now_unix_ms),
+            } => self.on_proof(id, addr, block_height, &miner_id, &proof, now_unix_ms),
             Message::Error(reason) => Outcome {
                 replies: Vec::new(),
                 close: Some(Close {
@@ -341,6 +387,7 @@ impl NodeState {
 
     fn on_proof(
         &mut self,
+        id: PeerId,
         addr: SocketAddr,
         block_height: u64,
         miner_id: &[u8; 33],
@@ -356,6 +403,7 @@ impl NodeState {
             match self.epoch.judge_proof(block_height, miner_id, proof) {
                 Ok(score) => {
                     self.epoch.proofs += 1;
+                    self.peers.mark_useful(id);
                     tracing::info!(
                         peer = %addr,
                         epoch,
@@ -468,6 +516,7 @@ impl NodeState {
         }
         let score = block.header.proof_score;
         let height = block.header.height;
+        self.peers.mark_useful(id);
         match self.epoch.offer(block, id) {
             Offer::Leading => tracing::info!(
                 peer = %addr,
@@ -498,14 +547,20 @@ impl NodeState {
         if self.chain.contains_tx(&hash) {
             return transaction_rejected(addr, &hash, "it is already in the chain");
         }
-        match self.mempool.insert(tx) {
-            Ok(_) => {
+        match self.mempool.insert(tx, addr.ip()) {
+            Ok((_, evicted)) => {
+                if let Some(evicted) = evicted {
+                    tracing::info!(tx = %to_hex(&evicted), "mempool full: evicted its lowest-fee transaction");
+                }
                 tracing::info!(peer = %addr, tx = %to_hex(&hash), fee = tx.fee, pending = self.mempool.len(), "transaction added to the mempool");
+                self.peers.mark_useful(id);
                 self.broadcast(&Message::Transaction(tx), Some(id));
                 Outcome::default()
             }
             Err(MempoolError::Duplicate) => Outcome::default(),
-            Err(e @ MempoolError::Full { .. }) => transaction_rejected(addr, &hash, &e.to_string()),
+            Err(e @ (MempoolError::Full { .. } | MempoolError::Quota { .. })) => {
+                transaction_rejected(addr, &hash, &e.to_string())
+            }
         }
     }
 
@@ -515,9 +570,9 @@ impl NodeState {
         self.epoch.take_winner()
     }
 
-    /// Appends a winner that is already in the chain file, and announces it. `hashes` are
-    /// its hashes ([`BlockHashes::of`], computed before the lock was taken).
-    pub fn accept_block(&mut self, winner: Candidate, hashes: &BlockHashes) {
+    /// Appends a winner that is already in the chain file (at `at`), and announces it.
+    /// `hashes` are its hashes ([`BlockHashes::of`], computed before the lock was taken).
+    pub fn accept_block(&mut self, winner: Candidate, hashes: &BlockHashes, at: RecordLocation) {
         let block = winner.block;
         let hash = hashes.block;
         let height = block.header.height;
@@ -532,7 +587,7 @@ impl NodeState {
             mempool_removed = removed,
             "block accepted"
         );
-        self.chain.push_hashed(block, hashes);
+        self.chain.push_stored(block, hashes, Some(at));
         self.blocks_accepted += 1;
         self.broadcast(&Message::BlockAccepted { hash, height }, None);
     }
