@@ -130,6 +130,7 @@ async fn tcp_listener_requires_the_bearer_token() {
     let mut good = connect(&Target::Tcp {
         address: addr.clone(),
         token: Some(token),
+        tls: None,
     })
     .await
     .unwrap();
@@ -139,6 +140,7 @@ async fn tcp_listener_requires_the_bearer_token() {
         let mut c = connect(&Target::Tcp {
             address: addr.clone(),
             token: bad,
+            tls: None,
         })
         .await
         .unwrap();
@@ -209,7 +211,10 @@ fn sigterm_leaves_no_socket_lock_or_partial_plot() {
         files.contains(&"plots_metadata.json".to_owned()),
         "{files:?}"
     );
-    assert!(d.log().contains("minerd stopped"));
+    // The stderr reader may still be on its way to the last line.
+    d.process()
+        .wait_for_line("minerd stopped", Duration::from_secs(5))
+        .unwrap();
 }
 
 #[test]
