@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use spacetime_proto::pb;
 
 mod events;
+mod farm;
 pub use events::{event_json, event_text};
 
 /// Writes to stdout. A closed stdout (`minerctl list-plots | head -1`) ends the program
@@ -342,6 +343,13 @@ pub fn plot_detail(p: &pb::Plot) -> String {
     f("id:", p.plot_id.clone());
     f("state:", plot_state(p.state));
     f("file:", p.file_path.clone());
+    f(
+        "directory:",
+        std::path::Path::new(&p.file_path)
+            .parent()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default(),
+    );
     f("cache file:", p.cache_file_path.clone());
     f(
         "cache in use:",
@@ -577,6 +585,8 @@ pub fn status_json(s: &pb::Status) -> Value {
         },
         "plotJobs": s.plot_jobs,
         "shuttingDown": s.shutting_down,
+        "plotDirectories": farm::dirs_json(&s.plot_directories),
+        "farmSizeWarning": s.farm_size_warning.as_ref().map(farm::warning_json),
     })
 }
 
@@ -631,6 +641,9 @@ pub fn status_text(s: &pb::Status) -> String {
     if let Some(last) = &s.last_scan {
         f("effective farm:", farm_text(last));
     }
+    if let Some(w) = &s.farm_size_warning {
+        f("WARNING:", farm::warning_text(w));
+    }
     f("this run:", counters_text(&c));
     f(
         "lifetime:",
@@ -661,6 +674,9 @@ pub fn status_text(s: &pb::Status) -> String {
             s.plot_jobs
         ),
     );
+    for (i, line) in farm::dirs_text(&s.plot_directories).into_iter().enumerate() {
+        f(if i == 0 { "plot directories:" } else { "" }, line);
+    }
     out
 }
 

@@ -89,6 +89,8 @@ pub struct DaemonStatus {
     pub shutting_down: bool,
     /// Counters over the data directory's lifetime.
     pub lifetime: crate::stats::Counters,
+    /// Totals per plot directory.
+    pub plot_dirs: Vec<crate::plots::DirSummary>,
 }
 
 /// The daemon's shared state.
@@ -174,6 +176,23 @@ impl Daemon {
         }
     }
 
+    /// Totals per plot directory, with the leaves each scored in the last scan.
+    fn plot_dirs(&self, mining: &crate::stats::StatsSnapshot) -> Vec<crate::plots::DirSummary> {
+        let mut dirs = self.plots.dir_summaries();
+        if !mining.last_scan_by_plot.is_empty() {
+            let plots = self.plots.list();
+            crate::plots::dirs::add_scanned(
+                &mut dirs,
+                &self.plots.plot_dirs(),
+                plots.iter().filter_map(|p| {
+                    let n = mining.last_scan_by_plot.get(&p.id)?;
+                    Some((p.path.as_path(), *n))
+                }),
+            );
+        }
+        dirs
+    }
+
     /// The current status.
     pub fn status(&self) -> DaemonStatus {
         let mining = self.stats.snapshot();
@@ -201,6 +220,7 @@ impl Daemon {
             plot_jobs: self.jobs.count(),
             shutting_down: self.shutdown.is_cancelled(),
             lifetime: mining.lifetime(),
+            plot_dirs: self.plot_dirs(&mining),
             mining,
         }
     }

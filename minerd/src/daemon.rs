@@ -38,12 +38,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let config = Arc::new(config);
     ensure_private_dir(&config.data_directory)?;
     let lock = DataDirLock::acquire(&config.lock_path())?;
-    std::fs::create_dir_all(&config.plot_directory).with_context(|| {
-        format!(
-            "creating plot directory {}",
-            config.plot_directory.display()
-        )
-    })?;
+    for dir in &config.plot_directories {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating plot directory {}", dir.display()))?;
+    }
 
     let key_path = config.private_key_path.clone();
     let key = tokio::task::spawn_blocking(move || MinerKey::load_or_create(&key_path))
@@ -58,12 +56,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
     let events = EventBus::new();
     let plots = {
-        let (meta, dir, ev) = (
+        let (meta, dirs, ev) = (
             config.plot_metadata_path.clone(),
-            config.plot_directory.clone(),
+            config.plot_directories.clone(),
             events.clone(),
         );
-        tokio::task::spawn_blocking(move || PlotManager::load(&meta, &dir, pk, ev))
+        tokio::task::spawn_blocking(move || PlotManager::load(&meta, dirs, pk, ev))
             .await
             .context("loading plots")??
     };
@@ -71,7 +69,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     tracing::info!(
         total = summary.total, valid = summary.valid, corrupted = summary.corrupted,
         missing = summary.missing, duplicate = summary.duplicate, bytes = summary.farmed_bytes,
-        dir = %config.plot_directory.display(), "plots loaded"
+        dirs = ?config.plot_directories, "plots loaded"
     );
     // In devnet mode the embedded miner creates its own small plot when there is none.
     if summary.valid == 0 && !config.devnet.enabled {
@@ -87,7 +85,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let jobs = JobManager::new(
         plots.clone(),
         events.clone(),
-        &config.plot_directory,
         pk,
         config.max_concurrent_plot_jobs as usize,
         plots::jobs::default_plot_threads(config.plot_threads),

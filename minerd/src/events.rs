@@ -112,6 +112,8 @@ pub enum Event {
     },
     /// Progress of an epoch's scan (about once a second, and when the work ended).
     EpochScan(crate::stats::EpochScan),
+    /// The farm-size warning was raised (`Some`, with its figures) or cleared (`None`).
+    FarmSizeChanged(Option<crate::farm_size::FarmSizeWarning>),
     /// A plot was registered.
     PlotAdded(Box<PlotInfo>),
     /// A plot was unregistered.

@@ -17,6 +17,7 @@ pub mod context;
 pub mod daemon;
 pub mod error;
 pub mod events;
+pub mod farm_size;
 mod files;
 pub mod metrics;
 pub mod mining;

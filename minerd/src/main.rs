@@ -42,9 +42,10 @@ struct ConfigFlags {
     /// Data directory: socket, lock, token, key, metadata (key dataDirectory)
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Plot directory (key plotDirectory)
+    /// Plot directory; repeat it for several (one reader per disk, new plots go to the one
+    /// with the most free space) (keys plotDirectory, plotDirectories)
     #[arg(long, value_name = "DIR")]
-    plot_dir: Option<PathBuf>,
+    plot_dir: Vec<PathBuf>,
     /// Node host name or IP address (key nodeAddress)
     #[arg(long, value_name = "HOST")]
     node_address: Option<String>,
@@ -87,7 +88,11 @@ impl ConfigFlags {
         ConfigFlags {
             config: sub.config.or(self.config),
             data_dir: sub.data_dir.or(self.data_dir),
-            plot_dir: sub.plot_dir.or(self.plot_dir),
+            plot_dir: if sub.plot_dir.is_empty() {
+                self.plot_dir
+            } else {
+                sub.plot_dir
+            },
             node_address: sub.node_address.or(self.node_address),
             node_port: sub.node_port.or(self.node_port),
             network_id: sub.network_id.or(self.network_id),
@@ -111,7 +116,7 @@ impl ConfigFlags {
         };
         flag(self.config.is_some(), "--config");
         flag(self.data_dir.is_some(), "--data-dir");
-        flag(self.plot_dir.is_some(), "--plot-dir");
+        flag(!self.plot_dir.is_empty(), "--plot-dir");
         flag(self.node_address.is_some(), "--node-address");
         flag(self.node_port.is_some(), "--node-port");
         flag(self.network_id.is_some(), "--network-id");
@@ -134,7 +139,23 @@ impl ConfigFlags {
         };
         let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.to_string_lossy().into_owned());
         push("dataDirectory", path(&self.data_dir), "--data-dir");
-        push("plotDirectory", path(&self.plot_dir), "--plot-dir");
+        match self.plot_dir.as_slice() {
+            [] => {}
+            [one] => push("plotDirectory", path(&Some(one.clone())), "--plot-dir"),
+            many => {
+                let joined = std::env::join_paths(many).map_err(|e| ConfigError::InvalidValue {
+                    key: "plotDirectories".into(),
+                    value: format!("{many:?}"),
+                    origin: config::Source::Cli("--plot-dir".into()),
+                    allowed: format!("directories whose names can be listed ({e})"),
+                })?;
+                push(
+                    "plotDirectories",
+                    Some(joined.to_string_lossy().into_owned()),
+                    "--plot-dir",
+                );
+            }
+        }
         push("nodeAddress", self.node_address.clone(), "--node-address");
         push("nodePort", self.node_port.clone(), "--node-port");
         push("networkId", self.network_id.clone(), "--network-id");
@@ -486,7 +507,7 @@ mod tests {
             "a=2",
         ]);
         assert_eq!(f.node_port.as_deref(), Some("2"));
-        assert_eq!(f.plot_dir, Some(PathBuf::from("/top")));
+        assert_eq!(f.plot_dir, vec![PathBuf::from("/top")]);
         // Later --set pairs win in the loader, so the subcommand's come last.
         assert_eq!(f.set, vec!["a=1".to_owned(), "a=2".to_owned()]);
         let opts = f.load_options().unwrap();
@@ -497,6 +518,27 @@ mod tests {
             .map(|(_, v, _)| v.as_str())
             .collect();
         assert_eq!(ports, ["2"]);
+        // Repeated, the flag gives the list; after the subcommand it replaces the list.
+        let f = flags(&["--plot-dir", "/a", "--plot-dir", "/b"]);
+        let opts = f.load_options().unwrap();
+        assert_eq!(
+            opts.cli,
+            [(
+                "plotDirectories".to_owned(),
+                "/a:/b".to_owned(),
+                "--plot-dir".to_owned()
+            )]
+        );
+        let f = flags(&[
+            "--plot-dir",
+            "/a",
+            "--plot-dir",
+            "/b",
+            "run",
+            "--plot-dir",
+            "/c",
+        ]);
+        assert_eq!(f.plot_dir, vec![PathBuf::from("/c")]);
         assert_eq!(
             flags(&["key", "--data-dir", "/d"]).data_dir,
             Some(PathBuf::from("/d"))

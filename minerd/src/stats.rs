@@ -182,6 +182,11 @@ pub struct StatsSnapshot {
     pub scan: Option<EpochScan>,
     /// The last finished scan (effective farm size).
     pub last_scan: Option<EpochScan>,
+    /// The recent scanned epochs and the farm-size warning.
+    pub farm: crate::farm_size::FarmSizeMonitor,
+    /// Leaves each plot (by id) scored in the last finished scan; plots not scanned are
+    /// absent.
+    pub last_scan_by_plot: std::collections::BTreeMap<uuid::Uuid, u64>,
 }
 
 impl StatsSnapshot {
@@ -263,6 +268,8 @@ impl MiningStats {
                 expected_time_to_win: None,
                 scan: None,
                 last_scan: None,
+                farm: Default::default(),
+                last_scan_by_plot: Default::default(),
             })),
             proving: ProvingGate::default(),
             observations: Observations::default(),

@@ -91,10 +91,12 @@ pub struct CreateArgs {
     #[arg(long, value_name = "N")]
     pub leaves: Option<u64>,
     /// Plot file to write, any path (relative to this directory); the plot is registered and
-    /// farmed from there [default: a new name in the daemon's plot directory]
+    /// farmed from there [default: a new name in the daemon's plot directory with the most
+    /// free space]
     #[arg(short = 'o', long, value_name = "PATH", conflicts_with = "name")]
     pub output: Option<PathBuf>,
-    /// File name in the plot directory (must end in .plot) [default: derived from the seed]
+    /// File name in the plot directory with the most free space (must end in .plot)
+    /// [default: derived from the seed]
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
     /// Write the Merkle cache (<plot>.cache) while plotting, for fast proofs (minerd does

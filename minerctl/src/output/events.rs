@@ -72,6 +72,10 @@ fn event_parts(ev: &pb::WatchEventsResponse) -> (&'static str, Value, String) {
             format!("epoch {}: {}", e.epoch, e.reason),
         ),
         Some(E::EpochScan(e)) => ("epochScan", scan_json(e), scan_text(e)),
+        Some(E::FarmSizeChanged(e)) => {
+            let (json, text) = super::farm::changed_parts(e);
+            ("farmSizeChanged", json, text)
+        }
         Some(E::PlotAdded(e)) => {
             let p = e.plot.clone().unwrap_or_default();
             (

@@ -95,6 +95,20 @@ pub enum ConfigError {
         /// What is allowed.
         allowed: String,
     },
+    /// Both spellings of one setting (`plotDirectory`, `plotDirectories`) in one layer.
+    #[error(
+        "`{one}` and `{list}` are both set ({origins}): `{one}` is the one-entry form of \
+         `{list}`, so set only one of them (a later layer may replace either: the \
+         environment replaces the file, a flag replaces both)"
+    )]
+    Conflict {
+        /// The one-entry spelling.
+        one: String,
+        /// The list spelling.
+        list: String,
+        /// Where the two values came from.
+        origins: String,
+    },
     /// No home directory to derive `~/.spacetime` from.
     #[error("HOME is not set: set it or pass --data-dir")]
     NoHome,

@@ -32,6 +32,8 @@ pub enum Kind {
     Choice(&'static [&'static str]),
     /// Web origins (`scheme://host[:port]`), comma-separated or a YAML list; empty = none.
     Origins,
+    /// A non-empty list of distinct paths: a YAML list, or `:`-separated text (as `PATH`).
+    PathList,
 }
 
 impl Kind {
@@ -53,6 +55,9 @@ impl Kind {
             Kind::Origins => {
                 "web origins such as https://dash.example.org or http://localhost:8080, comma-separated or a list, or empty".into()
             }
+            Kind::PathList => {
+                "a non-empty list of distinct paths: a YAML list, or paths separated by ':'".into()
+            }
         }
     }
 }
@@ -72,6 +77,8 @@ pub enum DefaultValue {
     InData(&'static str),
     /// The data directory default: `~/.spacetime`.
     HomeSpacetime,
+    /// A one-entry list of the value of another key (`plotDirectories` = `[plotDirectory]`).
+    ListOf(&'static str),
 }
 
 /// One configuration key.
@@ -133,7 +140,13 @@ pub const KEYS: &[KeyDef] = &[
         "plotDirectory",
         Kind::Path,
         DefaultValue::InData("plots"),
-        "directory scanned for *.plot files; new plots are written here",
+        "the one-entry form of plotDirectories (a single plot directory)",
+    ),
+    key(
+        "plotDirectories",
+        Kind::PathList,
+        DefaultValue::ListOf("plotDirectory"),
+        "directories scanned for *.plot files, one reader per disk; new plots go to the one with the most free space",
     ),
     key(
         "plotMetadataPath",

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde_yaml_ng::{Mapping, Value};
 
+use super::plot_dirs;
 use super::*;
 
 /// What the loader is told by the command line.
@@ -168,6 +169,7 @@ pub(super) fn check(
             Some(s) if words.contains(&s.as_str()) => Ok(Value::String(s)),
             _ => Err(invalid(&raw)),
         },
+        Kind::PathList => super::plot_dirs::check_list(&raw, env)?.ok_or_else(|| invalid(&raw)),
         Kind::Origins => {
             let items: Option<Vec<String>> = match (&raw, text) {
                 (Raw::Yaml(Value::Null), _) => Some(Vec::new()),
@@ -320,7 +322,7 @@ pub fn load(opts: &LoadOptions, env: &dyn Env) -> Result<Loaded, ConfigError> {
                 allowed: allowed_keys(),
             })?;
             let value = check(def, Raw::Yaml(v), &origin, env)?;
-            values.insert(def.key, (value, origin.clone()));
+            plot_dirs::insert(&mut values, def.key, value, origin.clone())?;
         }
     } else if explicit.is_some() {
         return Err(ConfigError::MissingFile { path: file });
@@ -331,7 +333,7 @@ pub fn load(opts: &LoadOptions, env: &dyn Env) -> Result<Loaded, ConfigError> {
         if let Some(raw) = env.var(&var) {
             let origin = Source::Env(var);
             let value = check(def, Raw::Text(raw), &origin, env)?;
-            values.insert(def.key, (value, origin));
+            plot_dirs::insert(&mut values, def.key, value, origin)?;
         }
     }
 
@@ -343,8 +345,9 @@ pub fn load(opts: &LoadOptions, env: &dyn Env) -> Result<Loaded, ConfigError> {
             allowed: allowed_keys(),
         })?;
         let value = check(def, Raw::Text(raw.clone()), &origin, env)?;
-        values.insert(def.key, (value, origin));
+        plot_dirs::insert(&mut values, def.key, value, origin)?;
     }
+    plot_dirs::resolve(&mut values);
 
     // Defaults, with data-directory-relative paths resolved against the effective one.
     let data_dir = match values.get("dataDirectory") {
@@ -364,6 +367,14 @@ pub fn load(opts: &LoadOptions, env: &dyn Env) -> Result<Loaded, ConfigError> {
                 Value::String(data_dir.join(rel).to_string_lossy().into_owned())
             }
             DefaultValue::HomeSpacetime => Value::String(data_dir.to_string_lossy().into_owned()),
+            // The other key comes earlier in `KEYS`, so it has its value by now.
+            DefaultValue::ListOf(other) => Value::Sequence(
+                values
+                    .get(other)
+                    .map(|(v, _)| v.clone())
+                    .into_iter()
+                    .collect(),
+            ),
         };
         values.insert(def.key, (v, Source::Default));
     }

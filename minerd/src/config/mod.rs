@@ -13,6 +13,7 @@ mod env;
 mod error;
 mod keys;
 mod load;
+mod plot_dirs;
 mod render;
 #[cfg(test)]
 mod tests;
@@ -43,8 +44,11 @@ pub const DEVNET_NETWORK_ID: &str = spacetime::consensus::DEVNET_NETWORK_ID;
 pub struct Config {
     /// Directory for the daemon's own files (socket, lock, token, key, metadata).
     pub data_directory: PathBuf,
-    /// Directory scanned for `*.plot` files and where new plots are written.
+    /// The first of [`Config::plot_directories`] (the setting's one-entry spelling).
     pub plot_directory: PathBuf,
+    /// Directories scanned for `*.plot` files (at least one, distinct); new plots go to the
+    /// one with the most free space.
+    pub plot_directories: Vec<PathBuf>,
     /// The plot registry (`plots_metadata.json`, reference format).
     pub plot_metadata_path: PathBuf,
     /// Node host name or IP address.

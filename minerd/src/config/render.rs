@@ -33,7 +33,9 @@ impl Loaded {
                 root.get(sect).and_then(|s| s.get(leaf))
             };
             let text = v
-                .and_then(|v| serde_yaml_ng::to_string(v).ok())
+                .and_then(|v| {
+                    super::plot_dirs::render_list(v).or_else(|| serde_yaml_ng::to_string(v).ok())
+                })
                 .map(|s| s.trim_end().to_owned())
                 .unwrap_or_else(|| "null".into());
             let indent = if sect.is_empty() { "" } else { "  " };
@@ -42,7 +44,14 @@ impl Loaded {
                 .get(def.key)
                 .map(ToString::to_string)
                 .unwrap_or_default();
-            let line = format!("{indent}{leaf}: {text}");
+            // The one-entry spelling as a comment: with the list beside it, the output
+            // would not load (both spellings in one file are refused).
+            let comment = if def.key == super::plot_dirs::ONE {
+                "# "
+            } else {
+                ""
+            };
+            let line = format!("{indent}{comment}{leaf}: {text}");
             out.push_str(&format!("{line:<60} # {src}; env {}\n", def.env_var()));
         }
         out

@@ -24,6 +24,15 @@ fn load_yaml(yaml: &str, extra_env: &[(&str, &str)]) -> Result<Loaded, ConfigErr
     load(&opts, &env(extra_env))
 }
 
+/// Loads what `minerd config` printed, its comments stripped.
+fn reload(rendered: &str) -> Loaded {
+    let yaml: Vec<&str> = rendered
+        .lines()
+        .map(|l| l.split(" #").next().unwrap())
+        .collect();
+    load_yaml(&yaml.join("\n"), &[]).unwrap()
+}
+
 #[test]
 fn defaults_follow_home_and_reference() {
     let l = load(&LoadOptions::default(), &env(&[])).unwrap();
@@ -88,15 +97,7 @@ fn layers_apply_in_order_and_record_sources() {
     assert!(text.contains("nodePort: 9002"), "{text}");
     assert!(text.contains("flag --node-port"), "{text}");
     // The rendered output is itself a valid configuration.
-    let reparsed = load_yaml(
-        &text
-            .lines()
-            .map(|l| l.split(" #").next().unwrap())
-            .collect::<Vec<_>>()
-            .join("\n"),
-        &[],
-    )
-    .unwrap();
+    let reparsed = reload(&text);
     assert_eq!(reparsed.config, l.config);
 }
 
@@ -297,6 +298,84 @@ fn grpc_web_origins_are_a_list_of_bare_origins() {
         assert!(
             load_yaml(&format!("grpcWebOrigins: \"{bad}\"\n"), &[]).is_err(),
             "{bad}"
+        );
+    }
+}
+
+#[test]
+fn plot_directories_are_a_list_and_plot_directory_its_one_entry_form() {
+    // The default: one directory in the data directory.
+    let l = load(&LoadOptions::default(), &env(&[])).unwrap();
+    assert_eq!(
+        l.config.plot_directories,
+        [PathBuf::from("/home/test/.spacetime/plots")]
+    );
+    // A list in the file; the first is `plotDirectory`.
+    let l = load_yaml("plotDirectories: [\"/a\", \"~/b\"]\n", &[]).unwrap();
+    assert_eq!(
+        l.config.plot_directories,
+        [PathBuf::from("/a"), PathBuf::from("/home/test/b")]
+    );
+    assert_eq!(l.config.plot_directory, PathBuf::from("/a"));
+    // The rendered output loads again (the list on one line, `plotDirectory` commented).
+    let text = l.render();
+    assert!(
+        text.contains("plotDirectories: [\"/a\", \"/home/test/b\"]"),
+        "{text}"
+    );
+    assert!(text.contains("# plotDirectory: /a"), "{text}");
+    let reparsed = reload(&text);
+    assert_eq!(reparsed.config, l.config);
+    // The environment's `:`-separated form; the one-entry form.
+    let l = load_yaml("", &[("SPACETIME_MINER_PLOT_DIRECTORIES", "/x:/y/")]).unwrap();
+    assert_eq!(
+        l.config.plot_directories,
+        [PathBuf::from("/x"), PathBuf::from("/y")]
+    );
+    let l = load_yaml("plotDirectory: /one\n", &[]).unwrap();
+    assert_eq!(l.config.plot_directories, [PathBuf::from("/one")]);
+    // A later layer replaces the other spelling of an earlier one.
+    let l = load_yaml(
+        "plotDirectories: [/a, /b]\n",
+        &[("SPACETIME_MINER_PLOT_DIRECTORY", "/env")],
+    )
+    .unwrap();
+    assert_eq!(l.config.plot_directories, [PathBuf::from("/env")]);
+    assert_eq!(
+        l.sources["plotDirectories"],
+        Source::Env("SPACETIME_MINER_PLOT_DIRECTORY".into())
+    );
+    // Both spellings in one layer: which was meant cannot be told.
+    let msg = load_yaml("plotDirectory: /a\nplotDirectories: [/b]\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("`plotDirectory` and `plotDirectories` are both set")
+            && msg.contains("miner.yaml"),
+        "{msg}"
+    );
+    let msg = load_yaml(
+        "",
+        &[
+            ("SPACETIME_MINER_PLOT_DIRECTORY", "/a"),
+            ("SPACETIME_MINER_PLOT_DIRECTORIES", "/b"),
+        ],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(msg.contains("SPACETIME_MINER_PLOT_DIRECTORIES"), "{msg}");
+    // Empty, duplicated or non-string entries are refused with the key named.
+    for bad in [
+        "plotDirectories: []\n",
+        "plotDirectories: [/a, /a/]\n",
+        "plotDirectories: [/a, \"\"]\n",
+        "plotDirectories: [1, 2]\n",
+        "plotDirectories: {a: 1}\n",
+    ] {
+        let msg = load_yaml(bad, &[]).unwrap_err().to_string();
+        assert!(
+            msg.contains("`plotDirectories`") && msg.contains("distinct paths"),
+            "{bad}: {msg}"
         );
     }
 }

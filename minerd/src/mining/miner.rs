@@ -465,6 +465,8 @@ impl Miner {
                 started: now,
                 scan_deadline: input.scan_deadline,
                 done: done.clone(),
+                scan_rate: self.scan_rate.clone(),
+                cancel: cancel.clone(),
             },
             stats.clone(),
             self.ctx.events.clone(),

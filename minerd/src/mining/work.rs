@@ -1,6 +1,6 @@
 //! The work of one epoch, run on a blocking thread (decisions D5 steps 1 and 3): scan every
-//! farmed plot for the best score before the scan deadline (at most `maxConcurrentProofs`
-//! plots at a time, each on every scan thread), build the Merkle proof of the best leaf
+//! farmed plot for the best score before the scan deadline (every disk at once with one
+//! reader each, see [`scan_rounds`]; every scan thread hashing), build the Merkle proof of the best leaf
 //! (with the plot's cache), verify it with the node's own strict rules (D2), and say whether
 //! the score is below the target. The block itself is built by the mining loop when it is
 //! sent ([`build_block`]), from the mempool of that moment.
@@ -84,7 +84,8 @@ pub struct WorkInput {
     pub key: Arc<MinerKey>,
     /// Report per-plot scan rates and slow plots.
     pub monitor: bool,
-    /// Plots scanned at once (`maxConcurrentProofs`, ≥ 1).
+    /// Plots per disk scanned at once by the sampling strategies (`maxConcurrentProofs`,
+    /// ≥ 1; see [`scan_rounds`]).
     pub plots_at_once: usize,
     /// Scan rate (leaves per second, as `f64` bits; 0 = not measured yet): read to estimate
     /// proof times, updated with this scan's rate.
@@ -174,6 +175,13 @@ fn run_inner(input: &WorkInput, stats: Option<&crate::stats::MiningStats>) -> Wo
     }
     report_scan(input, &outcome, elapsed);
     if let (Some(stats), false) = (stats, outcome.cancelled) {
+        let by_plot = outcome
+            .per_plot
+            .iter()
+            .filter(|s| s.leaves_scanned > 0)
+            .filter_map(|s| Some((input.plots.get(s.plot)?.id, s.leaves_scanned)))
+            .collect();
+        stats.update(|st| st.last_scan_by_plot = by_plot);
         stats.observations().record_scan(
             outcome
                 .per_plot
@@ -311,38 +319,75 @@ fn rank(c: &Candidate, plots: &FarmedSet) -> (Hash32, [u8; 32], usize, u64) {
     (c.score, seed, c.plot, c.index)
 }
 
-/// Scans the plots `plots_at_once` at a time (each group on every thread of the pool), in
-/// order, until the deadline or cancellation; the figures of all groups in `plots` order.
+/// The scan's rounds over plots on `devices` (each plot's `st_dev`, in `plots` order), as
+/// indices into `plots`: every disk is read at once, each by one reader.
+///
+/// * `full` and `deadline` (`sequential`): one round of every plot; the core reads each
+///   disk's plots one after the other with its own reader, all disks at the same time, so
+///   that two disks give twice the read rate and a disk never waits for another.
+/// * sampling strategies: round `r` holds the `r`-th `per_disk` plots of every disk, so
+///   that each disk serves at most `per_disk` plots at once (`maxConcurrentProofs`; random
+///   reads of several plots make a spinning disk seek) while all disks work together.
+pub fn scan_rounds(devices: &[u64], per_disk: usize, sequential: bool) -> Vec<Vec<usize>> {
+    if devices.is_empty() {
+        return Vec::new();
+    }
+    if sequential {
+        return vec![(0..devices.len()).collect()];
+    }
+    let per_disk = per_disk.max(1);
+    let mut by_disk: Vec<(u64, Vec<usize>)> = Vec::new();
+    for (i, d) in devices.iter().enumerate() {
+        match by_disk.iter_mut().find(|(x, _)| x == d) {
+            Some((_, list)) => list.push(i),
+            None => by_disk.push((*d, vec![i])),
+        }
+    }
+    let longest = by_disk.iter().map(|(_, l)| l.len()).max().unwrap_or(0);
+    (0..longest.div_ceil(per_disk))
+        .map(|r| {
+            let mut round: Vec<usize> = by_disk
+                .iter()
+                .flat_map(|(_, l)| l.iter().skip(r * per_disk).take(per_disk).copied())
+                .collect();
+            round.sort_unstable();
+            round
+        })
+        .collect()
+}
+
+/// Scans the plots in the rounds of [`scan_rounds`], in order, until the deadline or
+/// cancellation (each round on every thread of the pool); the figures of all rounds in
+/// `plots` order.
 fn scan_in_groups(input: &WorkInput) -> ScanOutcome {
     let files: Vec<&spacetime::plot::PlotFile> = input.plots.iter().map(|p| &*p.file).collect();
-    let group = input.plots_at_once.max(1);
+    let devices: Vec<u64> = files.iter().map(|f| f.device()).collect();
+    let sequential = matches!(input.strategy, ScanStrategy::Full | ScanStrategy::Deadline);
+    let rounds = scan_rounds(&devices, input.plots_at_once, sequential);
     let scan_started = Instant::now();
     let mut merged = ScanOutcome {
         best: None,
         leaves_scanned: 0,
         timed_out: false,
         cancelled: false,
-        per_plot: Vec::with_capacity(files.len()),
+        per_plot: (0..files.len())
+            .map(|plot| PlotScanStats {
+                plot,
+                leaves_scanned: 0,
+                elapsed: Duration::ZERO,
+                best: None,
+                error: None,
+            })
+            .collect(),
     };
-    for (g, chunk) in files.chunks(group).enumerate() {
-        let offset = g * group;
+    for round in rounds {
         if merged.timed_out || merged.cancelled {
-            // Plots never reached: nothing scanned.
-            merged
-                .per_plot
-                .extend((offset..offset + chunk.len()).map(|plot| PlotScanStats {
-                    plot,
-                    leaves_scanned: 0,
-                    elapsed: Duration::ZERO,
-                    best: None,
-                    error: None,
-                }));
-            continue;
+            break; // plots never reached keep their zero figures
         }
-        let group_offset = scan_started.elapsed();
-        let before = merged.per_plot.len();
+        let round_offset = scan_started.elapsed();
+        let chunk: Vec<&spacetime::plot::PlotFile> = round.iter().map(|&i| files[i]).collect();
         let part = scan_plots_observed(
-            chunk,
+            &chunk,
             &input.epoch.challenge,
             &input.strategy,
             Some(input.scan_deadline),
@@ -350,27 +395,27 @@ fn scan_in_groups(input: &WorkInput) -> ScanOutcome {
             &input.progress,
         );
         let shift = |c: Candidate| Candidate {
-            plot: c.plot + offset,
+            plot: round[c.plot],
             ..c
         };
         merged.leaves_scanned += part.leaves_scanned;
         merged.timed_out |= part.timed_out;
         merged.cancelled |= part.cancelled;
-        merged
-            .per_plot
-            .extend(part.per_plot.into_iter().map(|s| PlotScanStats {
-                plot: s.plot + offset,
+        for s in part.per_plot {
+            let plot = round[s.plot];
+            merged.per_plot[plot] = PlotScanStats {
+                plot,
                 // Elapsed from the start of the whole scan, as for one call.
                 elapsed: if s.leaves_scanned > 0 {
-                    group_offset + s.elapsed
+                    round_offset + s.elapsed
                 } else {
                     Duration::ZERO
                 },
                 best: s.best.map(shift),
                 leaves_scanned: s.leaves_scanned,
                 error: s.error,
-            }));
-        debug_assert_eq!(merged.per_plot.len(), before + chunk.len());
+            };
+        }
         if let Some(c) = part.best.map(shift) {
             if merged
                 .best

@@ -261,7 +261,7 @@ mod tests {
         let metadata = dir.path().join("plots_metadata.json");
         let events = EventBus::new();
         let plots = PlotManager::load(&metadata, &plot_dir, PK, events.clone()).unwrap();
-        let jobs = JobManager::new(plots.clone(), events, &plot_dir, PK, 1, 1, gate);
+        let jobs = JobManager::new(plots.clone(), events, PK, 1, 1, gate);
         Setup {
             _dir: dir,
             plot_dir,
@@ -460,7 +460,6 @@ mod tests {
         let jobs = JobManager::new(
             s.plots.clone(),
             EventBus::new(),
-            &s.plot_dir,
             PK,
             1,
             1,

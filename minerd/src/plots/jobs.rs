@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use super::dirs::choose_for_new_plot;
 use super::ids::resolve_id;
 use super::PlotManager;
 use crate::error::DaemonError;
@@ -130,7 +131,6 @@ pub struct JobManager {
 struct Inner {
     plots: PlotManager,
     events: EventBus,
-    plot_dir: PathBuf,
     miner_pk: [u8; 32],
     default_threads: usize,
     proving: ProvingGate,
@@ -218,12 +218,11 @@ fn validate_file_name(name: &str) -> Result<(), DaemonError> {
 }
 
 impl JobManager {
-    /// A job manager writing into `plot_dir` with at most `max_concurrent` jobs at a time.
-    /// Jobs pause while `proving` is active.
+    /// A job manager writing into the plot directories of `plots` with at most
+    /// `max_concurrent` jobs at a time. Jobs pause while `proving` is active.
     pub fn new(
         plots: PlotManager,
         events: EventBus,
-        plot_dir: &Path,
         miner_pk: [u8; 32],
         max_concurrent: usize,
         default_threads: usize,
@@ -233,7 +232,6 @@ impl JobManager {
             inner: Arc::new(Inner {
                 plots,
                 events,
-                plot_dir: plot_dir.to_owned(),
                 miner_pk,
                 default_threads: default_threads.max(1),
                 proving,
@@ -278,34 +276,27 @@ impl JobManager {
             }
         }
         let seed = spec.seed.unwrap_or_else(rand::random);
-        let path = match (&spec.output_path, &spec.file_name) {
-            (Some(_), Some(_)) => {
-                return Err(DaemonError::invalid(
-                    "output_path",
-                    "give output_path or file_name, not both",
-                ))
-            }
-            (Some(p), None) => {
+        if spec.output_path.is_some() && spec.file_name.is_some() {
+            return Err(DaemonError::invalid(
+                "output_path",
+                "give output_path or file_name, not both",
+            ));
+        }
+        if let Some(n) = &spec.file_name {
+            validate_file_name(n)?;
+        }
+        let path = match &spec.output_path {
+            Some(p) => {
                 validate_output_path(p)?;
                 p.clone()
             }
-            (None, Some(n)) => {
-                validate_file_name(n)?;
-                self.inner.plot_dir.join(n)
+            None => {
+                let name = spec.file_name.clone().unwrap_or_else(|| {
+                    format!("plot-{}-{}.plot", hex::encode(&seed[..8]), spec.leaf_count)
+                });
+                self.choose_dir().await?.join(name)
             }
-            (None, None) => self.inner.plot_dir.join(format!(
-                "plot-{}-{}.plot",
-                hex::encode(&seed[..8]),
-                spec.leaf_count
-            )),
         };
-        if spec.output_path.is_none() {
-            tokio::fs::create_dir_all(&self.inner.plot_dir)
-                .await
-                .map_err(|e| {
-                    DaemonError::internal(format!("creating {}", self.inner.plot_dir.display()), e)
-                })?;
-        }
         {
             // Refused before it is queued (the job checks again when it starts, in case the
             // space went meanwhile).
@@ -391,6 +382,39 @@ impl JobManager {
             progress: progress_rx,
             done: done_rx,
         })
+    }
+
+    /// The plot directory for a new plot: the one with the most free space, less what the
+    /// jobs queued or running there have still to write (so that plots queued one after the
+    /// other spread over the disks).
+    async fn choose_dir(&self) -> Result<PathBuf, DaemonError> {
+        let dirs = self.inner.plots.plot_dirs();
+        let pending: Vec<(PathBuf, u64)> = self
+            .list()
+            .iter()
+            .map(|j| {
+                let need = bytes_for(j.leaf_count, cache_levels(j.cache_levels));
+                (
+                    j.path.parent().unwrap_or(Path::new("")).to_owned(),
+                    need.saturating_sub(j.progress.bytes_written),
+                )
+            })
+            .collect();
+        let (dir, free) = tokio::task::spawn_blocking(move || {
+            choose_for_new_plot(&dirs, |d| {
+                let promised: u64 = pending
+                    .iter()
+                    .filter(|(p, _)| p == d)
+                    .map(|(_, n)| n)
+                    .fold(0, |a, b| a.saturating_add(*b));
+                fs4::available_space(d).map(|f| f.saturating_sub(promised))
+            })
+        })
+        .await
+        .map_err(|e| DaemonError::internal("choosing a plot directory", e))?
+        .map_err(|reason| DaemonError::FailedPrecondition { reason })?;
+        tracing::debug!(dir = %dir.display(), free, "plot directory chosen for a new plot");
+        Ok(dir)
     }
 
     async fn run(
@@ -625,15 +649,16 @@ const FREE_SPACE_MARGIN: u64 = 64 << 20;
 /// Bytes a plot job writes: the plot file and, when one is made, its cache (each cache
 /// level `l` of the tree holds `⌈N / 2^l⌉` nodes of 32 bytes).
 fn bytes_needed(req: &CreatePlot) -> u64 {
-    let plot = plot_file_len(req.leaf_count).unwrap_or(u64::MAX);
-    let height = spacetime::merkle::tree_height(req.leaf_count);
-    let cache = req.cache.start_level(height).map_or(0, |start| {
+    bytes_for(req.leaf_count, req.cache)
+}
+
+/// [`bytes_needed`] of a plot of `leaf_count` leaves with cache choice `cache`.
+fn bytes_for(leaf_count: u64, cache: CacheLevels) -> u64 {
+    let plot = plot_file_len(leaf_count).unwrap_or(u64::MAX);
+    let height = spacetime::merkle::tree_height(leaf_count);
+    let cache = cache.start_level(height).map_or(0, |start| {
         (start..height)
-            .map(|l| {
-                req.leaf_count
-                    .div_ceil(1u64 << l.min(63))
-                    .saturating_mul(32)
-            })
+            .map(|l| leaf_count.div_ceil(1u64 << l.min(63)).saturating_mul(32))
             .fold(0u64, u64::saturating_add)
     });
     plot.saturating_add(cache)
@@ -711,15 +736,7 @@ mod tests {
             events.clone(),
         )
         .unwrap();
-        let jobs = JobManager::new(
-            plots.clone(),
-            events.clone(),
-            &plots_dir,
-            [3; 32],
-            max,
-            1,
-            proving,
-        );
+        let jobs = JobManager::new(plots.clone(), events.clone(), [3; 32], max, 1, proving);
         (dir, plots, jobs, events)
     }
 

@@ -20,6 +20,7 @@
 
 mod cache_build;
 pub mod choices;
+pub mod dirs;
 pub mod ids;
 pub mod jobs;
 pub mod registry;
@@ -37,6 +38,7 @@ use uuid::Uuid;
 use crate::error::DaemonError;
 use crate::events::{Event, EventBus};
 pub use crate::types::{JobOutcome, JobProgress, PlotInfo, PlotState};
+pub use dirs::{DirSummary, PlotDirs};
 use ids::resolve_id;
 pub use jobs::{JobInfo, JobManager, JobSpec, JobState};
 pub use registry::Registry;
@@ -147,6 +149,8 @@ struct View {
     /// Every plot, sorted by path.
     plots: Vec<PlotInfo>,
     summary: Summary,
+    /// Totals per plot directory.
+    dirs: Vec<DirSummary>,
 }
 
 /// Owns the registry; cheap to clone.
@@ -171,26 +175,30 @@ struct Inner {
 
 impl PlotManager {
     /// Loads the metadata (a corrupt file is renamed aside and rebuilt) and registers every
-    /// `*.plot` file of the plot directory; plots not made for `miner_pk` are flagged
+    /// `*.plot` file of the plot directories; plots not made for `miner_pk` are flagged
     /// [`PlotState::WrongKey`]. Blocking: call from a blocking context at start.
     pub fn load(
         metadata_path: &Path,
-        plot_dir: &Path,
+        plot_dirs: impl Into<PlotDirs>,
         miner_pk: [u8; 32],
         events: EventBus,
     ) -> Result<Self, DaemonError> {
+        let plot_dirs = plot_dirs.into();
         // Temporaries of plot jobs (and cache writes) a crash or a kill left behind: no job
         // runs before this point, and the data-dir lock keeps other daemons out.
-        for path in registry::remove_stale_temporaries(plot_dir) {
-            tracing::warn!(path = %path.display(), "removed the temporary file of an interrupted plot or cache write");
+        for dir in plot_dirs.as_slice() {
+            for path in registry::remove_stale_temporaries(dir) {
+                tracing::warn!(path = %path.display(), "removed the temporary file of an interrupted plot or cache write");
+            }
         }
-        let (mut registry, mut changes) = Registry::load(metadata_path, plot_dir, miner_pk)?;
+        let (mut registry, mut changes) = Registry::load(metadata_path, plot_dirs, miner_pk)?;
         changes.extend(registry.reconcile_directory(&[]));
         registry.save_if_dirty()?;
         let (farmed_tx, _) = watch::channel(Arc::new(registry.farmed()));
         let (view_tx, _) = watch::channel(Arc::new(View {
             plots: registry.list(),
             summary: registry.summary(),
+            dirs: registry.dir_summaries(),
         }));
         for c in &changes {
             log_event(c);
@@ -270,6 +278,7 @@ impl PlotManager {
         self.inner.view_tx.send_replace(Arc::new(View {
             plots: reg.list(),
             summary: reg.summary(),
+            dirs: reg.dir_summaries(),
         }));
     }
 
@@ -345,7 +354,7 @@ impl PlotManager {
             let (path, cache_path, _) = reg
                 .paths(&id)
                 .ok_or_else(|| DaemonError::PlotNotFound { id: id.to_string() })?;
-            (id, path, cache_path, reg.plot_dir().to_owned())
+            (id, path, cache_path, reg.plot_dirs().clone())
         };
         let (deleted, ignore_as) = if delete_files {
             (
@@ -393,7 +402,7 @@ impl PlotManager {
                 info.path,
                 info.cache_path,
                 info.state,
-                reg.plot_dir().to_owned(),
+                reg.plot_dirs().clone(),
             )
         };
         // Open our own handle so the check never holds the registry lock.
@@ -643,6 +652,18 @@ impl PlotManager {
     /// Counts for the status (from the snapshot).
     pub fn summary(&self) -> Summary {
         self.view().summary
+    }
+
+    /// Totals per plot directory, in configuration order, then the directories of plots
+    /// registered outside them (from the snapshot; free space as of the last directory
+    /// scan).
+    pub fn dir_summaries(&self) -> Vec<DirSummary> {
+        self.view().dirs.clone()
+    }
+
+    /// The configured plot directories.
+    pub fn plot_dirs(&self) -> PlotDirs {
+        self.registry().plot_dirs().clone()
     }
 }
 
@@ -946,15 +967,7 @@ mod tests {
             events.clone(),
         )
         .unwrap();
-        let jobs = JobManager::new(
-            plots.clone(),
-            events,
-            &plot_dir,
-            PK,
-            1,
-            1,
-            ProvingGate::default(),
-        );
+        let jobs = JobManager::new(plots.clone(), events, PK, 1, 1, ProvingGate::default());
         let token = tokio_util::sync::CancellationToken::new();
         // An interval no test waits for: only the request can trigger the scan.
         let watcher = tokio::spawn(watch_directory(

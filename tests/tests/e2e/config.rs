@@ -111,7 +111,10 @@ fn config_command_prints_values_and_their_sources() {
         line("maxConnectionRetries").contains("10")
             && line("maxConnectionRetries").contains("default")
     );
-    assert!(line("plotDirectory").contains(&home.plot_dir().to_string_lossy().into_owned()));
+    // The list, and its one-entry form as a comment (the output stays a loadable file).
+    let plot_dir = home.plot_dir().to_string_lossy().into_owned();
+    assert!(line("plotDirectories").contains(&format!("[\"{plot_dir}\"]")));
+    assert!(line("# plotDirectory").contains(&plot_dir));
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod clients;
 mod config;
 mod daemon;
 mod devnet;
+mod farm;
 mod grpc_web;
 mod load;
 mod metrics;

@@ -18,14 +18,19 @@ use spacetime::wire::Message;
 /// Generous bound for anything that takes a few epochs on a loaded 2-core machine.
 const SLOW: Duration = Duration::from_secs(60);
 
-fn status(d: &Minerd) -> Value {
+pub(crate) fn status(d: &Minerd) -> Value {
     d.minerctl_json(&["status", "--json"])
         .unwrap_or_else(|e| panic!("status: {e:#}\nlog:\n{}", d.log()))
 }
 
 /// Polls the status every 100 ms until `cond` holds; panics with the status and log after
 /// `timeout`.
-fn wait_status(d: &Minerd, what: &str, timeout: Duration, cond: impl Fn(&Value) -> bool) -> Value {
+pub(crate) fn wait_status(
+    d: &Minerd,
+    what: &str,
+    timeout: Duration,
+    cond: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + timeout;
     loop {
         let s = status(d);
@@ -46,7 +51,7 @@ fn counter(s: &Value, name: &str) -> u64 {
     s["counters"][name].as_u64().unwrap_or(0)
 }
 
-fn start_miner(home: e2e::Home, node: &DevnetNode) -> Minerd {
+pub(crate) fn start_miner(home: e2e::Home, node: &DevnetNode) -> Minerd {
     Minerd::start_in(
         home,
         MinerdOptions {

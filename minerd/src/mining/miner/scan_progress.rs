@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::events::Event;
+use crate::farm_size::EpochFigures;
 
 /// What the scan progress reporter watches.
 pub(super) struct ScanWatch {
@@ -16,6 +17,10 @@ pub(super) struct ScanWatch {
     pub(super) started: Instant,
     pub(super) scan_deadline: Instant,
     pub(super) done: Arc<AtomicBool>,
+    /// The scan rate the work measured (leaves per second, `f64` bits).
+    pub(super) scan_rate: Arc<AtomicU64>,
+    /// Set when the epoch was abandoned: its figures say nothing about the farm.
+    pub(super) cancel: Arc<AtomicBool>,
 }
 
 /// How often the progress of an epoch's scan is published (status and event feed).
@@ -82,4 +87,44 @@ pub(super) async fn report_scan_progress(
         st.last_scan = Some(s);
     });
     events.emit(Event::EpochScan(s));
+    if !w.cancel.load(Ordering::SeqCst) {
+        assess_farm_size(&w, &s, &stats, &events);
+    }
+}
+
+/// Feeds a finished epoch's figures to the farm-size monitor; logs and reports a change of
+/// the warning (raised: warning with the figures; cleared: info).
+fn assess_farm_size(
+    w: &ScanWatch,
+    s: &crate::stats::EpochScan,
+    stats: &crate::stats::MiningStats,
+    events: &crate::events::EventBus,
+) {
+    let figures = EpochFigures {
+        epoch: w.epoch,
+        leaves_farmed: w.leaves_farmed,
+        leaves_wanted: w.leaves_total,
+        leaves_scanned: s.leaves_scanned,
+        leaves_per_sec: f64::from_bits(w.scan_rate.load(Ordering::Relaxed)),
+        scan_window: w.scan_deadline.saturating_duration_since(w.started),
+    };
+    let Some(change) = stats.update(|st| st.farm.record(figures)) else {
+        return;
+    };
+    match &change {
+        Some(warning) => tracing::warn!(
+            epoch = w.epoch, leaves_farmed = figures.leaves_farmed,
+            leaves_wanted = figures.leaves_wanted, leaves_scanned = figures.leaves_scanned,
+            leaves_per_sec = figures.leaves_per_sec as u64,
+            scan_window_ms = figures.scan_window.as_millis() as u64,
+            capacity_leaves = figures.capacity(),
+            "{}: add scan speed (faster disks, more cores, plots spread over more disks) or use a sampling scanStrategy",
+            warning.describe()
+        ),
+        None => tracing::info!(
+            epoch = w.epoch, leaves_scanned = figures.leaves_scanned,
+            "the farm-size warning is cleared: the last epochs scored the whole farm"
+        ),
+    }
+    events.emit(Event::FarmSizeChanged(change));
 }

@@ -338,3 +338,54 @@ fn a_proof_that_cannot_finish_in_time_is_skipped() {
         "{reason}"
     );
 }
+
+#[test]
+fn every_disk_is_scanned_at_once_and_sampling_keeps_per_disk_bounds() {
+    // Plots on disks 7, 9, 7, 7, 9.
+    let devices = [7, 9, 7, 7, 9];
+    // Full and deadline: one round; the core gives each disk its own reader.
+    assert_eq!(scan_rounds(&devices, 1, true), vec![vec![0, 1, 2, 3, 4]]);
+    // Sampling, one plot per disk at a time: both disks in every round.
+    assert_eq!(
+        scan_rounds(&devices, 1, false),
+        vec![vec![0, 1], vec![2, 4], vec![3]]
+    );
+    assert_eq!(
+        scan_rounds(&devices, 2, false),
+        vec![vec![0, 1, 2, 4], vec![3]]
+    );
+    assert_eq!(
+        scan_rounds(&devices, 0, false),
+        scan_rounds(&devices, 1, false)
+    );
+    assert!(scan_rounds(&[], 1, false).is_empty());
+    // Every plot exactly once, whatever the bound.
+    for per_disk in 1..=6 {
+        let mut all: Vec<usize> = scan_rounds(&devices, per_disk, false)
+            .into_iter()
+            .flatten()
+            .collect();
+        all.sort_unstable();
+        assert_eq!(all, [0, 1, 2, 3, 4], "{per_disk}");
+    }
+}
+
+#[test]
+fn a_sampling_scan_in_rounds_finds_the_same_best_leaf_as_one_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = Arc::new(MinerKey::from_secret_bytes(&[1; 32]));
+    let plots: Vec<FarmedPlot> = (1..=3).map(|s| tiny_plot(dir.path(), &key, s)).collect();
+    let e = epoch(5);
+    let mut found = Vec::new();
+    for at_once in [1, 3] {
+        let mut inp = input(plots.clone(), &key, e);
+        inp.strategy = ScanStrategy::Sampling { samples: 100 };
+        inp.plots_at_once = at_once;
+        let WorkOutcome::Found(f) = run(inp) else {
+            panic!("expected a proof");
+        };
+        assert_eq!(f.leaves_scanned, 300);
+        found.push((f.plot_id, f.leaf_index, f.score));
+    }
+    assert_eq!(found[0], found[1]);
+}

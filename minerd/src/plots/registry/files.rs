@@ -3,7 +3,7 @@
 //!
 //! Paths come from `plots_metadata.json`, which anyone who can write the data directory
 //! controls, so no path is trusted (decisions R3): a file is deleted or replaced only if
-//! it is inside the plot directory, is named like what it claims to be (`*.plot`, or a
+//! it is inside one of the plot directories (`plotDirectories`), is named like what it claims to be (`*.plot`, or a
 //! cache `*.cache`), and its content starts with that format's magic (`SPTP`, `MKTC`). A
 //! symbolic link passes without the magic check: removing or replacing a link never
 //! touches what it points to.
@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use spacetime::cache::MerkleCache;
 
 use crate::error::DaemonError;
+use crate::plots::dirs::PlotDirs;
 
 /// What a file claims to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,8 +49,9 @@ impl Owned {
 }
 
 /// Whether the daemon may delete or replace `path` as `kind`: `Ok` or why not. A path
-/// that does not exist passes (there is nothing to harm).
-pub fn check_owned(path: &Path, kind: Owned, plot_dir: &Path) -> Result<(), String> {
+/// that does not exist passes (there is nothing to harm). It must be inside one of
+/// `plot_dirs` (after resolving links of the directories).
+pub fn check_owned(path: &Path, kind: Owned, plot_dirs: impl Into<PlotDirs>) -> Result<(), String> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -66,9 +68,7 @@ pub fn check_owned(path: &Path, kind: Owned, plot_dir: &Path) -> Result<(), Stri
             kind.name()
         ));
     }
-    let dir = plot_dir
-        .canonicalize()
-        .map_err(|e| format!("the plot directory {} is unusable: {e}", plot_dir.display()))?;
+    let dirs = plot_dirs.into();
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
@@ -76,11 +76,25 @@ pub fn check_owned(path: &Path, kind: Owned, plot_dir: &Path) -> Result<(), Stri
     let parent = parent
         .canonicalize()
         .map_err(|e| format!("cannot resolve its directory: {e}"))?;
-    if !parent.starts_with(&dir) {
-        return Err(format!(
-            "it is outside the plot directory {}",
-            dir.display()
-        ));
+    let mut outside = Vec::new();
+    let inside = dirs.as_slice().iter().any(|d| match d.canonicalize() {
+        Ok(dir) => {
+            let yes = parent.starts_with(&dir);
+            outside.push(dir.display().to_string());
+            yes
+        }
+        // An unusable directory contains nothing.
+        Err(e) => {
+            outside.push(format!("{} (unusable: {e})", d.display()));
+            false
+        }
+    });
+    if !inside {
+        return Err(if outside.len() == 1 {
+            format!("it is outside the plot directory {}", outside[0])
+        } else {
+            format!("it is outside the plot directories {}", outside.join(", "))
+        });
     }
     if meta.file_type().is_symlink() {
         return Ok(());
@@ -113,15 +127,16 @@ pub fn check_owned(path: &Path, kind: Owned, plot_dir: &Path) -> Result<(), Stri
 pub fn delete_plot_files(
     path: &Path,
     cache_path: Option<&Path>,
-    plot_dir: &Path,
+    plot_dirs: impl Into<PlotDirs>,
 ) -> Result<Vec<PathBuf>, DaemonError> {
+    let plot_dirs = plot_dirs.into();
     let cache = cache_path.map_or_else(|| MerkleCache::path_for(path), Path::to_owned);
     for (p, kind) in [(path, Owned::Plot), (cache.as_path(), Owned::Cache)] {
-        if let Err(why) = check_owned(p, kind, plot_dir) {
+        if let Err(why) = check_owned(p, kind, &plot_dirs) {
             return Err(DaemonError::FailedPrecondition {
                 reason: format!(
                     "refusing to delete {}: {why}; minerd only deletes plot files and Merkle \
-                     caches inside its plot directory (nothing was deleted)",
+                     caches inside its plot directories (nothing was deleted)",
                     p.display()
                 ),
             });

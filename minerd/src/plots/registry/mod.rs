@@ -49,6 +49,7 @@ use spacetime::metadata::{PlotMetadataEntry, PlotStatus};
 use uuid::Uuid;
 
 use super::choices::{unix_nanos as choice_nanos, Choices, LastCheck, Unregistered};
+use super::dirs::{Counted, DirSummary, DiskInfo, PlotDirs};
 use super::ids::resolve_id;
 use super::FarmedPlot;
 use crate::error::DaemonError;
@@ -90,7 +91,10 @@ pub struct Registry {
     metadata_path: PathBuf,
     /// The miner's public key: plots must be made for it.
     miner_pk: [u8; 32],
-    plot_dir: PathBuf,
+    plot_dirs: PlotDirs,
+    /// Free space and device of each plot directory (in `plot_dirs` order), as the last
+    /// directory scan measured them.
+    disks: Vec<DiskInfo>,
     entries: BTreeMap<Uuid, Entry>,
     next_seq: u64,
     dirty: bool,
@@ -106,13 +110,15 @@ impl Registry {
     /// changed (for logging).
     pub fn load(
         metadata_path: &Path,
-        plot_dir: &Path,
+        plot_dirs: impl Into<PlotDirs>,
         miner_pk: [u8; 32],
     ) -> Result<(Self, Vec<Event>), DaemonError> {
+        let plot_dirs = plot_dirs.into();
         let mut reg = Registry {
             metadata_path: metadata_path.to_owned(),
             miner_pk,
-            plot_dir: plot_dir.to_owned(),
+            disks: vec![DiskInfo::default(); plot_dirs.as_slice().len()],
+            plot_dirs,
             entries: BTreeMap::new(),
             next_seq: 0,
             dirty: false,
@@ -308,6 +314,20 @@ impl Registry {
         s
     }
 
+    /// Totals per plot directory (see [`super::dirs::summarize`]).
+    pub fn dir_summaries(&self) -> Vec<DirSummary> {
+        super::dirs::summarize(
+            &self.plot_dirs,
+            &self.disks,
+            self.entries.values().map(|e| Counted {
+                path: &e.path,
+                farmed: e.state == PlotState::Valid,
+                leaves: e.header.map_or(0, |h| h.leaf_count),
+                bytes: e.size,
+            }),
+        )
+    }
+
     /// Registers `path` under `id` (a new plot: from a job or found in the directory). Opens
     /// the file: use [`Registry::register_probed`] where a lock is held.
     pub fn register(
@@ -371,7 +391,7 @@ impl Registry {
             .ok_or_else(|| DaemonError::PlotNotFound { id: id.to_string() })?;
         let (deleted, ignore_as) = if delete_files {
             (
-                delete_plot_files(&entry.path, entry.cache_path.as_deref(), &self.plot_dir)?,
+                delete_plot_files(&entry.path, entry.cache_path.as_deref(), &self.plot_dirs)?,
                 None,
             )
         } else {
@@ -422,12 +442,10 @@ impl Registry {
         Ok((info, events))
     }
 
-    /// The plot and cache paths of a registered plot and its generation (see
-    /// [`Registry::apply_probe`]).
-    /// The plot directory: the only place whose plots and caches the daemon deletes or
+    /// The plot directories: the only places whose plots and caches the daemon deletes or
     /// replaces ([`check_owned`]).
-    pub fn plot_dir(&self) -> &Path {
-        &self.plot_dir
+    pub fn plot_dirs(&self) -> &PlotDirs {
+        &self.plot_dirs
     }
 
     /// A plot's path, cache path and generation.
@@ -488,7 +506,7 @@ impl Registry {
     pub fn scan_plan(&self, skip: &[PathBuf]) -> ScanPlan {
         ScanPlan {
             miner_pk: self.miner_pk,
-            plot_dir: self.plot_dir.clone(),
+            plot_dirs: self.plot_dirs.clone(),
             skip: skip.to_vec(),
             known: self
                 .entries
@@ -516,6 +534,9 @@ impl Registry {
     /// Applies what a scan found (no file I/O). A plot that changed since the plan was made
     /// (checked, removed, registered by a job meanwhile) keeps its newer state.
     pub fn apply_scan(&mut self, found: ScanResult) -> Vec<Event> {
+        if found.disks.len() == self.disks.len() {
+            self.disks = found.disks;
+        }
         let mut events = Vec::new();
         for (id, generation, probe) in found.reloads {
             events.extend(self.apply_probe(&id, generation, probe));

@@ -1,5 +1,6 @@
 //! The directory scan: a [`ScanPlan`] taken under the registry lock, run without it
-//! (`readdir` + `stat`, opening only what is new or changed), giving a [`ScanResult`].
+//! (`readdir` + `stat` of every plot directory, opening only what is new or changed, and
+//! `statvfs` for each directory's free space), giving a [`ScanResult`].
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -8,6 +9,7 @@ use uuid::Uuid;
 
 use super::entry::{stat_fingerprint, Fingerprint};
 use super::probe::Probe;
+use crate::plots::dirs::{DiskInfo, PlotDirs};
 use crate::types::PlotState;
 
 /// A registered plot as a directory scan sees it.
@@ -27,7 +29,7 @@ pub(super) struct KnownPlot {
 #[derive(Debug, Clone)]
 pub struct ScanPlan {
     pub(super) miner_pk: [u8; 32],
-    pub(super) plot_dir: PathBuf,
+    pub(super) plot_dirs: PlotDirs,
     pub(super) skip: Vec<PathBuf>,
     pub(super) known: Vec<KnownPlot>,
     pub(super) ignored: HashMap<PathBuf, Option<Fingerprint>>,
@@ -43,6 +45,8 @@ pub struct ScanResult {
     pub(super) reloads: Vec<(Uuid, u64, Probe)>,
     /// New `*.plot` files and what opening them found.
     pub(super) new_files: Vec<(PathBuf, Probe)>,
+    /// Free space and device of each plot directory, in order.
+    pub(super) disks: Vec<DiskInfo>,
 }
 
 impl ScanPlan {
@@ -65,21 +69,24 @@ impl ScanPlan {
                 out.reloads.push((k.id, k.generation, probe));
             }
         }
-        let dir = match std::fs::read_dir(&self.plot_dir) {
-            Ok(d) => d,
-            Err(e) => {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(dir = %self.plot_dir.display(), error = %e, "cannot read the plot directory");
+        let mut found: Vec<PathBuf> = Vec::new();
+        for dir in self.plot_dirs.as_slice() {
+            out.disks.push(DiskInfo::measure(dir));
+            match std::fs::read_dir(dir) {
+                Ok(d) => found.extend(
+                    d.filter_map(Result::ok)
+                        .map(|d| d.path())
+                        .filter(|p| p.extension().is_some_and(|x| x == "plot") && p.is_file()),
+                ),
+                Err(e) => {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(dir = %dir.display(), error = %e, "cannot read the plot directory");
+                    }
                 }
-                return out;
             }
-        };
-        let mut found: Vec<PathBuf> = dir
-            .filter_map(Result::ok)
-            .map(|d| d.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "plot") && p.is_file())
-            .collect();
+        }
         found.sort();
+        found.dedup();
         for path in found {
             if self.skip.contains(&path) || self.known.iter().any(|k| k.path == path) {
                 continue;

@@ -93,6 +93,9 @@ fn body(e: &Event) -> E {
             reason: reason.clone(),
         }),
         Event::EpochScan(s) => E::EpochScan(s.into()),
+        Event::FarmSizeChanged(w) => E::FarmSizeChanged(pb::FarmSizeChanged {
+            warning: w.as_ref().map(Into::into),
+        }),
         Event::PlotAdded(p) => E::PlotAdded(pb::PlotAdded {
             plot: Some(p.as_ref().into()),
         }),

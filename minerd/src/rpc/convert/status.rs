@@ -4,6 +4,8 @@ use spacetime_proto::pb;
 
 use super::ms;
 use crate::context::{DaemonStatus, MiningState};
+use crate::farm_size::FarmSizeWarning;
+use crate::plots::DirSummary;
 use crate::stats::{Counters, EpochInfo, EpochScan, LinkState, LinkStatus};
 use crate::timefmt::unix_ms;
 
@@ -85,6 +87,39 @@ impl From<&EpochScan> for pb::EpochScan {
     }
 }
 
+impl From<&DirSummary> for pb::PlotDirectory {
+    fn from(d: &DirSummary) -> Self {
+        pb::PlotDirectory {
+            path: d.path.to_string_lossy().into_owned(),
+            configured: d.configured,
+            plots: d.plots,
+            valid: d.valid,
+            leaves: d.leaves,
+            farmed_bytes: d.farmed_bytes,
+            leaves_scanned: d.leaves_scanned,
+            free_bytes: d.disk.free_bytes,
+            device: d.disk.device,
+        }
+    }
+}
+
+impl From<&FarmSizeWarning> for pb::FarmSizeWarning {
+    fn from(w: &FarmSizeWarning) -> Self {
+        let f = &w.figures;
+        pb::FarmSizeWarning {
+            epoch: f.epoch,
+            leaves_farmed: f.leaves_farmed,
+            leaves_wanted: f.leaves_wanted,
+            leaves_scanned: f.leaves_scanned,
+            leaves_per_second: f.leaves_per_sec,
+            scan_window_ms: ms(f.scan_window),
+            capacity_leaves: f.capacity(),
+            epochs_short: w.epochs_short,
+            epochs_assessed: w.epochs_assessed,
+        }
+    }
+}
+
 impl From<&DaemonStatus> for pb::Status {
     fn from(s: &DaemonStatus) -> Self {
         pb::Status {
@@ -114,6 +149,8 @@ impl From<&DaemonStatus> for pb::Status {
             expected_time_to_win_ms: s.mining.expected_time_to_win.map(ms),
             scan: s.mining.scan.as_ref().map(Into::into),
             last_scan: s.mining.last_scan.as_ref().map(Into::into),
+            plot_directories: s.plot_dirs.iter().map(Into::into).collect(),
+            farm_size_warning: s.mining.farm.warning().as_ref().map(Into::into),
         }
     }
 }
