@@ -31,6 +31,22 @@ fn notify_systemd(state: &[sd_notify::NotifyState<'_>]) {
     }
 }
 
+/// Every file the daemon writes atomically outside the plot directory: the key, the plot
+/// metadata and the files beside it, the lifetime counters, the token file.
+fn owned_files(config: &Config) -> Vec<std::path::PathBuf> {
+    let meta = &config.plot_metadata_path;
+    vec![
+        config.private_key_path.clone(),
+        meta.clone(),
+        plots::choices::choices_path(meta),
+        plots::registry::failed_checks_path(meta),
+        crate::stats::CountersFile::in_dir(&config.data_directory)
+            .path()
+            .to_path_buf(),
+        config.token_file.clone(),
+    ]
+}
+
 /// Runs the daemon until `shutdown` is cancelled (by a signal, the Shutdown RPC or a test),
 /// then drains. Binds what the configuration says (TCP port 0 is fine) and logs every bound
 /// address on a line containing "listening".
@@ -38,6 +54,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let config = Arc::new(config);
     ensure_private_dir(&config.data_directory)?;
     let lock = DataDirLock::acquire(&config.lock_path())?;
+    crate::files::remove_stale_temporaries(&owned_files(&config));
     for dir in &config.plot_directories {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating plot directory {}", dir.display()))?;

@@ -114,6 +114,14 @@ pub fn render_openmetrics(daemon: &Daemon) -> String {
         Unit::Seconds,
         gauge(status.uptime.as_secs()),
     );
+    // Lets a leak of tasks (say, one per reconnect) show on a dashboard and in tests.
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        r.register(
+            "runtime_tasks",
+            "Tasks alive in the daemon's async runtime",
+            gauge(rt.metrics().num_alive_tasks() as u64),
+        );
+    }
     r.register(
         "mining_enabled",
         "1 while the operator has mining enabled (StartMining/StopMining)",

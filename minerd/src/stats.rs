@@ -156,6 +156,11 @@ impl CountersFile {
         }
     }
 
+    /// The file.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     /// Writes `c` atomically.
     pub fn write(&self, c: &Counters) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(c).map_err(std::io::Error::other)?;
@@ -457,6 +462,33 @@ mod tests {
         assert_eq!((life.challenges_received, life.blocks_won), (6, 2));
         std::fs::write(dir.path().join("counters.json"), b"garbage").unwrap();
         assert_eq!(file.read(), Counters::default());
+    }
+
+    #[test]
+    fn a_crash_at_any_step_of_a_write_leaves_the_old_or_the_new_counters() {
+        use spacetime::atomic_file::{crash_points::crashed, remove_stale_temporaries, Step};
+        let dir = tempfile::tempdir().unwrap();
+        let file = CountersFile::in_dir(dir.path());
+        for (i, step) in Step::ALL.into_iter().enumerate() {
+            let old = Counters {
+                blocks_won: i as u64,
+                ..Counters::default()
+            };
+            let new = Counters {
+                blocks_won: 100 + i as u64,
+                ..Counters::default()
+            };
+            file.write(&old).unwrap();
+            crashed(step, || file.write(&new)).unwrap_err();
+            let expected = if step == Step::Renamed { new } else { old };
+            assert_eq!(file.read(), expected, "{step:?}");
+            remove_stale_temporaries(file.path());
+            assert_eq!(
+                std::fs::read_dir(dir.path()).unwrap().count(),
+                1,
+                "{step:?}"
+            );
+        }
     }
 
     #[test]

@@ -272,6 +272,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_crash_while_creating_the_key_file_leaves_none_or_a_whole_one() {
+        use crate::atomic_file::{crash_points::crashed, remove_stale_temporaries, Step};
+        for step in Step::ALL {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("miner_key.dat");
+            crashed(step, || MinerKey::load_or_create(&path)).unwrap_err();
+            assert_eq!(path.exists(), step == Step::Renamed, "{step:?}");
+            remove_stale_temporaries(&path);
+            // Whatever is there loads: the whole key, or none and a new one is made.
+            MinerKey::load_or_create(&path).unwrap();
+            assert_eq!(
+                std::fs::read_dir(dir.path()).unwrap().count(),
+                1,
+                "{step:?}"
+            );
+        }
+    }
+
+    #[test]
     fn sign_verify_round_trip_and_tampering_fails() {
         let key = MinerKey::generate();
         let msg = crate::hash::sha256(b"header");

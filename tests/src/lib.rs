@@ -145,6 +145,32 @@ pub struct MinerdOptions {
     pub config_yaml: Option<String>,
     /// Also listen on TCP (127.0.0.1, port 0).
     pub tcp: bool,
+    /// Largest file the daemon may write (`RLIMIT_FSIZE`, with SIGXFSZ ignored so that a
+    /// write past it fails with EFBIG): a disk that fills up, without a small filesystem.
+    pub file_size_limit: Option<u64>,
+}
+
+/// Makes `cmd` run with `RLIMIT_FSIZE` = `limit` bytes and SIGXFSZ ignored: a write past
+/// the limit fails with EFBIG ("File too large"), as a full disk fails with ENOSPC.
+#[allow(unsafe_code)]
+pub fn limit_file_size(cmd: &mut Command, limit: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec only async-signal-safe calls (signal, setrlimit) run.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::signal(libc::SIGXFSZ, libc::SIG_IGN) == libc::SIG_ERR {
+                return Err(std::io::Error::last_os_error());
+            }
+            let lim = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 impl MinerdOptions {
@@ -246,6 +272,9 @@ impl Minerd {
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
+        if let Some(limit) = opts.file_size_limit {
+            limit_file_size(&mut cmd, limit);
+        }
         let process = ChildProcess::spawn("minerd", cmd)?;
         let deadline = Instant::now() + START_TIMEOUT;
         let left = || deadline.saturating_duration_since(Instant::now());
@@ -334,6 +363,16 @@ impl Minerd {
         let Minerd { process, home, .. } = self;
         drop(process);
         Ok(home)
+    }
+
+    /// Kills the daemon's process group with SIGKILL (a crash: no cleanup at all) and hands
+    /// back its home, to start another daemon on what it left.
+    pub fn kill_keep_home(self) -> Home {
+        let Minerd {
+            mut process, home, ..
+        } = self;
+        process.kill();
+        home
     }
 
     /// Runs `minerctl --socket <socket> <args>` in directory `cwd`.

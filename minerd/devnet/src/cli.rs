@@ -58,9 +58,17 @@ pub struct DevnetNodeArgs {
     /// Sustained messages per second a peer may send (bursts of twice that)
     #[arg(long, default_value_t = 200, value_name = "N")]
     pub max_messages_per_sec: u32,
-    /// Most pending transactions kept in the mempool
+    /// Most pending transactions kept in the mempool; a full mempool drops its lowest fee
+    /// for a transaction that pays more
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub max_mempool: usize,
+    /// Most pending transactions from one IP address
+    #[arg(long, default_value_t = 1_000, value_name = "N")]
+    pub max_mempool_per_ip: usize,
+    /// When --max-peers are connected, a new connection may take the place of a peer that
+    /// sent no proof, block or transaction for this many seconds (the longest idle goes)
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    pub idle_peer_seconds: u64,
     /// Smallest plot, in leaves, whose proofs and blocks count; smaller ones are refused
     /// (a plot made after the challenge must at least cost this much work)
     #[arg(long, default_value_t = crate::config::DEFAULT_MIN_PLOT_LEAVES, value_name = "N")]
@@ -92,6 +100,8 @@ impl DevnetNodeArgs {
         cfg.max_messages_per_sec = self.max_messages_per_sec;
         cfg.message_burst = self.max_messages_per_sec.saturating_mul(2);
         cfg.max_mempool = self.max_mempool;
+        cfg.max_mempool_per_ip = self.max_mempool_per_ip;
+        cfg.idle_peer_after = Duration::from_secs(self.idle_peer_seconds);
         cfg.min_plot_leaves = self.min_plot_leaves;
         cfg.validate()?;
         Ok(cfg)

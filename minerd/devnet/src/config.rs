@@ -68,8 +68,15 @@ pub struct DevnetNodeConfig {
     pub ping_after: Duration,
     /// Silence after which the node closes the connection (decisions D3: 60 s).
     pub idle_timeout: Duration,
-    /// Most pending transactions kept in the mempool.
+    /// Most pending transactions kept in the mempool (a full one evicts its lowest fee for
+    /// a transaction that pays more).
     pub max_mempool: usize,
+    /// Most pending transactions sent from one IP address (decisions R8).
+    pub max_mempool_per_ip: usize,
+    /// A handshaken peer that sent nothing useful (a proof, a block or a transaction the
+    /// node took) for this long may be dropped to make room when `max_peers` are connected
+    /// (decisions R8).
+    pub idle_peer_after: Duration,
     /// Smallest plot (in leaves) whose proofs and blocks count (decisions R6).
     pub min_plot_leaves: u64,
 }
@@ -103,6 +110,8 @@ impl DevnetNodeConfig {
             ping_after: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             max_mempool: 10_000,
+            max_mempool_per_ip: 1_000,
+            idle_peer_after: Duration::from_secs(120),
             min_plot_leaves: DEFAULT_MIN_PLOT_LEAVES,
         }
     }
@@ -152,6 +161,7 @@ impl DevnetNodeConfig {
             ("message_burst", u64::from(self.message_burst)),
             ("outbound_queue", self.outbound_queue as u64),
             ("max_mempool", self.max_mempool as u64),
+            ("max_mempool_per_ip", self.max_mempool_per_ip as u64),
             ("min_plot_leaves", self.min_plot_leaves),
         ] {
             if value == 0 {
@@ -170,6 +180,7 @@ impl DevnetNodeConfig {
             ("handshake_timeout", self.handshake_timeout),
             ("ping_after", self.ping_after),
             ("idle_timeout", self.idle_timeout),
+            ("idle_peer_after", self.idle_peer_after),
         ] {
             if d.is_zero() {
                 return bad(field, format!("{d:?}"), "must be > 0");

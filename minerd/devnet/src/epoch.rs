@@ -14,7 +14,7 @@
 //! number, and thus never repeats a challenge, on the same tip. Both calls block: async
 //! callers run them with `spawn_blocking`.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -280,21 +280,12 @@ impl EpochCounter {
         }
     }
 
-    /// Stores `number` durably: written to a temporary file and fsynced, renamed over the
-    /// counter, then the directory is fsynced, so after a crash the file holds either the
+    /// Stores `number` durably through `spacetime::atomic_file` (a temporary file fsynced,
+    /// renamed over the counter, then the directory fsynced), so after a crash the file holds either the
     /// old or the new number, never a torn one, and never an older number once this
     /// returned. The node stores a number before announcing its epoch.
     pub fn store(&self, number: u64) -> io::Result<()> {
-        let tmp = self.path.with_extension("new");
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(format!("{number}\n").as_bytes())?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, &self.path)?;
-        match self.path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => std::fs::File::open(dir)?.sync_all(),
-            _ => std::fs::File::open(".")?.sync_all(),
-        }
+        spacetime::atomic_file::write_atomic(&self.path, format!("{number}\n").as_bytes())
     }
 
     /// The counter file.
@@ -407,8 +398,6 @@ mod tests {
     fn counter_store_replaces_whole_and_leaves_no_temporary() {
         let dir = tempfile::tempdir().unwrap();
         let c = EpochCounter::new(dir.path());
-        // A temporary left by a crash mid-store is overwritten, never read.
-        std::fs::write(dir.path().join("epoch.new"), "99999").unwrap();
         c.store(7).unwrap();
         assert_eq!(c.load(), (7, None));
         c.store(u64::MAX).unwrap();
@@ -424,5 +413,19 @@ mod tests {
         // A failure is reported, not swallowed (the node then does not announce).
         let gone = EpochCounter::new(&dir.path().join("missing"));
         assert!(gone.store(1).is_err());
+    }
+
+    #[test]
+    fn a_crash_at_any_step_of_a_store_leaves_the_old_or_the_new_number() {
+        use spacetime::atomic_file::{crash_points::crashed, Step};
+        let dir = tempfile::tempdir().unwrap();
+        let c = EpochCounter::new(dir.path());
+        for (i, step) in Step::ALL.into_iter().enumerate() {
+            let old = 10 * i as u64;
+            c.store(old).unwrap();
+            crashed(step, || c.store(old + 1)).unwrap_err();
+            let expected = if step == Step::Renamed { old + 1 } else { old };
+            assert_eq!(c.load(), (expected, None), "{step:?}");
+        }
     }
 }

@@ -62,7 +62,7 @@ pub use peer::{LINGER, MAX_BAD_MESSAGES};
 use chain::{BlockHashes, ChainStore, GenesisParams};
 use epoch::{next_epoch_number, Epoch, EpochCounter, PeerId};
 use mempool::Mempool;
-use peer::ConnectionSlot;
+use peer::{ConnectionSlot, NoSlot};
 use spacetime_io::DataDirLock;
 use state::{NodeState, Shared};
 
@@ -179,6 +179,7 @@ pub async fn start(
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let lock = DataDirLock::acquire(&data_dir.join(LOCK_FILE))
                 .context("locking the devnet data dir")?;
+            remove_stale_temporaries(&data_dir);
             let opened = chain::open(&data_dir, &params, now_unix_ms() / 1000)
                 .with_context(|| format!("opening the chain in {}", data_dir.display()))?;
             Ok((lock, opened, loader.load()))
@@ -212,8 +213,13 @@ pub async fn start(
     let node_id = format!("devnet-{}", &to_hex(&chain.genesis().hash())[..16]);
     let tip_height = chain.height();
     let max_frame = cfg.max_frame_length;
-    let state = NodeState::new(chain, epoch, Mempool::new(cfg.max_mempool), max_frame)
-        .with_min_plot_leaves(cfg.min_plot_leaves);
+    let state = NodeState::new(
+        chain,
+        epoch,
+        Mempool::new(cfg.max_mempool, cfg.max_mempool_per_ip),
+        max_frame,
+    )
+    .with_min_plot_leaves(cfg.min_plot_leaves);
     let shared = Arc::new(Shared::new(cfg, node_id, state));
     tracing::info!(
         network = %shared.cfg.network_id,
@@ -237,6 +243,29 @@ pub async fn start(
         token,
         task,
     })
+}
+
+/// Deletes what interrupted writes of the files in `data_dir` left (the temporaries of the
+/// atomic writer beside the chain file, the genesis key and the epoch counter, and the
+/// `epoch.new` of earlier versions). Only while the data dir is locked.
+fn remove_stale_temporaries(data_dir: &std::path::Path) {
+    let mut removed: Vec<_> = [
+        chain::CHAIN_FILE,
+        chain::GENESIS_KEY_FILE,
+        epoch::EPOCH_FILE,
+    ]
+    .into_iter()
+    .flat_map(|name| spacetime::atomic_file::remove_stale_temporaries(&data_dir.join(name)))
+    .collect();
+    let legacy = data_dir.join("epoch.new");
+    if std::fs::symlink_metadata(&legacy).is_ok_and(|m| m.is_file())
+        && std::fs::remove_file(&legacy).is_ok()
+    {
+        removed.push(legacy);
+    }
+    for path in removed {
+        tracing::info!(path = %path.display(), "removed the temporary file of an interrupted write");
+    }
 }
 
 /// [`start`], then wait until the node stops.
@@ -321,16 +350,32 @@ async fn run_node(
                 }
             }
         };
+        next_id += 1;
         let slot = match ConnectionSlot::take(&shared, addr.ip()) {
             Ok(slot) => slot,
-            Err(reason) => {
-                if refusals.len() < MAX_REFUSALS {
-                    refusals.spawn(peer::refuse(stream, addr, reason));
+            Err(no) => {
+                if refusals.len() >= MAX_REFUSALS {
+                    continue;
+                }
+                // Full: the peer idle the longest makes room, if one is idle long enough.
+                let evicted = matches!(no, NoSlot::Full(_))
+                    .then(|| shared.lock().evict_idle_peer(shared.cfg.idle_peer_after))
+                    .flatten();
+                if let Some((idle, for_secs)) = evicted {
+                    tracing::info!(peer = %idle, idle_secs = for_secs.as_secs(), new_peer = %addr, "node full: dropped the peer idle the longest to make room");
+                    refusals.spawn(peer::admit_after_eviction(
+                        Arc::clone(&shared),
+                        stream,
+                        addr,
+                        next_id,
+                        shutdown.clone(),
+                    ));
+                } else {
+                    refusals.spawn(peer::refuse(stream, addr, no.reason()));
                 }
                 continue;
             }
         };
-        next_id += 1;
         tracing::debug!(peer = %addr, id = next_id, "connection accepted");
         peers.spawn(peer::serve(
             Arc::clone(&shared),

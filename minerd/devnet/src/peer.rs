@@ -98,32 +98,74 @@ pub(crate) struct ConnectionSlot {
     ip: IpAddr,
 }
 
+/// Why a connection got no slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NoSlot {
+    /// `max_peers` connections are open.
+    Full(String),
+    /// This address holds its share already.
+    PerAddress(String),
+}
+
+impl NoSlot {
+    /// The reason, for the log and the Error frame.
+    pub fn reason(self) -> String {
+        match self {
+            NoSlot::Full(r) | NoSlot::PerAddress(r) => r,
+        }
+    }
+}
+
 impl ConnectionSlot {
     /// Takes a slot for a connection from `ip`, or says why there is none: the node is
     /// full, or this address holds its share already.
-    pub fn take(shared: &Arc<Shared>, ip: IpAddr) -> Result<Self, String> {
+    pub fn take(shared: &Arc<Shared>, ip: IpAddr) -> Result<Self, NoSlot> {
         let mut per_ip = shared
             .per_ip
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mine = per_ip.get(&ip).copied().unwrap_or(0);
+        if mine >= shared.cfg.max_peers_per_ip {
+            return Err(NoSlot::PerAddress(format!(
+                "too many connections from {ip} ({mine} open, max {} per address)",
+                shared.cfg.max_peers_per_ip
+            )));
+        }
         let open = shared.connections.load(Ordering::SeqCst);
         let max = shared.cfg.max_peers;
         if open >= max {
-            return Err(format!("too many peers ({open} connected, max {max})"));
+            return Err(NoSlot::Full(format!(
+                "too many peers ({open} connected, max {max})"
+            )));
         }
-        let mine = per_ip.entry(ip).or_insert(0);
-        if *mine >= shared.cfg.max_peers_per_ip {
-            return Err(format!(
-                "too many connections from {ip} ({mine} open, max {} per address)",
-                shared.cfg.max_peers_per_ip
-            ));
-        }
-        *mine += 1;
+        *per_ip.entry(ip).or_insert(0) += 1;
         shared.connections.fetch_add(1, Ordering::SeqCst);
         Ok(Self {
             shared: Arc::clone(shared),
             ip,
         })
+    }
+
+    /// [`ConnectionSlot::take`], waiting up to `patience` for a slot to be given back (after
+    /// the node dropped an idle peer to make room).
+    pub async fn wait(
+        shared: &Arc<Shared>,
+        ip: IpAddr,
+        patience: Duration,
+    ) -> Result<Self, NoSlot> {
+        let deadline = Instant::now() + patience;
+        loop {
+            let freed = shared.slot_freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            match Self::take(shared, ip) {
+                Err(NoSlot::Full(_)) if Instant::now() < deadline => {}
+                other => return other,
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                return Self::take(shared, ip);
+            }
+        }
     }
 }
 
@@ -141,6 +183,8 @@ impl Drop for ConnectionSlot {
             }
         }
         self.shared.connections.fetch_sub(1, Ordering::SeqCst);
+        drop(per_ip);
+        self.shared.slot_freed.notify_waiters();
     }
 }
 
@@ -290,6 +334,7 @@ async fn session(
             tx: tx.clone(),
             cancel: cancel.clone(),
             addr,
+            useful_at: Instant::now(),
         },
     );
     tracing::info!(peer = %addr, user_agent = %peer_agent, "peer connected");
@@ -421,6 +466,23 @@ async fn handshake(
         ))),
         Ok(None) => Err(End::PeerClosed),
         Err(e) => Err(read_failure(e)),
+    }
+}
+
+/// Admits a connection that found the node full after an idle peer was dropped for it:
+/// waits (bounded) for that peer's slot, then serves it, or refuses it when another
+/// connection took the slot first.
+pub(crate) async fn admit_after_eviction(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    addr: SocketAddr,
+    id: PeerId,
+    shutdown: CancellationToken,
+) {
+    // An evicted peer's connection ends within its linger.
+    match ConnectionSlot::wait(&shared, addr.ip(), LINGER * 2).await {
+        Ok(slot) => serve(shared, stream, addr, id, shutdown, slot).await,
+        Err(no) => refuse(stream, addr, no.reason()).await,
     }
 }
 

@@ -770,3 +770,136 @@ async fn proofs_and_blocks_of_plots_below_the_minimum_are_refused() {
     token.cancel();
     node.wait().await.unwrap();
 }
+
+#[tokio::test]
+async fn temporaries_of_interrupted_writes_are_removed_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node1, token) = node(test_config(dir.path(), 10_000)).await;
+    token.cancel();
+    node1.wait().await.unwrap();
+    let stale = [
+        ".chain.dat.tmp-AbCd1234",
+        ".epoch.tmp-12345678",
+        ".genesis.key.tmp-x1y2z3w4",
+        "epoch.new",
+    ];
+    for name in stale {
+        std::fs::write(dir.path().join(name), b"left by a crash").unwrap();
+    }
+    std::fs::write(dir.path().join("notes.txt"), b"not ours").unwrap();
+    let (node2, token) = node(test_config(dir.path(), 10_000)).await;
+    for name in stale {
+        assert!(!dir.path().join(name).exists(), "{name} was kept");
+    }
+    assert!(dir.path().join("notes.txt").exists());
+    token.cancel();
+    node2.wait().await.unwrap();
+}
+
+/// A handshaken client from loopback address `127.0.0.<host>`.
+async fn client_from(node: &DevnetNodeHandle, host: u8) -> Client {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(std::net::SocketAddr::from(([127, 0, 0, host], 0)))
+        .unwrap();
+    let stream = socket.connect(node.local_addr()).await.unwrap();
+    let mut c = Client::from_stream(stream);
+    c.send(&hello(2, NET)).await;
+    c.recv_until(|m| matches!(m, Message::HandshakeAck)).await;
+    c.send(&Message::HandshakeAck).await;
+    c.recv_until(|m| matches!(m, Message::NewEpoch(_))).await;
+    c
+}
+
+/// Waits until the node has answered everything `c` sent before (a Ping round trip).
+async fn round_trip(c: &mut Client, nonce: u64) {
+    c.send(&Message::Ping {
+        nonce,
+        timestamp: 0,
+    })
+    .await;
+    c.recv_until(|m| matches!(m, Message::Pong { nonce: n, .. } if *n == nonce))
+        .await;
+}
+
+/// Regression (issue 10, row 8): idle peers from many addresses held every slot, under
+/// every per-address cap, and a new peer was refused for good. Now a full node drops the
+/// peer that sent nothing useful for the longest (past `idle_peer_after`) to make room; a
+/// peer that sent a transaction is kept, and with no idle peer the newcomer is refused.
+#[tokio::test]
+async fn a_full_node_drops_the_longest_idle_peer_for_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path(), 10_000);
+    cfg.max_peers = 3;
+    cfg.idle_peer_after = Duration::from_millis(300);
+    let (node, token) = node(cfg).await;
+    let mut first = client_from(&node, 2).await;
+    let mut second = client_from(&node, 3).await;
+    let mut third = client_from(&node, 4).await;
+    // Idle long enough; then `first` sends a transaction and so is useful again.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    first.send(&Message::Transaction(signed_tx(3, 1))).await;
+    round_trip(&mut first, 1).await;
+    assert_eq!(node.status().mempool, 1);
+    // A newcomer takes the place of `second`, the longest idle.
+    let mut fourth = client_from(&node, 5).await;
+    second.until_closed().await;
+    round_trip(&mut fourth, 2).await;
+    // The next one takes `third`'s place; `first` stays.
+    let _fifth = client_from(&node, 6).await;
+    third.until_closed().await;
+    round_trip(&mut first, 3).await;
+    // Nobody is idle long enough now: refused.
+    let mut sixth = Client::connect(node.local_addr()).await;
+    let seen = sixth.until_closed().await;
+    assert!(
+        error_reason(&seen).unwrap().contains("too many peers"),
+        "{seen:?}"
+    );
+    assert!(node.status().connections <= 3);
+    token.cancel();
+    node.wait().await.unwrap();
+}
+
+/// Regression (issue 10, row 10): one address could fill the mempool, and a full mempool
+/// refused better transactions. Now an address holds at most `max_mempool_per_ip`, and a
+/// full mempool evicts its lowest fee for a higher one.
+#[tokio::test]
+async fn the_mempool_evicts_low_fees_and_bounds_each_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path(), 10_000);
+    cfg.max_mempool = 3;
+    cfg.max_mempool_per_ip = 2;
+    let (node, token) = node(cfg).await;
+    let mut a = client_from(&node, 2).await;
+    let mut b = client_from(&node, 3).await;
+    for fee in [1, 2, 50] {
+        a.send(&Message::Transaction(signed_tx(1, fee))).await;
+    }
+    let refused = a.recv_until(|m| matches!(m, Message::Error(_))).await;
+    assert!(
+        matches!(&refused, Message::Error(r) if r.contains("the most one address may have")),
+        "{refused:?}"
+    );
+    b.send(&Message::Transaction(signed_tx(1, 5))).await;
+    b.send(&Message::Transaction(signed_tx(1, 9))).await;
+    round_trip(&mut b, 1).await;
+    let s = node.status();
+    assert_eq!(s.mempool, 3);
+    b.send(&Message::TxPoolRequest {
+        max_transactions: 10,
+        include_data: true,
+    })
+    .await;
+    let mut fees = Vec::new();
+    for _ in 0..3 {
+        if let Message::Transaction(tx) =
+            b.recv_until(|m| matches!(m, Message::Transaction(_))).await
+        {
+            fees.push(tx.fee);
+        }
+    }
+    assert_eq!(fees, [9, 5, 2], "the fee-1 transaction was evicted");
+    token.cancel();
+    node.wait().await.unwrap();
+}

@@ -17,9 +17,8 @@ pub mod authority;
 pub mod convert;
 pub mod service;
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -160,15 +159,9 @@ pub fn load_or_create_token(path: &Path) -> anyhow::Result<String> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let token = hex::encode(rand::random::<[u8; 32]>());
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
+            // Created whole or not at all (0600): a crash never leaves an empty token file.
+            spacetime::atomic_file::write_atomic_new(path, format!("{token}\n").as_bytes())
                 .with_context(|| format!("creating token file {}", path.display()))?;
-            writeln!(f, "{token}")
-                .and_then(|()| f.sync_all())
-                .with_context(|| format!("writing token file {}", path.display()))?;
             tracing::info!(path = %path.display(), "created the TCP bearer token file");
             Ok(token)
         }
@@ -404,6 +397,21 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("chmod 600"));
+    }
+
+    #[test]
+    fn a_crash_while_creating_the_token_file_leaves_none_or_a_whole_one() {
+        use spacetime::atomic_file::{crash_points::crashed, remove_stale_temporaries, Step};
+        for step in Step::ALL {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("minerd.token");
+            crashed(step, || load_or_create_token(&p)).unwrap_err();
+            assert_eq!(p.exists(), step == Step::Renamed, "{step:?}");
+            remove_stale_temporaries(&p);
+            let t = load_or_create_token(&p).unwrap();
+            assert_eq!(t.len(), 64, "{step:?}");
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        }
     }
 
     #[tokio::test]

@@ -406,3 +406,57 @@ fn build_chunk(
         captured,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::atomic_file::{crash_points::crashed_writing, remove_stale_temporaries, Step};
+    use crate::plot::PlotFile;
+
+    /// A plot is published only whole: a crash at any step of publishing the plot (its
+    /// bytes are written by the plot writer, so the steps start at `Written`) leaves no
+    /// `.plot`, or the complete one; one while publishing its cache leaves the plot and no
+    /// cache, or both. Temporaries are removed at the next start.
+    #[test]
+    fn a_crash_while_publishing_leaves_no_plot_or_a_whole_one() {
+        let steps = [Step::Written, Step::Synced, Step::Renamed];
+        for cache in [false, true] {
+            for step in steps {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("a.plot");
+                let req = CreatePlot {
+                    path: path.clone(),
+                    miner_pk: [3; 32],
+                    seed: [4; 32],
+                    leaf_count: 256,
+                    cache: CacheLevels::TopLevels(3),
+                    threads: Some(1),
+                };
+                let cache_path = MerkleCache::path_for(&path);
+                let target = if cache { &cache_path } else { &path };
+                crashed_writing(target, step, || {
+                    create_plot(&req, &mut |_| {}, &AtomicBool::new(false))
+                })
+                .unwrap_err();
+                let plot_there = cache || step == Step::Renamed;
+                assert_eq!(path.exists(), plot_there, "cache {cache} {step:?}");
+                if plot_there {
+                    let plot = PlotFile::open(&path).unwrap();
+                    assert_eq!(plot.leaf_count(), 256);
+                }
+                assert_eq!(cache_path.exists(), cache && step == Step::Renamed);
+                let temps = remove_stale_temporaries(&path).len()
+                    + remove_stale_temporaries(&cache_path).len();
+                // The plot's temporary is dropped by the failed job itself unless the
+                // crash was in its own publishing.
+                assert!(temps <= 2, "cache {cache} {step:?}");
+                let left: Vec<_> = std::fs::read_dir(dir.path())
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().into_string().unwrap())
+                    .filter(|n| n.contains(".tmp-"))
+                    .collect();
+                assert!(left.is_empty(), "{left:?}");
+            }
+        }
+    }
+}

@@ -7,6 +7,7 @@ mod config;
 mod daemon;
 mod devnet;
 mod farm;
+mod faults;
 mod grpc_web;
 mod load;
 mod metrics;

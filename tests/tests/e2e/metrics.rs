@@ -8,7 +8,7 @@ use std::time::Duration;
 use e2e::{wait_until, Minerd, MinerdOptions};
 
 /// `GET path` over HTTP/1.1; returns (status line, headers and body).
-fn http_get(addr: &str, path: &str, accept: Option<&str>) -> (String, String) {
+pub(crate) fn http_get(addr: &str, path: &str, accept: Option<&str>) -> (String, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let accept = accept
@@ -26,7 +26,7 @@ fn http_get(addr: &str, path: &str, accept: Option<&str>) -> (String, String) {
 }
 
 /// A sample's value: `name{labels} value` (labels given exactly, or none).
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }

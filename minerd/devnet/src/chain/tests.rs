@@ -275,3 +275,54 @@ fn headers_follow_the_locator_and_stop() {
         vec![]
     );
 }
+
+#[test]
+fn a_crash_while_creating_the_chain_leaves_no_chain_or_a_whole_one() {
+    use spacetime::atomic_file::{crash_points::crashed, remove_stale_temporaries, Step};
+    for step in Step::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        // The genesis key first, so that the armed crash hits the chain file.
+        MinerKey::load_or_create(&dir.path().join(GENESIS_KEY_FILE)).unwrap();
+        let now = now_unix_ms() / 1000;
+        let err = crashed(step, || open(dir.path(), &params(100), now)).unwrap_err();
+        assert!(format!("{err:?}").contains("simulated crash"), "{err:?}");
+        let path = dir.path().join(CHAIN_FILE);
+        assert_eq!(path.exists(), step == Step::Renamed, "{step:?}");
+        remove_stale_temporaries(&path);
+        let (chain, _, report) = open(dir.path(), &params(100), now).unwrap();
+        assert_eq!(report.created, step != Step::Renamed, "{step:?}");
+        assert_eq!((chain.height(), report.truncated), (0, None), "{step:?}");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(names.iter().all(|n| !n.contains(".tmp-")), "{names:?}");
+    }
+}
+
+/// The crash semantics of an append (decisions R7): a block is appended with one write and
+/// an fsync, so a crash leaves any prefix of its record; every such prefix is cut off at
+/// the next start and the chain resumes at the block before.
+#[test]
+fn an_append_cut_at_any_byte_resumes_at_the_previous_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_unix_ms() / 1000;
+    let (mut chain, mut store, _) = open(dir.path(), &params(100), now).unwrap();
+    let miner = TestMiner::new(dir.path(), 3);
+    let b1 = mine(&mut chain, &mut store, &miner, 1);
+    let path = dir.path().join(CHAIN_FILE);
+    let before = std::fs::read(&path).unwrap();
+    let b2 = mine(&mut chain, &mut store, &miner, 2);
+    drop(store);
+    let after = std::fs::read(&path).unwrap();
+    for cut in before.len()..after.len() {
+        std::fs::write(&path, &after[..cut]).unwrap();
+        let (replayed, report) = reopen(dir.path());
+        assert_eq!(replayed.tip(), &b1, "cut at {cut}");
+        let dropped = report.truncated.map_or(0, |t| t.dropped);
+        assert_eq!(dropped, (cut - before.len()) as u64, "cut at {cut}");
+        assert_eq!(std::fs::read(&path).unwrap(), before, "cut at {cut}");
+    }
+    std::fs::write(&path, &after).unwrap();
+    assert_eq!(reopen(dir.path()).0.tip(), &b2);
+}

@@ -51,6 +51,8 @@ pub(crate) struct Shared {
     pub connections: AtomicUsize,
     /// Open connections per remote address (bounded by `max_peers_per_ip`).
     pub per_ip: Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    /// Signalled whenever a connection gives its slot back.
+    pub slot_freed: tokio::sync::Notify,
     state: Mutex<NodeState>,
 }
 
@@ -61,6 +63,7 @@ impl Shared {
             node_id,
             connections: AtomicUsize::new(0),
             per_ip: Mutex::new(std::collections::HashMap::new()),
+            slot_freed: tokio::sync::Notify::new(),
             state: Mutex::new(state),
         }
     }
@@ -76,7 +79,7 @@ impl Shared {
     /// Handles one message from a handshaken peer: the in-memory steps under the lock, the
     /// expensive checks without it (see the module docs).
     pub async fn handle(&self, id: PeerId, addr: SocketAddr, message: Message) -> Outcome {
-        let step = self.lock().handle(addr, message, now_unix_ms());
+        let step = self.lock().handle(id, addr, message, now_unix_ms());
         match step {
             Step::Done(outcome) => outcome,
             Step::CheckBlock(pending) => {
@@ -247,6 +250,15 @@ impl NodeState {
         self.peers.unregister(id);
     }
 
+    /// Drops the handshaken peer idle the longest, if it sent nothing useful for at least
+    /// `idle_after` (see [`Peers::evict_idle`]).
+    pub fn evict_idle_peer(
+        &mut self,
+        idle_after: std::time::Duration,
+    ) -> Option<(SocketAddr, std::time::Duration)> {
+        self.peers.evict_idle(idle_after)
+    }
+
     /// Queues `message` for every peer but `except` (see [`Peers::broadcast`]).
     pub fn broadcast(&mut self, message: &Message, except: Option<PeerId>) {
         self.peers.broadcast(message, except);
@@ -254,7 +266,13 @@ impl NodeState {
 
     /// The first step of one message from a handshaken peer at `now_unix_ms`, under the
     /// lock: in-memory work only; what needs expensive checks comes back as a [`Step`].
-    pub fn handle(&mut self, addr: SocketAddr, message: Message, now_unix_ms: u64) -> Step {
+    pub fn handle(
+        &mut self,
+        id: PeerId,
+        addr: SocketAddr,
+        message: Message,
+        now_unix_ms: u64,
+    ) -> Step {
         let outcome = match message {
             Message::Ping { nonce, .. } => Outcome::reply(Message::Pong {
                 nonce,
@@ -316,7 +334,7 @@ impl NodeState {
                 block_height,
                 miner_id,
                 proof,
-            } => self.on_proof(addr, block_height, &miner_id, &proof, now_unix_ms),
+            } => self.on_proof(id, addr, block_height, &miner_id, &proof, now_unix_ms),
             Message::Error(reason) => Outcome {
                 replies: Vec::new(),
                 close: Some(Close {
@@ -341,6 +359,7 @@ impl NodeState {
 
     fn on_proof(
         &mut self,
+        id: PeerId,
         addr: SocketAddr,
         block_height: u64,
         miner_id: &[u8; 33],
@@ -356,6 +375,7 @@ impl NodeState {
             match self.epoch.judge_proof(block_height, miner_id, proof) {
                 Ok(score) => {
                     self.epoch.proofs += 1;
+                    self.peers.mark_useful(id);
                     tracing::info!(
                         peer = %addr,
                         epoch,
@@ -468,6 +488,7 @@ impl NodeState {
         }
         let score = block.header.proof_score;
         let height = block.header.height;
+        self.peers.mark_useful(id);
         match self.epoch.offer(block, id) {
             Offer::Leading => tracing::info!(
                 peer = %addr,
@@ -498,14 +519,20 @@ impl NodeState {
         if self.chain.contains_tx(&hash) {
             return transaction_rejected(addr, &hash, "it is already in the chain");
         }
-        match self.mempool.insert(tx) {
-            Ok(_) => {
+        match self.mempool.insert(tx, addr.ip()) {
+            Ok((_, evicted)) => {
+                if let Some(evicted) = evicted {
+                    tracing::info!(tx = %to_hex(&evicted), "mempool full: evicted its lowest-fee transaction");
+                }
                 tracing::info!(peer = %addr, tx = %to_hex(&hash), fee = tx.fee, pending = self.mempool.len(), "transaction added to the mempool");
+                self.peers.mark_useful(id);
                 self.broadcast(&Message::Transaction(tx), Some(id));
                 Outcome::default()
             }
             Err(MempoolError::Duplicate) => Outcome::default(),
-            Err(e @ MempoolError::Full { .. }) => transaction_rejected(addr, &hash, &e.to_string()),
+            Err(e @ (MempoolError::Full { .. } | MempoolError::Quota { .. })) => {
+                transaction_rejected(addr, &hash, &e.to_string())
+            }
         }
     }
 

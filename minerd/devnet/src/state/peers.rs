@@ -1,5 +1,8 @@
 //! The registry of connected (handshaken) peers and the broadcast to them: each peer has a
 //! bounded outbound queue, and a peer whose queue is full is dropped, never waited for.
+//! Each peer also has the time it last sent something useful (a proof, a block or a
+//! transaction the node took; its handshake counts as one), so that a full node can drop
+//! the peer idle the longest to make room (decisions R8).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -7,6 +10,7 @@ use std::sync::Arc;
 
 use spacetime::wire::Message;
 use tokio::sync::mpsc;
+use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::epoch::PeerId;
@@ -23,6 +27,8 @@ pub(crate) struct PeerLink {
     pub cancel: CancellationToken,
     /// Remote address, for logs.
     pub addr: SocketAddr,
+    /// When it last sent something useful (set at registration).
+    pub useful_at: Instant,
 }
 
 /// The connected peers, by id.
@@ -54,6 +60,29 @@ impl Peers {
             return;
         }
         self.links.insert(id, link);
+    }
+
+    /// Notes that peer `id` just sent something useful.
+    pub fn mark_useful(&mut self, id: PeerId) {
+        if let Some(link) = self.links.get_mut(&id) {
+            link.useful_at = Instant::now();
+        }
+    }
+
+    /// Drops the peer that sent nothing useful for the longest, if that is at least
+    /// `idle_after`: cancels its connection and removes it; returns its address and idle
+    /// time.
+    pub fn evict_idle(&mut self, idle_after: Duration) -> Option<(SocketAddr, Duration)> {
+        let now = Instant::now();
+        let (&id, link) = self
+            .links
+            .iter()
+            .filter(|(_, l)| now.saturating_duration_since(l.useful_at) >= idle_after)
+            .min_by_key(|(id, l)| (l.useful_at, **id))?;
+        let found = (link.addr, now.saturating_duration_since(link.useful_at));
+        link.cancel.cancel();
+        self.links.remove(&id);
+        Some(found)
     }
 
     /// Removes a peer (its connection ended).

@@ -32,11 +32,12 @@ fn state(dir: &std::path::Path, epoch: Duration) -> NodeState {
         now_unix_ms(),
         epoch,
     );
-    NodeState::new(chain, e, Mempool::new(10), MAX_FRAME_LENGTH)
+    NodeState::new(chain, e, Mempool::new(10, 10), MAX_FRAME_LENGTH)
 }
 
 fn admitted(st: &mut NodeState, block: Block) -> PendingBlock {
     match st.handle(
+        1,
         ADDR.parse().unwrap(),
         Message::NewBlock(block),
         now_unix_ms(),
@@ -160,7 +161,7 @@ fn a_transaction_is_checked_outside_the_lock_then_added_once() {
     let tx = signed_tx(5, 1);
     // The locked step does no signature work: it hands the transaction back.
     assert!(matches!(
-        st.handle(addr, Message::Transaction(tx), now_unix_ms()),
+        st.handle(1, addr, Message::Transaction(tx), now_unix_ms()),
         Step::CheckTransaction(t) if t == tx
     ));
     assert_eq!(st.add_transaction(1, addr, tx), Outcome::default());
