@@ -77,6 +77,9 @@ pub struct DevnetNodeConfig {
     /// node took) for this long may be dropped to make room when `max_peers` are connected
     /// (decisions R8).
     pub idle_peer_after: Duration,
+    /// Block bodies kept in memory, the newest ones; older blocks are served from the chain
+    /// file (decisions R8).
+    pub max_blocks_in_memory: usize,
     /// Smallest plot (in leaves) whose proofs and blocks count (decisions R6).
     pub min_plot_leaves: u64,
 }
@@ -112,6 +115,7 @@ impl DevnetNodeConfig {
             max_mempool: 10_000,
             max_mempool_per_ip: 1_000,
             idle_peer_after: Duration::from_secs(120),
+            max_blocks_in_memory: crate::chain::DEFAULT_BLOCKS_IN_MEMORY,
             min_plot_leaves: DEFAULT_MIN_PLOT_LEAVES,
         }
     }
@@ -162,6 +166,7 @@ impl DevnetNodeConfig {
             ("outbound_queue", self.outbound_queue as u64),
             ("max_mempool", self.max_mempool as u64),
             ("max_mempool_per_ip", self.max_mempool_per_ip as u64),
+            ("max_blocks_in_memory", self.max_blocks_in_memory as u64),
             ("min_plot_leaves", self.min_plot_leaves),
         ] {
             if value == 0 {

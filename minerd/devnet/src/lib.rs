@@ -139,9 +139,14 @@ impl DevnetNodeHandle {
         }
     }
 
-    /// The block at `height`, if the chain has one.
+    /// The block at `height`, if the chain has one (an older block is read from the chain
+    /// file, outside the node's lock).
     pub fn block_at(&self, height: u64) -> Option<spacetime::block::Block> {
-        self.shared.lock().chain.block_at(height).cloned()
+        let (file, at, hash) = match self.shared.lock().chain.find(height)? {
+            chain::StoredBlock::Memory(block) => return Some(block.clone()),
+            chain::StoredBlock::File { file, at, hash } => (file, at, hash),
+        };
+        chain::read_stored_block(&file, at, &hash).ok()
     }
 
     /// Asks the node to stop (the token given to [`start`] does the same).
@@ -186,6 +191,8 @@ pub async fn start(
         })
         .await
         .context("opening the chain")??;
+    let mut chain = chain;
+    chain.keep_bodies(cfg.max_blocks_in_memory);
     log_open_report(&cfg, &chain, &store, &report);
     if let Some(problem) = problem {
         tracing::warn!(problem = %problem, "epoch counter unreadable; the chain tip sets the next epoch");
@@ -449,7 +456,7 @@ async fn run_epochs(
             let block = winner.block.clone();
             // The write and the hashing both stay off the runtime and out of the lock.
             let appended = tokio::task::spawn_blocking(move || {
-                let result = store.append(&block).map(|()| BlockHashes::of(&block));
+                let result = store.append(&block).map(|at| (BlockHashes::of(&block), at));
                 (store, result)
             })
             .await;
@@ -463,7 +470,7 @@ async fn run_epochs(
                 }
             };
             match result {
-                Ok(hashes) => shared.lock().accept_block(winner, &hashes),
+                Ok((hashes, at)) => shared.lock().accept_block(winner, &hashes, at),
                 Err(e) => tracing::error!(
                     error = %anyhow::Error::from(e),
                     block = %to_hex(&winner.block.hash()),

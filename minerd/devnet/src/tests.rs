@@ -903,3 +903,32 @@ async fn the_mempool_evicts_low_fees_and_bounds_each_address() {
     token.cancel();
     node.wait().await.unwrap();
 }
+
+/// With one body kept in memory, blocks that left memory are still served, from the
+/// chain file, by GetBlock and `block_at`.
+#[tokio::test]
+async fn blocks_no_longer_in_memory_are_served_from_the_chain_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path(), 400);
+    cfg.max_blocks_in_memory = 1;
+    let (node, token) = node(cfg).await;
+    let miner = TestMiner::new(dir.path(), 5);
+    let (mut m, _) = Client::handshaken(node.local_addr(), NET).await;
+    let mut mined = Vec::new();
+    while mined.len() < 3 {
+        let e = fresh_epoch(&mut m).await;
+        let block = miner.block(&e, vec![]);
+        m.send(&Message::NewBlock(block.clone())).await;
+        let (hash, _) = accepted(&mut m).await;
+        assert_eq!(hash, block.hash());
+        mined.push(block);
+    }
+    for (i, block) in mined.iter().enumerate() {
+        m.send(&Message::GetBlock { hash: block.hash() }).await;
+        let got = m.recv_until(|m| matches!(m, Message::Block(_))).await;
+        assert_eq!(got, Message::Block(block.clone()), "block {}", i + 1);
+        assert_eq!(node.block_at(i as u64 + 1).as_ref(), Some(block));
+    }
+    token.cancel();
+    node.wait().await.unwrap();
+}

@@ -1,12 +1,18 @@
-//! The devnet chain in memory ([`Chain`]: blocks by height and hash, included transactions,
-//! the next difficulty) and, in [`store`], the append-only chain file that lets a restarted
-//! node resume where it stopped.
+//! The devnet chain in memory ([`Chain`]: headers by height and hash, included transactions,
+//! the next difficulty, the newest block bodies) and, in [`store`], the append-only chain
+//! file that lets a restarted node resume where it stopped and that holds every older body
+//! (decisions R8: the memory a chain costs is its headers and transaction hashes, not its
+//! blocks).
 
 pub mod store;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 
 use spacetime::block::{Block, BlockHeader};
 use spacetime::consensus::{epoch_challenge, DifficultyAdjuster, DifficultyAdjustmentConfig};
@@ -42,11 +48,48 @@ pub enum ExtendError {
     },
 }
 
-/// The chain kept in memory: every block, an index by hash, the hashes of every included
-/// transaction, and the difficulty rule.
+/// Block bodies kept in memory by default: the newest 64 (the rest are read from the file).
+pub const DEFAULT_BLOCKS_IN_MEMORY: usize = 64;
+
+/// Where a block's bytes are in the chain file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordLocation {
+    /// Offset of the block's encoding (after its record header).
+    pub offset: u64,
+    /// Its length.
+    pub len: u32,
+}
+
+/// Where to get a block: in memory, or in the chain file (read it with
+/// [`read_stored_block`], off the node's lock).
+#[derive(Debug)]
+pub enum StoredBlock<'a> {
+    /// The body is in memory.
+    Memory(&'a Block),
+    /// The body is in the chain file.
+    File {
+        /// The chain file, opened for reading.
+        file: Arc<File>,
+        /// Where the block is.
+        at: RecordLocation,
+        /// Its header hash, to check what is read.
+        hash: Hash32,
+    },
+}
+
+/// The chain kept in memory: every header, an index by hash, the hashes of every included
+/// transaction, the difficulty rule, the genesis block and the newest bodies (at most
+/// `max_bodies`, once the older ones are in the chain file).
 #[derive(Debug)]
 pub struct Chain {
-    blocks: Vec<Block>,
+    headers: Vec<BlockHeader>,
+    /// Where each block is in the chain file (`None`: only in memory).
+    locations: Vec<Option<RecordLocation>>,
+    genesis: Block,
+    /// The newest bodies, up to and including the tip.
+    recent: VecDeque<Block>,
+    max_bodies: usize,
+    file: Option<Arc<File>>,
     by_hash: HashMap<Hash32, u64>,
     txs: HashSet<Hash32>,
     adjuster: DifficultyAdjuster,
@@ -56,7 +99,12 @@ impl Chain {
     /// A chain holding only `genesis` (checked by the caller).
     pub fn new(genesis: Block, adjustment: DifficultyAdjustmentConfig) -> Result<Self, ChainError> {
         let mut chain = Chain {
-            blocks: Vec::new(),
+            headers: Vec::new(),
+            locations: Vec::new(),
+            genesis: genesis.clone(),
+            recent: VecDeque::new(),
+            max_bodies: DEFAULT_BLOCKS_IN_MEMORY,
+            file: None,
             by_hash: HashMap::new(),
             txs: HashSet::new(),
             adjuster: DifficultyAdjuster::new(adjustment)?,
@@ -65,32 +113,98 @@ impl Chain {
         Ok(chain)
     }
 
+    /// Reads bodies no longer in memory from `file` (the chain file); the genesis block is
+    /// at `genesis_at` in it.
+    pub fn attach_file(&mut self, file: File, genesis_at: RecordLocation) {
+        self.file = Some(Arc::new(file));
+        if let Some(first) = self.locations.first_mut() {
+            *first = Some(genesis_at);
+        }
+    }
+
+    /// Keeps at most `max` block bodies in memory (at least the tip's); older ones stay in
+    /// the chain file only.
+    pub fn keep_bodies(&mut self, max: usize) {
+        self.max_bodies = max.max(1);
+        self.evict();
+    }
+
+    /// Block bodies held in memory (the genesis block aside).
+    pub fn bodies_in_memory(&self) -> usize {
+        self.recent.len()
+    }
+
+    /// Drops the oldest bodies beyond `max_bodies` that the file holds.
+    fn evict(&mut self) {
+        while self.recent.len() > self.max_bodies && self.file.is_some() {
+            let oldest = self.height() + 1 - self.recent.len() as u64;
+            let stored = usize::try_from(oldest)
+                .ok()
+                .and_then(|h| self.locations.get(h))
+                .is_some_and(Option::is_some);
+            if !stored {
+                break;
+            }
+            self.recent.pop_front();
+        }
+    }
+
     /// The newest block.
     pub fn tip(&self) -> &Block {
-        // `blocks` is never empty: `new` pushes the genesis block.
-        &self.blocks[self.blocks.len() - 1]
+        // Never empty: `new` pushes the genesis block, and eviction keeps the tip.
+        self.recent.back().unwrap_or(&self.genesis)
     }
 
     /// Height of the tip.
     pub fn height(&self) -> u64 {
-        self.tip().header.height
+        (self.headers.len() as u64).saturating_sub(1)
     }
 
     /// The genesis block.
     pub fn genesis(&self) -> &Block {
-        &self.blocks[0]
+        &self.genesis
     }
 
-    /// The block at `height`.
-    pub fn block_at(&self, height: u64) -> Option<&Block> {
+    /// The header at `height`.
+    pub fn header_at(&self, height: u64) -> Option<&BlockHeader> {
         usize::try_from(height)
             .ok()
-            .and_then(|h| self.blocks.get(h))
+            .and_then(|h| self.headers.get(h))
     }
 
-    /// The block with header hash `hash`.
-    pub fn block_by_hash(&self, hash: &Hash32) -> Option<&Block> {
-        self.by_hash.get(hash).and_then(|&h| self.block_at(h))
+    /// Where the block at `height` is.
+    pub fn find(&self, height: u64) -> Option<StoredBlock<'_>> {
+        let h = usize::try_from(height).ok()?;
+        if h == 0 {
+            return Some(StoredBlock::Memory(&self.genesis));
+        }
+        let first_recent = self.height() + 1 - self.recent.len() as u64;
+        if height >= first_recent {
+            return self
+                .recent
+                .get(usize::try_from(height - first_recent).ok()?)
+                .map(StoredBlock::Memory);
+        }
+        let at = (*self.locations.get(h)?)?;
+        Some(StoredBlock::File {
+            file: Arc::clone(self.file.as_ref()?),
+            at,
+            hash: self.headers.get(h)?.hash(),
+        })
+    }
+
+    /// Where the block with header hash `hash` is.
+    pub fn find_by_hash(&self, hash: &Hash32) -> Option<StoredBlock<'_>> {
+        self.by_hash.get(hash).and_then(|&h| self.find(h))
+    }
+
+    /// The block at `height`, read from the chain file if it is not in memory (blocking:
+    /// not under the node's lock on a hot path).
+    pub fn block_at(&self, height: u64) -> Option<Block> {
+        match self.find(height)? {
+            StoredBlock::Memory(b) => Some(b.clone()),
+            StoredBlock::File { file, at, hash } => read_stored_block(&file, at, &hash).ok(),
+        }
     }
 
     /// Whether a transaction with this hash is in a block.
@@ -113,8 +227,8 @@ impl Chain {
         }
         let interval = self.adjuster.config().adjustment_interval;
         let start = self
-            .block_at(tip.height - interval)
-            .map_or(tip.timestamp, |b| b.header.timestamp);
+            .header_at(tip.height - interval)
+            .map_or(tip.timestamp, |h| h.timestamp);
         // Miner clocks differ: a window that appears to end before it starts counts as the
         // shortest possible window.
         let end = tip.timestamp.max(start);
@@ -162,18 +276,24 @@ impl Chain {
         Ok(())
     }
 
-    /// Appends a validated block to the in-memory chain.
+    /// Appends a validated block to the in-memory chain (kept in memory: it is in no file).
     pub fn push(&mut self, block: Block) {
         let hashes = BlockHashes::of(&block);
-        self.push_hashed(block, &hashes);
+        self.push_stored(block, &hashes, None);
     }
 
-    /// [`Chain::push`] with the hashes computed beforehand (by [`BlockHashes::of`], outside
-    /// the node's lock).
-    pub fn push_hashed(&mut self, block: Block, hashes: &BlockHashes) {
+    /// Appends a validated block whose hashes were computed beforehand (by
+    /// [`BlockHashes::of`], outside the node's lock) and that the chain file holds at `at`
+    /// (so its body may leave memory later).
+    pub fn push_stored(&mut self, block: Block, hashes: &BlockHashes, at: Option<RecordLocation>) {
         self.by_hash.insert(hashes.block, block.header.height);
         self.txs.extend(hashes.transactions.iter().copied());
-        self.blocks.push(block);
+        self.headers.push(block.header);
+        self.locations.push(at);
+        if block.header.height > 0 {
+            self.recent.push_back(block);
+        }
+        self.evict();
     }
 
     /// Up to `max` headers after the block `locator` (from genesis when `locator` is all
@@ -201,14 +321,29 @@ impl Chain {
             .saturating_add(1)
             .min(max);
         Some(
-            self.blocks
+            self.headers
                 .iter()
                 .skip(first)
                 .take(count)
-                .map(|b| b.header)
+                .copied()
                 .collect(),
         )
     }
+}
+
+/// Reads the block at `at` from the chain file and checks that it is the block `hash`.
+pub fn read_stored_block(file: &File, at: RecordLocation, hash: &Hash32) -> io::Result<Block> {
+    let mut bytes = vec![0u8; at.len as usize];
+    file.read_exact_at(&mut bytes, at.offset)?;
+    let block = Block::decode(&bytes)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+    if &block.hash() != hash {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the chain file changed under the node: the block there has another hash",
+        ));
+    }
+    Ok(block)
 }
 
 /// A block's header hash and its transactions' hashes, computed once.

@@ -40,7 +40,7 @@ use spacetime::keys::{KeyError, MinerKey};
 use spacetime::validate::{validate_genesis_block, MAX_FUTURE_DRIFT_SECS};
 use thiserror::Error;
 
-use super::{Chain, GenesisParams};
+use super::{BlockHashes, Chain, GenesisParams, RecordLocation};
 
 /// File name of the chain inside the data dir.
 pub const CHAIN_FILE: &str = "chain.dat";
@@ -115,10 +115,15 @@ pub struct ChainStore {
 }
 
 impl ChainStore {
-    /// Appends `block` and fsyncs. On failure the file is cut back to its previous length,
-    /// so a failed append never leaves a partial record behind a later one.
-    pub fn append(&mut self, block: &Block) -> Result<(), ChainError> {
+    /// Appends `block` and fsyncs; returns where its bytes are. On failure the file is cut
+    /// back to its previous length, so a failed append never leaves a partial record behind
+    /// a later one.
+    pub fn append(&mut self, block: &Block) -> Result<RecordLocation, ChainError> {
         let record = encode_record(&block.encode());
+        let at = RecordLocation {
+            offset: self.len + RECORD_HEADER_LEN as u64,
+            len: (record.len() - RECORD_HEADER_LEN) as u32,
+        };
         let result = self
             .file
             .seek(SeekFrom::Start(self.len))
@@ -127,7 +132,7 @@ impl ChainStore {
         match result {
             Ok(()) => {
                 self.len += record.len() as u64;
-                Ok(())
+                Ok(at)
             }
             Err(e) => {
                 let _ = self.file.set_len(self.len);
@@ -236,8 +241,19 @@ pub fn open(
     };
     validate_genesis_block(&genesis, &genesis_config)
         .map_err(|e| bad(format!("genesis block is invalid: {e}")))?;
-    let mut offset = (FILE_HEADER_LEN + RECORD_HEADER_LEN + genesis.encoded_len()) as u64;
+    let genesis_at = RecordLocation {
+        offset: (FILE_HEADER_LEN + RECORD_HEADER_LEN) as u64,
+        len: genesis.encoded_len() as u32,
+    };
+    let mut offset = genesis_at.offset + u64::from(genesis_at.len);
     let mut chain = Chain::new(genesis, adjustment)?;
+    chain.attach_file(
+        reader
+            .get_ref()
+            .try_clone()
+            .map_err(|e| ChainError::io("opening", &path, e))?,
+        genesis_at,
+    );
     let mut replayed = 0;
     let mut truncated = None;
     loop {
@@ -246,8 +262,13 @@ pub fn open(
             Ok(Some(bytes)) => match Block::decode(&bytes) {
                 Ok(block) => match chain.check_replayed(&block) {
                     Ok(()) => {
-                        offset += (RECORD_HEADER_LEN + bytes.len()) as u64;
-                        chain.push(block);
+                        let at = RecordLocation {
+                            offset: offset + RECORD_HEADER_LEN as u64,
+                            len: bytes.len() as u32,
+                        };
+                        offset = at.offset + u64::from(at.len);
+                        let hashes = BlockHashes::of(&block);
+                        chain.push_stored(block, &hashes, Some(at));
                         replayed += 1;
                         continue;
                     }

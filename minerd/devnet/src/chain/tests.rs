@@ -39,8 +39,8 @@ fn mine(chain: &mut Chain, store: &mut ChainStore, miner: &TestMiner, epoch: u64
     );
     let block = miner.block(&e.announcement(), vec![]);
     chain.check_replayed(&block).unwrap();
-    store.append(&block).unwrap();
-    chain.push(block.clone());
+    let at = store.append(&block).unwrap();
+    chain.push_stored(block.clone(), &BlockHashes::of(&block), Some(at));
     block
 }
 
@@ -70,7 +70,7 @@ fn a_chain_is_created_replayed_and_bad_tails_are_cut_off() {
     assert_eq!((report.replayed, report.truncated), (2, None));
     assert_eq!(replayed.tip(), &b2);
     assert_eq!(replayed.genesis(), &genesis);
-    assert_eq!(replayed.block_by_hash(&b1.hash()), Some(&b1));
+    assert!(matches!(replayed.find_by_hash(&b1.hash()), Some(StoredBlock::Memory(b)) if b == &b1));
 
     // A torn record (the file ends inside it) is cut off.
     let mut f = OpenOptions::new().append(true).open(&path).unwrap();
@@ -325,4 +325,48 @@ fn an_append_cut_at_any_byte_resumes_at_the_previous_block() {
     }
     std::fs::write(&path, &after).unwrap();
     assert_eq!(reopen(dir.path()).0.tip(), &b2);
+}
+
+/// Regression (issue 10, row 10): every block body was held in memory for the node's life
+/// (160 KB an epoch with full blocks). Now only the newest `keep_bodies` are, before and
+/// after a restart; older blocks are read back from the chain file, byte for byte.
+#[test]
+fn only_the_newest_bodies_stay_in_memory_and_older_ones_come_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_unix_ms() / 1000;
+    let (mut chain, mut store, _) = open(dir.path(), &params(100), now).unwrap();
+    chain.keep_bodies(3);
+    let miner = TestMiner::new(dir.path(), 4);
+    let mined: Vec<Block> = (1..=10)
+        .map(|e| mine(&mut chain, &mut store, &miner, e))
+        .collect();
+    assert_eq!(chain.bodies_in_memory(), 3);
+    let check = |chain: &Chain| {
+        for (i, block) in mined.iter().enumerate() {
+            let height = i as u64 + 1;
+            let in_file = matches!(chain.find(height), Some(StoredBlock::File { .. }));
+            assert_eq!(in_file, height <= 7, "height {height}");
+            assert_eq!(
+                chain.block_at(height).as_ref(),
+                Some(block),
+                "height {height}"
+            );
+            assert_eq!(chain.header_at(height), Some(&block.header));
+        }
+        assert_eq!(chain.tip(), mined.last().unwrap());
+        assert_eq!(chain.height(), 10);
+    };
+    check(&chain);
+    drop((chain, store));
+    let (mut replayed, _, report) = open(dir.path(), &params(100), now).unwrap();
+    assert_eq!(report.replayed, 10);
+    replayed.keep_bodies(3);
+    assert_eq!(replayed.bodies_in_memory(), 3);
+    check(&replayed);
+    // A chain file changed under the node is an error, never another block.
+    let StoredBlock::File { file, at, .. } = replayed.find(2).unwrap() else {
+        panic!("height 2 is in the file")
+    };
+    let err = read_stored_block(&file, at, &mined[0].hash()).unwrap_err();
+    assert!(err.to_string().contains("another hash"), "{err}");
 }

@@ -31,7 +31,7 @@ use spacetime::hash::{to_hex, Hash32};
 use spacetime::validate::validate_transaction;
 use spacetime::wire::{Message, Rejection, FRAME_HEADER_LEN, MAX_HEADERS};
 
-use super::chain::{BlockHashes, Chain};
+use super::chain::{read_stored_block, BlockHashes, Chain, RecordLocation, StoredBlock};
 use super::config::DevnetNodeConfig;
 use super::epoch::{Candidate, Epoch, Offer, PeerId};
 use super::mempool::{Mempool, MempoolError};
@@ -98,6 +98,22 @@ impl Shared {
                     }
                 }
             }
+            Step::ReadBlock { file, at, hash } => {
+                let read = tokio::task::spawn_blocking(move || read_stored_block(&file, at, &hash))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()));
+                match read {
+                    Ok(block) => Outcome::reply(Message::Block(block)),
+                    Err(error) => {
+                        tracing::error!(block = %to_hex(&hash), error = %error, "cannot read a block from the chain file");
+                        Outcome::reply(Message::Error(format!(
+                            "GetBlock: block {} could not be read: internal error",
+                            to_hex(&hash)
+                        )))
+                    }
+                }
+            }
             Step::CheckTransaction(tx) => {
                 // One Ed25519 verification (well under a millisecond): on this worker, but
                 // without the lock.
@@ -121,6 +137,15 @@ pub(crate) enum Step {
     /// A transaction, to be checked without the lock and then added
     /// ([`NodeState::add_transaction`]).
     CheckTransaction(Transaction),
+    /// A block no longer in memory, to be read from the chain file without the lock.
+    ReadBlock {
+        /// The chain file.
+        file: std::sync::Arc<std::fs::File>,
+        /// Where the block is.
+        at: RecordLocation,
+        /// Its hash.
+        hash: Hash32,
+    },
 }
 
 /// Logs a refused block and answers the sender with the refusal (`spacetime::wire::rejection`).
@@ -300,8 +325,11 @@ impl NodeState {
                     ))),
                 }
             }
-            Message::GetBlock { hash } => match self.chain.block_by_hash(&hash) {
-                Some(block) => Outcome::reply(Message::Block(block.clone())),
+            Message::GetBlock { hash } => match self.chain.find_by_hash(&hash) {
+                Some(StoredBlock::Memory(block)) => Outcome::reply(Message::Block(block.clone())),
+                Some(StoredBlock::File { file, at, hash }) => {
+                    return Step::ReadBlock { file, at, hash }
+                }
                 None => Outcome::reply(Message::Error(format!(
                     "GetBlock: unknown block {}",
                     to_hex(&hash)
@@ -548,9 +576,9 @@ impl NodeState {
         self.epoch.take_winner()
     }
 
-    /// Appends a winner that is already in the chain file, and announces it. `hashes` are
-    /// its hashes ([`BlockHashes::of`], computed before the lock was taken).
-    pub fn accept_block(&mut self, winner: Candidate, hashes: &BlockHashes) {
+    /// Appends a winner that is already in the chain file (at `at`), and announces it.
+    /// `hashes` are its hashes ([`BlockHashes::of`], computed before the lock was taken).
+    pub fn accept_block(&mut self, winner: Candidate, hashes: &BlockHashes, at: RecordLocation) {
         let block = winner.block;
         let hash = hashes.block;
         let height = block.header.height;
@@ -565,7 +593,7 @@ impl NodeState {
             mempool_removed = removed,
             "block accepted"
         );
-        self.chain.push_hashed(block, hashes);
+        self.chain.push_stored(block, hashes, Some(at));
         self.blocks_accepted += 1;
         self.broadcast(&Message::BlockAccepted { hash, height }, None);
     }
