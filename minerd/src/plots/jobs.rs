@@ -311,7 +311,7 @@ impl JobManager {
             tokio::task::spawn_blocking(move || check_free_space(&probe))
                 .await
                 .map_err(|e| DaemonError::internal("checking free space", e))?
-                .map_err(|reason| DaemonError::FailedPrecondition { reason })?;
+                .map_err(|reason| DaemonError::NoSpace { reason })?;
         }
         // Off the runtime threads: a stat can block on a slow or hung file system. (The
         // write publishes without replacing, so a file appearing meanwhile is not lost, and
@@ -338,8 +338,8 @@ impl JobManager {
         {
             let mut jobs = self.jobs();
             if jobs.len() >= MAX_QUEUED_JOBS {
-                return Err(DaemonError::FailedPrecondition {
-                    reason: format!("{MAX_QUEUED_JOBS} plot jobs are queued already"),
+                return Err(DaemonError::QueueFull {
+                    max: MAX_QUEUED_JOBS,
                 });
             }
             if exists
@@ -412,7 +412,7 @@ impl JobManager {
         })
         .await
         .map_err(|e| DaemonError::internal("choosing a plot directory", e))?
-        .map_err(|reason| DaemonError::FailedPrecondition { reason })?;
+        .map_err(|reason| DaemonError::NoSpace { reason })?;
         tracing::debug!(dir = %dir.display(), free, "plot directory chosen for a new plot");
         Ok(dir)
     }
@@ -893,7 +893,7 @@ mod tests {
         let (_dir, _plots, jobs, _events) = setup(1).await;
         assert!(matches!(
             jobs.create(spec(0)).await,
-            Err(DaemonError::InvalidArgument { .. })
+            Err(DaemonError::InvalidField { .. })
         ));
         for name in ["x.dat", "../x.plot", ".x.plot", ".plot"] {
             let r = jobs
@@ -902,10 +902,7 @@ mod tests {
                     ..spec(8)
                 })
                 .await;
-            assert!(
-                matches!(r, Err(DaemonError::InvalidArgument { .. })),
-                "{name}"
-            );
+            assert!(matches!(r, Err(DaemonError::InvalidField { .. })), "{name}");
         }
         jobs.shutdown().await;
         assert!(matches!(

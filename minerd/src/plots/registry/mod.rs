@@ -349,12 +349,12 @@ impl Registry {
         probe: Probe,
     ) -> Result<(PlotInfo, Vec<Event>), DaemonError> {
         if let Some(existing) = self.find_path(path) {
-            return Err(DaemonError::AlreadyExists {
+            return Err(DaemonError::PlotRegistered {
                 what: format!("plot {existing} at {}", path.display()),
             });
         }
         if self.entries.contains_key(&id) {
-            return Err(DaemonError::AlreadyExists {
+            return Err(DaemonError::PlotRegistered {
                 what: format!("plot id {id}"),
             });
         }
