@@ -45,6 +45,11 @@ struct StateLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirLabel {
+    directory: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
     network_id: String,
@@ -242,6 +247,40 @@ pub fn render_openmetrics(daemon: &Daemon) -> String {
         "plot_job_leaves_to_write",
         "Leaves to write in all queued and running plot jobs",
         gauge(total),
+    );
+    r.register(
+        "farm_size_warning",
+        "1 while the farm is larger than this machine can score in an epoch (see the status' farm_size_warning)",
+        gauge(u64::from(status.mining.farm.warning().is_some())),
+    );
+    let dir_leaves = Family::<DirLabel, Gauge<u64, AtomicU64>>::default();
+    let dir_scanned = Family::<DirLabel, Gauge<u64, AtomicU64>>::default();
+    let dir_free = Family::<DirLabel, Gauge<u64, AtomicU64>>::default();
+    for d in &status.plot_dirs {
+        let label = DirLabel {
+            directory: d.path.display().to_string(),
+        };
+        dir_leaves.get_or_create(&label).set(d.leaves);
+        dir_scanned.get_or_create(&label).set(d.leaves_scanned);
+        if let Some(free) = d.disk.free_bytes {
+            dir_free.get_or_create(&label).set(free);
+        }
+    }
+    r.register(
+        "plot_directory_leaves",
+        "Leaves of the farmed plots of each plot directory",
+        dir_leaves,
+    );
+    r.register(
+        "plot_directory_epoch_leaves_scanned",
+        "Leaves of each plot directory scored in the last epoch's scan",
+        dir_scanned,
+    );
+    r.register_with_unit(
+        "plot_directory_free",
+        "Free space of each configured plot directory's file system (as of the last directory scan)",
+        Unit::Bytes,
+        dir_free,
     );
     let mut out = String::new();
     // Writing into a String cannot fail.

@@ -4,9 +4,12 @@
 //! node's data dir) is held with an exclusive `flock` for the process's lifetime and holds
 //! its pid (for humans). The kernel drops the lock when the process dies, so a lock
 //! file left by a crash never blocks the next start; a clean exit also removes the file.
+//! The file is created 0600 and never opened through a symbolic link (`O_NOFOLLOW`): taking
+//! the lock truncates it, which must not truncate whatever a planted link points to.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use fs4::FileExt;
@@ -60,6 +63,8 @@ impl DataDirLock {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)
             .map_err(io)?;
         match FileExt::try_lock(&file) {
@@ -123,6 +128,18 @@ mod tests {
         assert!(!path.exists());
         let again = DataDirLock::acquire(&path).unwrap();
         assert_eq!(again.path(), path);
+    }
+
+    #[test]
+    fn a_symbolic_link_at_the_lock_path_is_refused_and_its_target_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim.txt");
+        std::fs::write(&victim, "precious").unwrap();
+        let path = dir.path().join("minerd.lock");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let err = DataDirLock::acquire(&path).unwrap_err();
+        assert!(matches!(err, LockError::Io { .. }), "{err}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     }
 
     #[test]

@@ -182,7 +182,7 @@ pub const KEYS: &[KeyDef] = &[
         "maxConcurrentProofs",
         Kind::Int { min: 1, max: 256 },
         DefaultValue::Int(1),
-        "plots scanned at once for one challenge (the scan uses every core either way)",
+        "plots per disk scanned at once by the sampling strategies (full and deadline read each disk's plots in turn, every disk at once; every core hashes either way)",
     ),
     key(
         "proofGenerationTimeoutSeconds",

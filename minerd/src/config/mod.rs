@@ -59,8 +59,8 @@ pub struct Config {
     pub private_key_path: PathBuf,
     /// Network id that the node must announce.
     pub network_id: String,
-    /// Plots scanned (and proved) at once for one challenge; each is scanned on one thread
-    /// per core.
+    /// Plots per disk scanned at once by the sampling strategies (`full` and `deadline` read
+    /// each disk's plots in turn, every disk at once); every core hashes either way.
     pub max_concurrent_proofs: u32,
     /// Upper bound on the work for one challenge.
     pub proof_generation_timeout_seconds: u64,

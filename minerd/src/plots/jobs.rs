@@ -774,6 +774,43 @@ mod tests {
         assert!(matches!(*done, JobResult::Done(_)), "{done:?}");
     }
 
+    /// Plots queued one after the other spread over the plot directories: each choice counts
+    /// what the jobs already queued or running there still have to write.
+    #[tokio::test]
+    async fn new_plots_spread_over_the_directories_with_the_most_space_left() {
+        let gate = ProvingGate::default();
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        for d in [&a, &b] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let events = EventBus::new();
+        let plots = PlotManager::load(
+            &dir.path().join("plots_metadata.json"),
+            vec![a.clone(), b.clone()],
+            [3; 32],
+            events.clone(),
+        )
+        .unwrap();
+        let jobs = JobManager::new(plots, events, [3; 32], 1, 1, gate.clone());
+        // A proof in progress holds the first job (one slot: the others queue), so none
+        // finishes while the next is placed.
+        let guard = gate.enter();
+        let mut placed = Vec::new();
+        for _ in 0..3 {
+            let h = jobs.create(spec(1 << 21)).await.unwrap();
+            placed.push(h.info.path.parent().unwrap().to_owned());
+        }
+        // One file system: equal free space, so only the promised bytes tell them apart.
+        assert_eq!(placed, [a.clone(), b.clone(), a.clone()]);
+        // An explicit output path is taken as given.
+        let mut s = spec(64);
+        s.output_path = Some(b.join("mine.plot"));
+        assert_eq!(jobs.create(s).await.unwrap().info.path, b.join("mine.plot"));
+        drop(guard);
+        jobs.shutdown().await;
+    }
+
     fn spec(leaves: u64) -> JobSpec {
         JobSpec {
             leaf_count: leaves,

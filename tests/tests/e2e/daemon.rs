@@ -209,7 +209,10 @@ fn sigterm_leaves_no_socket_lock_or_partial_plot() {
         files.contains(&"plots_metadata.json".to_owned()),
         "{files:?}"
     );
-    assert!(d.log().contains("minerd stopped"));
+    // The stderr reader may still be on its way to the last line.
+    d.process()
+        .wait_for_line("minerd stopped", Duration::from_secs(5))
+        .unwrap();
 }
 
 #[test]
