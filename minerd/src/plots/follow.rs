@@ -96,7 +96,7 @@ pub enum CheckUpdate {
     /// Progress (best effort: dropped rather than waiting on a slow follower).
     Progress(CheckProgress),
     /// The result (the last update).
-    Report(CheckOutcome),
+    Report(Box<CheckOutcome>),
 }
 
 /// The stream of a check's updates: progress, then its report or one error last.
@@ -140,7 +140,7 @@ impl PlotManager {
             };
             let last = plots
                 .check(&id, kind, &mut on_progress, &cancel)
-                .map(CheckUpdate::Report);
+                .map(|outcome| CheckUpdate::Report(Box::new(outcome)));
             let _ = tx.blocking_send(last);
             finished.cancel();
         });
