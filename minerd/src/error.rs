@@ -92,7 +92,14 @@ pub enum DaemonError {
     /// A plot job was cancelled before it finished.
     #[error("plot job cancelled")]
     JobCancelled,
-    /// A plot job failed; the cause goes to the log and the event feed, not to the caller.
+    /// A plot job could not write its plot (disk full, directory not writable, no room).
+    #[error("plot job failed: {cause}")]
+    PlotNotWritten {
+        /// What the file system said.
+        cause: String,
+    },
+    /// A plot job failed by a fault of the daemon; the cause goes to the log and the event
+    /// feed, not to the caller.
     #[error("plot job failed")]
     JobFailed {
         /// What went wrong, for the log.

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
-use super::jobs::{JobHandle, JobInfo, JobManager, JobResult, JobSpec};
+use super::jobs::{JobFailure, JobHandle, JobInfo, JobManager, JobResult, JobSpec};
 use super::{CheckKind, CheckOutcome, PlotManager};
 use crate::error::DaemonError;
 use crate::types::{JobProgress, PlotInfo};
@@ -30,7 +30,8 @@ pub enum JobUpdate {
 }
 
 /// The stream of a job's updates: progress, then `Finished`, or one error last
-/// ([`DaemonError::JobFailed`], [`DaemonError::JobCancelled`]).
+/// ([`DaemonError::PlotNotWritten`], [`DaemonError::JobFailed`],
+/// [`DaemonError::JobCancelled`]).
 pub type JobUpdates = ReceiverStream<Result<JobUpdate, DaemonError>>;
 
 impl JobManager {
@@ -68,9 +69,12 @@ async fn relay(
                         let _ = tx.send(Ok(JobUpdate::Progress(p))).await;
                         Ok(JobUpdate::Finished(info.clone()))
                     }
-                    Some(JobResult::Failed(cause)) => Err(DaemonError::JobFailed {
-                        cause: cause.clone(),
-                    }),
+                    Some(JobResult::Failed(JobFailure::Write(cause))) => {
+                        Err(DaemonError::PlotNotWritten { cause: cause.clone() })
+                    }
+                    Some(JobResult::Failed(JobFailure::Internal(cause))) => {
+                        Err(DaemonError::JobFailed { cause: cause.clone() })
+                    }
                     Some(JobResult::Cancelled) | None => Err(DaemonError::JobCancelled),
                 };
                 let _ = tx.send(last).await;

@@ -22,7 +22,8 @@ pub fn map_error(e: DaemonError) -> Status {
         | DaemonError::QueueFull { .. }
         | DaemonError::DeleteRefused { .. }
         | DaemonError::PlotFileMissing { .. }
-        | DaemonError::PlotUnreadable { .. } => Status::failed_precondition(e.to_string()),
+        | DaemonError::PlotUnreadable { .. }
+        | DaemonError::PlotNotWritten { .. } => Status::failed_precondition(e.to_string()),
         DaemonError::ShuttingDown => Status::unavailable(e.to_string()),
         DaemonError::Cancelled | DaemonError::JobCancelled => Status::cancelled(e.to_string()),
         DaemonError::JobFailed { ref cause } => {
@@ -83,6 +84,12 @@ mod tests {
                 DaemonError::PlotUnreadable {
                     subject: "x".into(),
                     reason: "r".into(),
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                DaemonError::PlotNotWritten {
+                    cause: "File too large".into(),
                 },
                 Code::FailedPrecondition,
             ),

@@ -212,7 +212,7 @@ impl Servers {
 
 /// Binds the Unix socket (and TCP when configured) and serves the API until
 /// [`Servers::stop`].
-pub async fn serve(daemon: Arc<Daemon>, _shutdown: CancellationToken) -> anyhow::Result<Servers> {
+pub async fn serve(daemon: Arc<Daemon>) -> anyhow::Result<Servers> {
     let config = daemon.config.clone();
     let rpc = MinerRpc::new(daemon);
     let (health, health_service) = tonic_health::server::health_reporter();
