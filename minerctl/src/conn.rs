@@ -57,6 +57,26 @@ pub struct ConnArgs {
         help_heading = HEADING
     )]
     pub token_file: Option<PathBuf>,
+    /// Speak TLS to --tcp, trusting the PEM certificate(s) in PATH: the daemon's own
+    /// self-signed certificate (from `minerd tls-init`) or the CA that issued it [default:
+    /// the daemon's tlsCertFile when its configuration sets one, else plaintext]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        requires = "tcp",
+        help_heading = HEADING
+    )]
+    pub tls_ca: Option<PathBuf>,
+    /// Verify the daemon's certificate against NAME instead of the host of --tcp
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        requires = "tcp",
+        help_heading = HEADING
+    )]
+    pub tls_server_name: Option<String>,
 }
 
 /// What the connection options resolve to.
@@ -113,9 +133,22 @@ impl ConnArgs {
             Some(address) => {
                 let token = client::read_token_file(&c.token_file)
                     .map_err(|e| Failure::usage(error_chain(&e)))?;
+                // The daemon's own certificate is the trust anchor when this configuration
+                // gives one (the self-signed case), unless --tls-ca names another.
+                let ca = self.tls_ca.clone().or_else(|| c.tls_cert_file.clone());
+                let tls = ca
+                    .map(|ca| client::ClientTls::from_ca_file(&ca, self.tls_server_name.clone()))
+                    .transpose()
+                    .map_err(|e| Failure::usage(error_chain(&e)))?;
+                if tls.is_none() && self.tls_server_name.is_some() {
+                    return Err(Failure::usage(
+                        "--tls-server-name needs TLS: pass --tls-ca with the daemon's certificate",
+                    ));
+                }
                 Target::Tcp {
                     address: address.clone(),
                     token: Some(token),
+                    tls,
                 }
             }
             None => Target::Unix(c.control_socket.clone()),
@@ -168,7 +201,9 @@ pub async fn connect(target: &Target, debug: bool) -> Result<MinerClient, Failur
         },
         ConnectError::InvalidAddress { .. }
         | ConnectError::InvalidToken
-        | ConnectError::TokenFile { .. } => Failure::usage(error_chain(&e)),
+        | ConnectError::TokenFile { .. }
+        | ConnectError::CaFile { .. }
+        | ConnectError::Tls { .. } => Failure::usage(error_chain(&e)),
     })
 }
 

@@ -108,9 +108,17 @@ impl Failure {
             Code::Unauthenticated => "not authorized",
             _ => "daemon error",
         };
+        // A plaintext client talking to a TLS listener sees the TLS bytes as a broken HTTP/2
+        // connection: say what is likely.
+        let broken = ["h2 protocol error", "transport error"];
+        let hint = if broken.iter().any(|b| s.message().contains(b)) {
+            "\n(is the daemon's TCP listener TLS-only, tlsCertFile? then pass --tls-ca with its certificate)"
+        } else {
+            ""
+        };
         Failure {
             code,
-            message: format!("{what}: {}", s.message()),
+            message: format!("{what}: {}{hint}", s.message()),
         }
     }
 

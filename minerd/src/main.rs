@@ -200,6 +200,24 @@ enum Command {
     Key(ConfigFlags),
     /// Run a devnet node (the node side of the protocol) that miners connect to.
     DevnetNode(DevnetNodeCmd),
+    /// Write a self-signed TLS certificate and key for the TCP listener (to tlsCertFile and
+    /// tlsKeyFile when set, else <data dir>/tls.crt and tls.key, the key 0600) and print the
+    /// configuration lines that enable it.
+    TlsInit(TlsInitCmd),
+}
+
+/// `minerd tls-init`.
+#[derive(Debug, Args)]
+struct TlsInitCmd {
+    #[command(flatten)]
+    flags: ConfigFlags,
+    /// Another host name or IP address clients use to reach this daemon (repeatable); the
+    /// certificate always covers localhost, 127.0.0.1, ::1 and this host's name
+    #[arg(long = "name", value_name = "HOST")]
+    names: Vec<String>,
+    /// Replace an existing certificate and key
+    #[arg(long)]
+    force: bool,
 }
 
 /// `minerd devnet-node`: the node's own flags plus its logging (it reads no miner
@@ -242,7 +260,10 @@ impl Cli {
         let name = match &self.command {
             Some(Command::Bench(_)) => "bench",
             Some(Command::DevnetNode(_)) => "devnet-node",
-            None | Some(Command::Run(_) | Command::Config(_) | Command::Key(_)) => return Ok(()),
+            None
+            | Some(Command::Run(_) | Command::Config(_) | Command::Key(_) | Command::TlsInit(_)) => {
+                return Ok(())
+            }
         };
         let given = self.flags.given();
         if given.is_empty() {
@@ -373,6 +394,13 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
         Some(Command::Run(sub)) => (cli.flags.merged(sub), ConfigCommand::Run),
         Some(Command::Config(sub)) => (cli.flags.merged(sub), ConfigCommand::Config),
         Some(Command::Key(sub)) => (cli.flags.merged(sub), ConfigCommand::Key),
+        Some(Command::TlsInit(t)) => (
+            cli.flags.merged(t.flags),
+            ConfigCommand::TlsInit {
+                names: t.names,
+                force: t.force,
+            },
+        ),
     };
     let opts = flags.load_options().map_err(anyhow::Error::from)?;
     let loaded = config::load(&opts, &ProcessEnv).map_err(anyhow::Error::from)?;
@@ -389,7 +417,36 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             println!("miner id:   {}", hex::encode(key.miner_id()));
             Ok(())
         }
+        ConfigCommand::TlsInit { names, force } => {
+            let c = &loaded.config;
+            let cert = c
+                .tls_cert_file
+                .clone()
+                .unwrap_or_else(|| c.data_directory.join("tls.crt"));
+            let key = c
+                .tls_key_file
+                .clone()
+                .unwrap_or_else(|| c.data_directory.join("tls.key"));
+            let names = minerd::rpc::tls::default_names(&names);
+            let w = minerd::rpc::tls::init(&cert, &key, names, force)?;
+            println!("certificate: {} (self-signed)", w.cert.display());
+            println!("private key: {} (mode 0600)", w.key.display());
+            println!("names:       {}", w.names.join(", "));
+            if c.tls_cert_file.is_none() {
+                println!("\nEnable TLS on the TCP listener in miner.yaml:");
+                println!("  tlsCertFile: {}", w.cert.display());
+                println!("  tlsKeyFile: {}", w.key.display());
+            }
+            println!(
+                "\nClients trust this certificate: minerctl --tcp HOST:PORT --tls-ca {} \
+                 (on this host minerctl finds it through tlsCertFile), grpcio \
+                 ssl_channel_credentials(root_certificates=...), a browser's certificate store.",
+                w.cert.display()
+            );
+            Ok(())
+        }
         ConfigCommand::Run => {
+            loaded.check_tcp_security().map_err(anyhow::Error::from)?;
             let config = loaded.config;
             minerd::telemetry::init(
                 &config.log_level,
@@ -410,11 +467,12 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
 }
 
 /// The subcommands that read the configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum ConfigCommand {
     Run,
     Config,
     Key,
+    TlsInit { names: Vec<String>, force: bool },
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! A typed client of `minerd`: connect over the Unix socket, or over TCP with a bearer token.
+//! A typed client of `minerd`: connect over the Unix socket, or over TCP with a bearer token
+//! (in TLS when the daemon has a certificate: [`ClientTls`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -16,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Uri};
 
 use crate::pb::miner_service_client::MinerServiceClient;
 
@@ -37,14 +38,69 @@ pub enum Target {
         address: String,
         /// The bearer token, if any (the daemon refuses TCP calls without it).
         token: Option<String>,
+        /// TLS, when the listener has a certificate (`tlsCertFile`); `None` = plaintext.
+        tls: Option<ClientTls>,
     },
+}
+
+/// How to verify the daemon's TLS certificate.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientTls {
+    /// Trusted certificates, PEM: the daemon's own self-signed certificate (pinning it), or
+    /// the CA that issued it.
+    pub ca_pem: Vec<u8>,
+    /// The name to verify the certificate against, when it is not the host of the address
+    /// (an IP address is verified against the certificate's IP names).
+    pub server_name: Option<String>,
+}
+
+impl fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("ca_pem_bytes", &self.ca_pem.len())
+            .field("server_name", &self.server_name)
+            .finish()
+    }
+}
+
+impl ClientTls {
+    /// Trusts the PEM certificates in `path`.
+    pub fn from_ca_file(path: &Path, server_name: Option<String>) -> Result<Self, ConnectError> {
+        let ca_pem = std::fs::read(path).map_err(|source| ConnectError::CaFile {
+            path: path.to_owned(),
+            source,
+        })?;
+        if !ca_pem
+            .windows(b"-----BEGIN CERTIFICATE-----".len())
+            .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+        {
+            return Err(ConnectError::CaFile {
+                path: path.to_owned(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "no PEM certificate in it",
+                ),
+            });
+        }
+        Ok(Self {
+            ca_pem,
+            server_name,
+        })
+    }
 }
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Target::Unix(path) => write!(f, "unix:{}", path.display()),
-            Target::Tcp { address, .. } => write!(f, "tcp:{address}"),
+            Target::Tcp {
+                address, tls: None, ..
+            } => write!(f, "tcp:{address}"),
+            Target::Tcp {
+                address,
+                tls: Some(_),
+                ..
+            } => write!(f, "tcp:{address} (TLS)"),
         }
     }
 }
@@ -70,6 +126,22 @@ pub enum ConnectError {
     /// The token contains characters that cannot travel in an HTTP header.
     #[error("the bearer token contains characters that are not allowed in a header")]
     InvalidToken,
+    /// The trusted-certificate file could not be read or holds no certificate.
+    #[error("cannot use the TLS CA file {path}")]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS settings are unusable (e.g. a server name that is not a valid name).
+    #[error("invalid TLS settings")]
+    Tls {
+        /// The transport error.
+        #[source]
+        source: tonic::transport::Error,
+    },
     /// The token file could not be read.
     #[error("cannot read the token file {path}")]
     TokenFile {
@@ -162,13 +234,24 @@ pub async fn connect_channel(target: &Target) -> Result<Channel, ConnectError> {
                 .await
                 .map_err(unreachable)
         }
-        Target::Tcp { address, .. } => {
-            let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        Target::Tcp { address, tls, .. } => {
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
                 .map_err(|_| ConnectError::InvalidAddress {
                     address: address.clone(),
                 })?
                 .connect_timeout(CONNECT_TIMEOUT)
                 .tcp_nodelay(true);
+            if let Some(tls) = tls {
+                let mut config =
+                    ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
+                if let Some(name) = &tls.server_name {
+                    config = config.domain_name(name.clone());
+                }
+                endpoint = endpoint
+                    .tls_config(config)
+                    .map_err(|source| ConnectError::Tls { source })?;
+            }
             endpoint.connect().await.map_err(unreachable)
         }
     }

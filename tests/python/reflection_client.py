@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """A dashboard's view of minerd, with nothing but grpcio and server reflection.
 
-Usage: reflection_client.py TARGET [TOKEN]
+Usage: reflection_client.py TARGET [TOKEN] [--ca CERT.pem]
 
 TARGET is a grpcio target with default channel options: `unix:/path/minerd.sock`, or
 `host:port` for the TCP listener (then TOKEN is sent as `authorization: Bearer TOKEN`).
+With --ca the channel speaks TLS and trusts the PEM certificate(s) in CERT.pem: the daemon's
+own self-signed certificate (`minerd tls-init`) or the CA that issued it.
 Lists the services by reflection, builds the message classes from the reflected file
 descriptors (no generated stubs, no .proto files), asks grpc.health.v1.Health for the
 miner service and calls spacetime.miner.v1.MinerService/GetStatus. Prints one JSON object:
@@ -67,10 +69,21 @@ def reflect(channel, metadata):
 
 
 def main():
-    target = sys.argv[1]
-    metadata = [("authorization", f"Bearer {sys.argv[2]}")] if len(sys.argv) > 2 else None
+    args = sys.argv[1:]
+    ca = None
+    if "--ca" in args:
+        i = args.index("--ca")
+        with open(args[i + 1], "rb") as f:
+            ca = f.read()
+        del args[i : i + 2]
+    target = args[0]
+    metadata = [("authorization", f"Bearer {args[1]}")] if len(args) > 1 else None
     # Default options: no authority override, nothing a dashboard author would not write.
-    with grpc.insecure_channel(target) as channel:
+    if ca is None:
+        channel = grpc.insecure_channel(target)
+    else:
+        channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=ca))
+    with channel:
         services, pool = reflect(channel, metadata)
         health = health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(service=MINER), metadata=metadata, timeout=10

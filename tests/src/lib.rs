@@ -15,6 +15,7 @@ pub mod devnet;
 pub mod load;
 pub mod mining;
 pub mod process;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
@@ -145,32 +146,47 @@ pub struct MinerdOptions {
     pub config_yaml: Option<String>,
     /// Also listen on TCP (127.0.0.1, port 0).
     pub tcp: bool,
+    /// Start the daemon with this open-file limit, soft and hard (so it cannot raise it).
+    pub nofile: Option<u64>,
     /// Largest file the daemon may write (`RLIMIT_FSIZE`, with SIGXFSZ ignored so that a
     /// write past it fails with EFBIG): a disk that fills up, without a small filesystem.
     pub file_size_limit: Option<u64>,
 }
 
-/// Makes `cmd` run with `RLIMIT_FSIZE` = `limit` bytes and SIGXFSZ ignored: a write past
-/// the limit fails with EFBIG ("File too large"), as a full disk fails with ENOSPC.
+/// Makes `cmd` run with resource limit `resource` = `limit` (soft and hard), and signal
+/// `ignore` ignored when given.
 #[allow(unsafe_code)]
-pub fn limit_file_size(cmd: &mut Command, limit: u64) {
+pub fn limit_at_exec(
+    cmd: &mut Command,
+    resource: libc::__rlimit_resource_t,
+    limit: u64,
+    ignore: Option<libc::c_int>,
+) {
     use std::os::unix::process::CommandExt;
     // SAFETY: between fork and exec only async-signal-safe calls (signal, setrlimit) run.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::signal(libc::SIGXFSZ, libc::SIG_IGN) == libc::SIG_ERR {
-                return Err(std::io::Error::last_os_error());
+            if let Some(sig) = ignore {
+                if libc::signal(sig, libc::SIG_IGN) == libc::SIG_ERR {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             let lim = libc::rlimit {
                 rlim_cur: limit,
                 rlim_max: limit,
             };
-            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+            if libc::setrlimit(resource, &lim) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
         });
     }
+}
+
+/// Makes `cmd` run with `RLIMIT_FSIZE` = `limit` bytes and SIGXFSZ ignored: a write past
+/// the limit fails with EFBIG ("File too large"), as a full disk fails with ENOSPC.
+pub fn limit_file_size(cmd: &mut Command, limit: u64) {
+    limit_at_exec(cmd, libc::RLIMIT_FSIZE, limit, Some(libc::SIGXFSZ));
 }
 
 impl MinerdOptions {
@@ -271,6 +287,9 @@ impl Minerd {
         }
         for (k, v) in &opts.env {
             cmd.env(k, v);
+        }
+        if let Some(n) = opts.nofile {
+            limit_at_exec(&mut cmd, libc::RLIMIT_NOFILE, n, None);
         }
         if let Some(limit) = opts.file_size_limit {
             limit_file_size(&mut cmd, limit);

@@ -139,23 +139,6 @@ impl std::fmt::Display for LoadReport {
     }
 }
 
-/// Raises this process's open-file limit to its hard limit (children inherit it): the
-/// test opens one descriptor per hostile connection.
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
-    #[allow(unsafe_code)]
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-}
-
 fn write_plots(home: &Home, key: &MinerKey, opts: &LoadOptions) -> anyhow::Result<()> {
     std::fs::create_dir_all(home.plot_dir())?;
     let pk = key.public_key();
@@ -227,7 +210,7 @@ async fn subscriber(target: Target, stop: Arc<AtomicBool>, seen: Arc<AtomicU64>)
 
 /// Runs the load test; see the module docs.
 pub async fn run(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
-    raise_fd_limit();
+    crate::process::raise_own_fd_limit();
     let node = DevnetNode::start(NodeOptions {
         epoch_ms: opts.epoch_ms,
         ..NodeOptions::default()
@@ -249,6 +232,7 @@ pub async fn run(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
     let tcp = Target::Tcp {
         address: daemon.tcp.clone().context("no tcp listener")?,
         token: Some(token),
+        tls: None,
     };
     let mut probe = client::connect(&unix).await?;
     let want = opts.plots;

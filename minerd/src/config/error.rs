@@ -95,6 +95,13 @@ pub enum ConfigError {
         /// What is allowed.
         allowed: String,
     },
+    /// Keys that are valid one by one but not together (the message names them and says
+    /// how to fix it).
+    #[error("{message}")]
+    Combination {
+        /// What is wrong and what to do.
+        message: String,
+    },
     /// Both spellings of one setting (`plotDirectory`, `plotDirectories`) in one layer.
     #[error(
         "`{one}` and `{list}` are both set ({origins}): `{one}` is the one-entry form of \

@@ -18,6 +18,8 @@ pub enum Kind {
     },
     /// A file system path (`~/` expands to the home directory).
     Path,
+    /// An optional file system path (`""` or `null` = none).
+    OptPath,
     /// A node host: host name or IP literal.
     Host,
     /// A network id: 1 to 64 printable characters without spaces.
@@ -42,6 +44,7 @@ impl Kind {
             Kind::Bool => "true or false".into(),
             Kind::Int { min, max } => format!("an integer from {min} to {max}"),
             Kind::Path => "a non-empty path".into(),
+            Kind::OptPath => "a path, or empty".into(),
             Kind::Host => "a host name or an IP address (without port)".into(),
             Kind::NetworkId => "1 to 64 characters, no spaces".into(),
             Kind::OptSocketAddr => "an address ip:port (e.g. 127.0.0.1:9090), or empty".into(),
@@ -240,6 +243,36 @@ pub const KEYS: &[KeyDef] = &[
         Kind::Path,
         DefaultValue::InData("minerd.token"),
         "bearer token for the TCP listener, created 0600 if absent",
+    ),
+    key(
+        "tlsCertFile",
+        Kind::OptPath,
+        DefaultValue::None,
+        "PEM certificate chain of the TCP listener; with tlsKeyFile the listener speaks only TLS (`minerd tls-init` makes a self-signed pair)",
+    ),
+    key(
+        "tlsKeyFile",
+        Kind::OptPath,
+        DefaultValue::None,
+        "PEM private key of tlsCertFile (must not be readable by group or others)",
+    ),
+    key(
+        "allowPlaintextTcp",
+        Kind::Bool,
+        DefaultValue::Bool(false),
+        "allow listenTcp on a non-loopback address without TLS (the token then crosses the network in clear)",
+    ),
+    key(
+        "maxTcpConnections",
+        Kind::Int { min: 1, max: 65_536 },
+        DefaultValue::Int(256),
+        "connections the TCP listener holds at once; more are closed at accept (lowered to fit the open-file limit)",
+    ),
+    key(
+        "maxSocketConnections",
+        Kind::Int { min: 1, max: 65_536 },
+        DefaultValue::Int(64),
+        "connections the Unix socket holds at once: its own budget, so local control answers whatever TCP does",
     ),
     key(
         "scanStrategy",

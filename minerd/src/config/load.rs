@@ -136,6 +136,15 @@ pub(super) fn check(
             }
             _ => Err(invalid(&raw)),
         },
+        Kind::OptPath => match (&raw, text) {
+            (Raw::Yaml(Value::Null), _) => Ok(Value::Null),
+            (_, Some(s)) if s.trim().is_empty() => Ok(Value::Null),
+            (_, Some(s)) => {
+                let p = expand_tilde(&s, env)?;
+                Ok(Value::String(p.to_string_lossy().into_owned()))
+            }
+            (_, None) => Err(invalid(&raw)),
+        },
         Kind::Host => match text {
             Some(s) if valid_host(&s) => Ok(Value::String(s)),
             _ => Err(invalid(&raw)),
@@ -413,6 +422,60 @@ pub fn load(opts: &LoadOptions, env: &dyn Env) -> Result<Loaded, ConfigError> {
         file: (file, exists),
         notes,
     })
+}
+
+impl Loaded {
+    /// [`check_tcp_security`] with the origin of each value in the message. `minerd` runs
+    /// it before serving; `minerd tls-init` does not (it is what fixes the problem).
+    pub fn check_tcp_security(&self) -> Result<(), ConfigError> {
+        check_tcp_security(&self.config, &|k| {
+            self.sources
+                .get(k)
+                .map_or_else(|| "default".to_owned(), ToString::to_string)
+        })
+    }
+}
+
+/// The TCP listener's transport security: a certificate comes with its key, and a listener
+/// reachable from other hosts speaks TLS unless `allowPlaintextTcp` says otherwise (the bearer
+/// token would cross the network in clear). `origin` names where a key's value came from.
+pub fn check_tcp_security(
+    config: &Config,
+    origin: &dyn Fn(&str) -> String,
+) -> Result<(), ConfigError> {
+    match (&config.tls_cert_file, &config.tls_key_file) {
+        (Some(_), None) | (None, Some(_)) => {
+            let (set, missing) = if config.tls_cert_file.is_some() {
+                ("tlsCertFile", "tlsKeyFile")
+            } else {
+                ("tlsKeyFile", "tlsCertFile")
+            };
+            return Err(ConfigError::Combination {
+                message: format!(
+                    "`{set}` ({}) is set without `{missing}`: set both (`minerd tls-init` \
+                     writes a self-signed pair) or neither",
+                    origin(set)
+                ),
+            });
+        }
+        _ => {}
+    }
+    if let Some(addr) = config.listen_tcp {
+        if !addr.ip().is_loopback() && config.tls_cert_file.is_none() && !config.allow_plaintext_tcp
+        {
+            return Err(ConfigError::Combination {
+                message: format!(
+                    "`listenTcp` {addr} ({}) is reachable from other hosts and the TCP listener \
+                     has no TLS: the bearer token would cross the network in clear. Set \
+                     `tlsCertFile` and `tlsKeyFile` (`minerd tls-init` writes a self-signed \
+                     pair), listen on a loopback address, or set `allowPlaintextTcp: true` to \
+                     accept that risk",
+                    origin("listenTcp")
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// With `devnet.enabled`, the miner mines on the embedded node, whose network is

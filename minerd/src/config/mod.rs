@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 pub use env::{Env, ProcessEnv};
 pub use error::{ConfigError, Source};
 pub use keys::{key_def, DefaultValue, KeyDef, Kind, KEYS};
-pub use load::{load, LoadOptions, Loaded};
+pub use load::{check_tcp_security, load, LoadOptions, Loaded};
 
 /// Prefix of every configuration environment variable.
 pub const ENV_PREFIX: &str = "SPACETIME_MINER_";
@@ -75,6 +75,16 @@ pub struct Config {
     pub listen_tcp: Option<SocketAddr>,
     /// Bearer token file for the TCP listener (created 0600 if absent).
     pub token_file: PathBuf,
+    /// PEM certificate chain of the TCP listener (TLS when set, with `tls_key_file`).
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// Allow a non-loopback `listen_tcp` without TLS.
+    pub allow_plaintext_tcp: bool,
+    /// Connections the TCP listener holds at once.
+    pub max_tcp_connections: u32,
+    /// Connections the Unix socket holds at once (its own budget).
+    pub max_socket_connections: u32,
     /// Web origins allowed to use gRPC-Web on the TCP listener, comma-separated (see
     /// [`Config::grpc_web_origins`]).
     pub grpc_web_origins: String,

@@ -303,6 +303,58 @@ fn grpc_web_origins_are_a_list_of_bare_origins() {
 }
 
 #[test]
+fn tcp_reachable_from_other_hosts_needs_tls_or_the_waiver() {
+    let check = |yaml: &str| load_yaml(yaml, &[]).unwrap().check_tcp_security();
+    // Loopback in clear is fine; so is no TCP at all.
+    check("listenTcp: 127.0.0.1:9090\n").unwrap();
+    check("listenTcp: \"[::1]:9090\"\n").unwrap();
+    check("{}\n").unwrap();
+    // Every other address needs TLS...
+    for addr in ["0.0.0.0:9090", "192.0.2.7:9090", "\"[::]:9090\""] {
+        let e = check(&format!("listenTcp: {addr}\n"))
+            .unwrap_err()
+            .to_string();
+        for want in [
+            "listenTcp",
+            "in clear",
+            "tlsCertFile",
+            "tls-init",
+            "allowPlaintextTcp",
+        ] {
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        assert!(e.contains("miner.yaml"), "names the origin: {e}");
+    }
+    // ... or the explicit waiver.
+    check("listenTcp: 0.0.0.0:9090\nallowPlaintextTcp: true\n").unwrap();
+    let tls = "tlsCertFile: ~/c.pem\ntlsKeyFile: ~/k.pem\n";
+    check(&format!("listenTcp: 0.0.0.0:9090\n{tls}")).unwrap();
+    let l = load_yaml(tls, &[]).unwrap();
+    assert_eq!(l.config.tls_cert_file, Some("/home/test/c.pem".into()));
+    // A certificate without its key (or the reverse) is refused, naming both keys.
+    for half in ["tlsCertFile: /c.pem\n", "tlsKeyFile: /k.pem\n"] {
+        let e = check(half).unwrap_err().to_string();
+        assert!(e.contains("tlsCertFile") && e.contains("tlsKeyFile"), "{e}");
+    }
+    assert_eq!(
+        load_yaml("tlsCertFile: \"\"\n", &[])
+            .unwrap()
+            .config
+            .tls_cert_file,
+        None
+    );
+}
+
+#[test]
+fn connection_caps_have_defaults_and_ranges() {
+    let c = load_yaml("{}\n", &[]).unwrap().config;
+    assert_eq!((c.max_tcp_connections, c.max_socket_connections), (256, 64));
+    assert!(load_yaml("maxTcpConnections: 0\n", &[]).is_err());
+    let c = load_yaml("maxTcpConnections: 1000\n", &[]).unwrap().config;
+    assert_eq!(c.max_tcp_connections, 1000);
+}
+
+#[test]
 fn plot_directories_are_a_list_and_plot_directory_its_one_entry_form() {
     // The default: one directory in the data directory.
     let l = load(&LoadOptions::default(), &env(&[])).unwrap();

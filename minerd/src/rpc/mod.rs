@@ -12,22 +12,29 @@
 //!   `grpcio-reflection` and many other clients only speak v1alpha).
 //! * The Unix socket accepts the `:authority` gRPC core and grpc-java send for Unix sockets
 //!   (see [`authority`]).
+//! * TLS (`tlsCertFile`, `tlsKeyFile`) on the TCP listener, required for addresses other
+//!   hosts can reach unless `allowPlaintextTcp` (see [`tls`]).
+//! * Hostile peers are bounded ([`listen`]): a connection cap per listener (the Unix socket
+//!   has its own), a deadline for the first bytes or the TLS handshake, accept errors that
+//!   back off; and per connection ([`server_builder`]): concurrent streams, header list
+//!   size, HTTP/2 keepalive, a deadline for every response to start.
 
 pub mod authority;
 pub mod convert;
 mod errors;
+pub mod listen;
 pub mod service;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use spacetime_proto::pb::miner_service_server::MinerServiceServer;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
-use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
@@ -173,6 +180,29 @@ async fn clear_stale_socket(path: &Path) -> anyhow::Result<()> {
     std::fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))
 }
 
+/// Streams one HTTP/2 connection may have open at once (a client needs a few).
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 64;
+/// Largest request header list (HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`); gRPC clients send
+/// well under 8 KiB.
+pub const MAX_HEADER_LIST: u32 = 16 * 1024;
+/// HTTP/2 ping interval, and how long a ping may go unanswered before the connection is
+/// closed: a vanished peer frees its slot within 40 s.
+pub const KEEPALIVE: (Duration, Duration) = (Duration::from_secs(30), Duration::from_secs(10));
+/// A response must start within this (a client's shorter `grpc-timeout` wins). Streaming
+/// calls (events, plot progress, checks) start at once and then run as long as they need:
+/// the deadline covers the response headers, not the stream.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The HTTP/2 limits and timeouts both listeners share.
+pub fn server_builder() -> Server {
+    Server::builder()
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .http2_max_header_list_size(MAX_HEADER_LIST)
+        .http2_keepalive_interval(Some(KEEPALIVE.0))
+        .http2_keepalive_timeout(Some(KEEPALIVE.1))
+        .timeout(REQUEST_TIMEOUT)
+}
+
 /// The running listeners.
 #[derive(Debug)]
 pub struct Servers {
@@ -229,6 +259,22 @@ pub async fn serve(daemon: Arc<Daemon>) -> anyhow::Result<Servers> {
         .context("building the reflection service (v1alpha)")?;
     let stop = CancellationToken::new();
     let mut tasks = Vec::new();
+    let fd_limit = listen::raise_nofile_limit();
+    let (tcp_cap, unix_cap) = listen::fit_caps(
+        fd_limit,
+        config.listen_tcp.map(|_| config.max_tcp_connections),
+        config.max_socket_connections,
+    );
+    if unix_cap < config.max_socket_connections as usize
+        || tcp_cap.is_some_and(|c| c < config.max_tcp_connections as usize)
+    {
+        tracing::warn!(
+            open_file_limit = fd_limit,
+            max_tcp_connections = tcp_cap,
+            max_socket_connections = unix_cap,
+            "connection caps lowered to fit the open-file limit (raise it, e.g. LimitNOFILE= in the service unit)"
+        );
+    }
 
     let socket = config.control_socket.clone();
     if let Some(dir) = socket.parent() {
@@ -240,7 +286,7 @@ pub async fn serve(daemon: Arc<Daemon>) -> anyhow::Result<Servers> {
     set_owner_only(&socket).with_context(|| format!("chmod 600 {}", socket.display()))?;
     tracing::info!("control API listening on unix:{}", socket.display());
     {
-        let router = Server::builder()
+        let router = server_builder()
             .add_service(MinerServiceServer::new(rpc.clone()))
             .add_service(health_service.clone())
             .add_service(reflection.clone())
@@ -248,30 +294,65 @@ pub async fn serve(daemon: Arc<Daemon>) -> anyhow::Result<Servers> {
         let stop = stop.clone();
         tasks.push((
             "unix listener".to_owned(),
-            tokio::spawn(router.serve_with_incoming_shutdown(
-                UnixListenerStream::new(unix).map(|c| c.map(authority::FixAuthority::new)),
-                stop.cancelled_owned(),
-            )),
+            tokio::spawn(
+                router.serve_with_incoming_shutdown(
+                    listen::incoming(
+                        unix,
+                        listen::Limits {
+                            name: "unix",
+                            max_connections: unix_cap,
+                            handshake_timeout: listen::HANDSHAKE_TIMEOUT,
+                        },
+                        |s| async move {
+                            Ok(authority::FixAuthority::new(listen::first_bytes(s).await?))
+                        },
+                        stop.clone(),
+                    ),
+                    stop.cancelled_owned(),
+                ),
+            ),
         ));
     }
 
     let mut tcp = None;
     if let Some(addr) = config.listen_tcp {
+        crate::config::check_tcp_security(&config, &|_| "configuration".to_owned())?;
         let token = load_or_create_token(&config.token_file)?;
+        let acceptor = match (&config.tls_cert_file, &config.tls_key_file) {
+            (Some(cert), Some(key)) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(
+                cert, key,
+            )?)),
+            _ => None,
+        };
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding the TCP control listener {addr}"))?;
         let bound = listener
             .local_addr()
             .context("reading the bound TCP address")?;
-        tracing::info!(token_file = %config.token_file.display(), "control API listening on tcp:{bound}");
+        match &acceptor {
+            Some(_) => tracing::info!(
+                token_file = %config.token_file.display(),
+                "control API listening on tcp:{bound} (TLS)"
+            ),
+            None if bound.ip().is_loopback() => tracing::info!(
+                token_file = %config.token_file.display(),
+                "control API listening on tcp:{bound} (plaintext, loopback only)"
+            ),
+            None => tracing::warn!(
+                token_file = %config.token_file.display(),
+                "control API listening on tcp:{bound} in PLAINTEXT on an address other hosts \
+                 can reach (allowPlaintextTcp): the bearer token and every call cross the \
+                 network in clear; set tlsCertFile and tlsKeyFile (`minerd tls-init`)"
+            ),
+        }
         tcp = Some(bound);
         let auth = RequireToken::new(&token);
         let origins = config.grpc_web_origins();
         if !origins.is_empty() {
             tracing::info!(origins = %origins.join(","), "gRPC-Web: CORS allows these origins");
         }
-        let router = Server::builder()
+        let router = server_builder()
             .accept_http1(true)
             .layer(cors_layer(&origins))
             .layer(tonic_web::GrpcWebLayer::new())
@@ -286,7 +367,16 @@ pub async fn serve(daemon: Arc<Daemon>) -> anyhow::Result<Servers> {
         tasks.push((
             "tcp listener".to_owned(),
             tokio::spawn(router.serve_with_incoming_shutdown(
-                TcpListenerStream::new(listener),
+                listen::incoming(
+                    listener,
+                    listen::Limits {
+                        name: "tcp",
+                        max_connections: tcp_cap.unwrap_or(1),
+                        handshake_timeout: listen::HANDSHAKE_TIMEOUT,
+                    },
+                    move |s| tls::accept(s, acceptor.clone()),
+                    stop.clone(),
+                ),
                 stop.cancelled_owned(),
             )),
         ));

@@ -15,7 +15,7 @@ fn python_script(name: &str) -> std::path::PathBuf {
 /// Whether `python3` with grpcio, grpcio-reflection and grpcio-health-checking is here.
 /// `.ci/run` installs them, so under CI (`CI` set) their absence fails the test; elsewhere
 /// the test says what to install and returns.
-fn have_grpcio() -> bool {
+pub fn have_grpcio() -> bool {
     let ok = Command::new("python3")
         .args([
             "-c",
@@ -35,16 +35,25 @@ fn have_grpcio() -> bool {
     ok
 }
 
-fn run_reflection_client(target: &str, token: Option<&str>) -> std::process::Output {
+/// Runs `tests/python/reflection_client.py TARGET [TOKEN] [--ca CA]`.
+pub fn run_reflection_client(
+    target: &str,
+    token: Option<&str>,
+    ca: Option<&std::path::Path>,
+) -> std::process::Output {
     let mut cmd = Command::new("python3");
     cmd.arg(python_script("reflection_client.py")).arg(target);
     if let Some(t) = token {
         cmd.arg(t);
     }
+    if let Some(ca) = ca {
+        cmd.arg("--ca").arg(ca);
+    }
     cmd.output().expect("run python3")
 }
 
-fn check_dashboard_view(out: &std::process::Output) {
+/// Checks the JSON the reflection client printed: services, health and status.
+pub fn check_dashboard_view(out: &std::process::Output) {
     assert!(
         out.status.success(),
         "python grpcio client failed:\n{}",
@@ -82,7 +91,7 @@ fn python_grpcio_with_default_options_works_on_the_unix_socket() {
     .unwrap();
     // grpcio sends the percent-encoded socket path as :authority here (grpc/grpc#38142).
     let target = format!("unix:{}", d.home.socket().display());
-    check_dashboard_view(&run_reflection_client(&target, None));
+    check_dashboard_view(&run_reflection_client(&target, None, None));
 }
 
 #[test]
@@ -98,8 +107,8 @@ fn python_grpcio_works_over_tcp_with_the_token_and_not_without() {
     .unwrap();
     let token = std::fs::read_to_string(d.home.data_dir().join("minerd.token")).unwrap();
     let addr = d.tcp.clone().unwrap();
-    check_dashboard_view(&run_reflection_client(&addr, Some(token.trim())));
-    let out = run_reflection_client(&addr, Some("wrong"));
+    check_dashboard_view(&run_reflection_client(&addr, Some(token.trim()), None));
+    let out = run_reflection_client(&addr, Some("wrong"), None);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("UNAUTHENTICATED"),

@@ -130,6 +130,7 @@ async fn tcp_listener_requires_the_bearer_token() {
     let mut good = connect(&Target::Tcp {
         address: addr.clone(),
         token: Some(token),
+        tls: None,
     })
     .await
     .unwrap();
@@ -139,6 +140,7 @@ async fn tcp_listener_requires_the_bearer_token() {
         let mut c = connect(&Target::Tcp {
             address: addr.clone(),
             token: bad,
+            tls: None,
         })
         .await
         .unwrap();

@@ -1,13 +1,16 @@
 //! gRPC-Web on the TCP listener, spoken on the wire as a browser's client library does
 //! (HTTP/1.1 POST, `application/grpc-web+proto`, length-prefixed frames, trailers in the
 //! body): unary GetStatus and the server-streaming event feed, with and without the token,
-//! and CORS only for the configured origins.
+//! in clear and over TLS (as a dashboard served over HTTPS reaches the daemon), and CORS
+//! only for the configured origins.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::{Minerd, MinerdOptions};
+use e2e::tls::TlsFiles;
+use e2e::{Home, Minerd, MinerdOptions};
 use prost::Message as _;
 use spacetime_proto::pb;
 
@@ -41,9 +44,27 @@ impl Reply {
     }
 }
 
-fn send(addr: &str, method: &str, extra: &[(&str, &str)], body: &[u8]) -> TcpStream {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+/// A byte stream to the daemon: TCP, or TLS over TCP.
+trait Wire: Read + Write {}
+impl<T: Read + Write> Wire for T {}
+
+/// How to reach the TCP listener: in clear, or in TLS (HTTP/1.1 by ALPN, as the
+/// `grpc-web` browser library does over `fetch`).
+struct Dial {
+    addr: String,
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+}
+
+fn send(dial: &Dial, method: &str, extra: &[(&str, &str)], body: &[u8]) -> Box<dyn Wire> {
+    let addr = &dial.addr;
+    let mut s: Box<dyn Wire> = match &dial.tls {
+        None => {
+            let s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            Box::new(s)
+        }
+        Some(config) => Box::new(e2e::tls::connect_blocking(addr, Arc::clone(config)).unwrap()),
+    };
     let mut req = format!(
         "{method} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n",
         body.len()
@@ -59,7 +80,7 @@ fn send(addr: &str, method: &str, extra: &[(&str, &str)], body: &[u8]) -> TcpStr
 
 /// Reads the status line, headers and the (chunked or sized) body's gRPC-Web frames until
 /// the trailer frame, end of body, or `enough(messages)`.
-fn read_reply(s: TcpStream, enough: impl Fn(&[Vec<u8>]) -> bool) -> Reply {
+fn read_reply(s: Box<dyn Wire>, enough: impl Fn(&[Vec<u8>]) -> bool) -> Reply {
     let mut r = BufReader::new(s);
     let mut line = String::new();
     r.read_line(&mut line).unwrap();
@@ -153,7 +174,7 @@ fn frame(msg: &impl prost::Message) -> Vec<u8> {
 }
 
 fn grpc_web_call(
-    addr: &str,
+    dial: &Dial,
     path: &str,
     token: Option<&str>,
     body: &[u8],
@@ -169,24 +190,16 @@ fn grpc_web_call(
     if let Some(a) = &auth {
         headers.push(("Authorization", a));
     }
-    read_reply(send(addr, &format!("POST {path}"), &headers, body), enough)
+    read_reply(send(dial, &format!("POST {path}"), &headers, body), enough)
 }
 
-#[test]
-fn grpc_web_unary_and_streaming_with_the_token_and_not_without() {
-    let d = Minerd::start_with(MinerdOptions {
-        tcp: true,
-        ..MinerdOptions::fast_devnet(&[&format!("grpcWebOrigins={ORIGIN}")])
-    })
-    .unwrap();
-    let addr = d.tcp.clone().unwrap();
-    let token = std::fs::read_to_string(d.home.data_dir().join("minerd.token")).unwrap();
-    let token = token.trim();
-
+/// GetStatus and WatchEvents by gRPC-Web through `dial`, with the token; both refused
+/// without it or with a wrong one. The daemon runs a devnet with 1 s epochs.
+fn unary_and_streaming_with_the_token_and_not_without(dial: &Dial, token: &str) {
     // Unary GetStatus with the token.
     let status_path = "/spacetime.miner.v1.MinerService/GetStatus";
     let r = grpc_web_call(
-        &addr,
+        dial,
         status_path,
         Some(token),
         &frame(&pb::GetStatusRequest {}),
@@ -210,7 +223,7 @@ fn grpc_web_unary_and_streaming_with_the_token_and_not_without() {
     // The event feed (server streaming): the devnet's 1 s epochs bring challenges.
     let started = Instant::now();
     let r = grpc_web_call(
-        &addr,
+        dial,
         "/spacetime.miner.v1.MinerService/WatchEvents",
         Some(token),
         &frame(&pb::WatchEventsRequest {}),
@@ -230,19 +243,33 @@ fn grpc_web_unary_and_streaming_with_the_token_and_not_without() {
     // Without the token, or with a wrong one: UNAUTHENTICATED (16), no message.
     for bad in [None, Some("wrong")] {
         for path in [status_path, "/spacetime.miner.v1.MinerService/WatchEvents"] {
-            let r = grpc_web_call(&addr, path, bad, &frame(&pb::GetStatusRequest {}), |_| {
-                false
-            });
+            let r = grpc_web_call(dial, path, bad, &frame(&pb::GetStatusRequest {}), |_| false);
             assert_eq!(r.grpc_status().as_deref(), Some("16"), "{path} {bad:?}");
             assert!(r.messages.is_empty());
         }
     }
+}
+
+#[test]
+fn grpc_web_unary_and_streaming_with_the_token_and_not_without() {
+    let d = Minerd::start_with(MinerdOptions {
+        tcp: true,
+        ..MinerdOptions::fast_devnet(&[&format!("grpcWebOrigins={ORIGIN}")])
+    })
+    .unwrap();
+    let dial = Dial {
+        addr: d.tcp.clone().unwrap(),
+        tls: None,
+    };
+    let token = std::fs::read_to_string(d.home.data_dir().join("minerd.token")).unwrap();
+    unary_and_streaming_with_the_token_and_not_without(&dial, token.trim());
 
     // CORS preflight: answered for the configured origin only.
+    let status_path = "/spacetime.miner.v1.MinerService/GetStatus";
     let preflight = |origin: &str| {
         read_reply(
             send(
-                &addr,
+                &dial,
                 &format!("OPTIONS {status_path}"),
                 &[
                     ("Origin", origin),
@@ -264,4 +291,36 @@ fn grpc_web_unary_and_streaming_with_the_token_and_not_without() {
         .is_some_and(|h| h.contains("authorization")));
     let other = preflight("http://evil.example");
     assert_eq!(other.header("access-control-allow-origin"), None);
+}
+
+#[test]
+fn grpc_web_works_over_tls_with_the_token_and_not_without() {
+    let home = Home::new().unwrap();
+    let tls = TlsFiles::init(&home, &[]).unwrap();
+    let d = Minerd::start_in(
+        home,
+        MinerdOptions {
+            args: [
+                "--devnet",
+                "--set",
+                "devnet.listenPort=0",
+                "--set",
+                "devnet.epochDurationSeconds=1",
+                "--set",
+                &format!("grpcWebOrigins={ORIGIN}"),
+            ]
+            .map(String::from)
+            .to_vec(),
+            config_yaml: Some(tls.yaml()),
+            tcp: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let dial = Dial {
+        addr: d.tcp.clone().unwrap(),
+        tls: Some(tls.rustls_client(&[b"http/1.1"]).unwrap()),
+    };
+    let token = std::fs::read_to_string(d.home.data_dir().join("minerd.token")).unwrap();
+    unary_and_streaming_with_the_token_and_not_without(&dial, token.trim());
 }
