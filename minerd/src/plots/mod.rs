@@ -170,6 +170,8 @@ struct Inner {
     farmed_tx: watch::Sender<FarmedSet>,
     events: EventBus,
     miner_pk: [u8; 32],
+    /// The plot directories (fixed at load; read without the registry lock).
+    plot_dirs: PlotDirs,
     /// Wakes the directory watcher for an immediate scan.
     rescan: Arc<Notify>,
 }
@@ -192,7 +194,8 @@ impl PlotManager {
                 tracing::warn!(path = %path.display(), "removed the temporary file of an interrupted plot or cache write");
             }
         }
-        let (mut registry, mut changes) = Registry::load(metadata_path, plot_dirs, miner_pk)?;
+        let (mut registry, mut changes) =
+            Registry::load(metadata_path, plot_dirs.clone(), miner_pk)?;
         changes.extend(registry.reconcile_directory(&[]));
         registry.save_if_dirty()?;
         let (farmed_tx, _) = watch::channel(Arc::new(registry.farmed()));
@@ -212,6 +215,7 @@ impl PlotManager {
                 farmed_tx,
                 events,
                 miner_pk,
+                plot_dirs,
                 rescan: Arc::new(Notify::new()),
             }),
         };
@@ -665,9 +669,9 @@ impl PlotManager {
         self.view().dirs.clone()
     }
 
-    /// The configured plot directories.
+    /// The configured plot directories (never waits for the registry lock).
     pub fn plot_dirs(&self) -> PlotDirs {
-        self.registry().plot_dirs().clone()
+        self.inner.plot_dirs.clone()
     }
 }
 
@@ -945,6 +949,8 @@ mod tests {
                     plots.get(&id.to_string()[..8]).map(|p| p.id).ok(),
                     plots.summary().valid,
                     plots.has_path(&a),
+                    plots.plot_dirs().as_slice().len(),
+                    plots.dir_summaries().len(),
                 );
                 tx.send(got).unwrap();
             })
@@ -954,7 +960,7 @@ mod tests {
         reader.join().unwrap();
         assert_eq!(
             got.expect("reads answer while the lock is held"),
-            (1, Some(id), 1, true)
+            (1, Some(id), 1, true, 1, 1)
         );
     }
 
