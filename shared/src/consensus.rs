@@ -531,7 +531,7 @@ mod tests {
     use crate::hash::to_hex;
     use proptest::prelude::*;
 
-    use crate::test_vectors::vectors;
+    use crate::test_support::vectors;
 
     #[test]
     fn targets_match_vectors() {

@@ -40,7 +40,7 @@ pub mod plot;
 pub mod regular_file;
 pub mod scan;
 #[cfg(test)]
-mod test_vectors;
+mod test_support;
 pub mod validate;
 pub mod wire;
 
