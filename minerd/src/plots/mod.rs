@@ -21,6 +21,7 @@
 mod cache_build;
 pub mod choices;
 pub mod dirs;
+pub mod follow;
 pub mod ids;
 pub mod jobs;
 pub mod registry;
@@ -413,8 +414,9 @@ impl PlotManager {
         let file = match PlotFile::open(&path) {
             Ok(f) => f,
             Err(spacetime::plot::PlotError::NotFound { .. }) => {
-                return Err(DaemonError::FailedPrecondition {
-                    reason: format!("plot {id}: file {} is missing", path.display()),
+                return Err(DaemonError::PlotFileMissing {
+                    id: id.to_string(),
+                    path,
                 });
             }
             Err(e) => {
@@ -422,8 +424,9 @@ impl PlotManager {
                 let reason = e.to_string();
                 let fp = stat_fingerprint(&path);
                 self.mutate(|reg| Ok(((), reg.mark_corrupted(&id, &reason, false, fp))))?;
-                return Err(DaemonError::FailedPrecondition {
-                    reason: format!("plot {id} cannot be opened: {reason}"),
+                return Err(DaemonError::PlotUnreadable {
+                    subject: format!("plot {id} cannot be opened"),
+                    reason,
                 });
             }
         };
@@ -564,8 +567,9 @@ impl PlotManager {
         progress: &mut dyn FnMut(CheckProgress),
         cancel: &AtomicBool,
     ) -> Result<CheckOutcome, DaemonError> {
-        let file = PlotFile::open(path).map_err(|e| DaemonError::FailedPrecondition {
-            reason: format!("{} cannot be opened as a plot: {e}", path.display()),
+        let file = PlotFile::open(path).map_err(|e| DaemonError::PlotUnreadable {
+            subject: format!("{} cannot be opened as a plot", path.display()),
+            reason: e.to_string(),
         })?;
         let mut notes = vec!["this file is not registered: the check changed nothing".into()];
         let cache_path = MerkleCache::path_for(path);
