@@ -252,6 +252,7 @@ pub async fn run(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
     let home = Home::new()?;
     std::fs::create_dir_all(home.data_dir())?;
     let key = MinerKey::create(&home.data_dir().join("miner_key.dat"))?;
+    eprintln!("load: writing {} plots", opts.plots);
     write_plots(&home, &key, opts)?;
     let daemon = Minerd::start_in(
         home,
@@ -295,6 +296,11 @@ pub async fn run(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
     anyhow::ensure!(mining, "the miner never received an epoch");
     let before = counters(&mut probe).await?;
 
+    eprintln!(
+        "load: minerd pid {} mining; polling for {:?}",
+        daemon.pid(),
+        opts.duration
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(AtomicU64::new(0));
     let mut subs = Vec::new();
@@ -340,6 +346,7 @@ pub async fn run(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
     let plots_registered = status(&mut probe).await?.plots.map_or(0, |p| p.total);
 
     // Hostile phase: connections that never speak, held open while the Unix socket is used.
+    eprintln!("load: {} hostile connections", opts.hostile);
     let tcp_addr = daemon.tcp.clone().context("no tcp listener")?;
     let fds_before = crate::process::open_fds(daemon.pid())? as i64;
     let mut hostile = Vec::new();

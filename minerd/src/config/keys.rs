@@ -271,7 +271,7 @@ pub const KEYS: &[KeyDef] = &[
     key(
         "maxSocketConnections",
         Kind::Int { min: 1, max: 65_536 },
-        DefaultValue::Int(64),
+        DefaultValue::Int(1024),
         "connections the Unix socket holds at once: its own budget, so local control answers whatever TCP does",
     ),
     key(
