@@ -59,6 +59,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating plot directory {}", dir.display()))?;
     }
+    // Listed twice, its plots would be registered twice (and farmed once, as duplicates).
+    if let Some((first, second)) =
+        plots::dirs::same_directory(&config.plot_directories.as_slice().into())
+    {
+        return Err(crate::config::ConfigError::SameDirectory { first, second }.into());
+    }
 
     let key_path = config.private_key_path.clone();
     let key = tokio::task::spawn_blocking(move || MinerKey::load_or_create(&key_path))

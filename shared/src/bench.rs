@@ -9,7 +9,9 @@
 //!   comparison.
 //! - **Scanning** costs 2 compressions per leaf, so its bound is LIMIT/2 (warm: plot in the
 //!   page cache), and min(LIMIT/2, disk read rate / 32 B) cold (plot evicted from the page
-//!   cache with `posix_fadvise(DONTNEED)` first).
+//!   cache with `posix_fadvise(DONTNEED)` first, then read with direct reads as the daemon
+//!   reads a farm larger than half the RAM; the cold scan through the page cache, as a farm
+//!   that fits in memory is read the first time, is reported beside it).
 //! - **Plotting** costs about 4 compressions per leaf (leaf, leaf node, internal nodes),
 //!   bound min(LIMIT/4, fdatasync'd write rate / 32 B).
 //!
@@ -21,28 +23,31 @@ use std::fmt;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sha2::digest::generic_array::GenericArray;
 
 use crate::cache::{build_cache, CacheError, MerkleCache};
-use crate::compress::IV;
-use crate::kernel::{Backend, Kernels, Scratch, Shape};
+use crate::kernel::{Backend, Kernels, Shape};
 use crate::plot::{
     check_plot, create_plot, CacheLevels, CheckMode, CreatePlot, PlotError, PlotFile,
 };
 use crate::prove::{build_proof, ProveError};
-use crate::scan::{scan_plots, ScanStrategy};
+use crate::scan::{scan_plots_reading, PlotReads, ScanStrategy};
+
+mod probe;
+pub use probe::KernelRate;
+use probe::{
+    cpu_since, kernel_batch, kernel_rates, process_cpu_time, rate_all, rate_per_cpu_second,
+    sha2_batch, tape_batch, BATCH,
+};
 
 /// Rounds per probe; the best round counts.
 const PROBE_ROUNDS: usize = 3;
 /// Uncached proofs read about half the plot each; at most this many are timed.
 const MAX_UNCACHED_PROOFS: usize = 20;
-/// Chains per thread of the `tape_sha256::hash_chains` reference (issue 9's figure).
-const TAPE_CHAINS: usize = 16;
 
 /// How long each round of a hash-rate probe runs (shorter for tiny smoke-test plots).
 fn probe_time(leaf_count: u64) -> Duration {
@@ -131,8 +136,14 @@ pub struct BenchReport {
     pub disk_read_bytes_per_s: f64,
     /// Full scan of the page-cached plot.
     pub scan_warm_leaves_per_s: f64,
-    /// Full scan of the plot evicted from the page cache.
+    /// Full scan of the plot evicted from the page cache, read direct as the daemon reads
+    /// farms larger than half the RAM ([`PlotReads::Auto`]).
     pub scan_cold_leaves_per_s: f64,
+    /// CPU time (all threads) of that scan.
+    pub scan_cold_cpu: Option<Duration>,
+    /// Full scan of the plot evicted from the page cache, read through it (as a farm that
+    /// fits in memory is read on its first scan).
+    pub scan_cold_cached_leaves_per_s: f64,
     /// Building the default Merkle cache from the (page-cached) plot.
     pub cache_build_leaves_per_s: f64,
     /// Full check with the key (every leaf regenerated, root recomputed).
@@ -220,6 +231,9 @@ impl BenchReport {
             "scan_cold_leaves_per_s": self.scan_cold_leaves_per_s,
             "scan_cold_bound_leaves_per_s": self.scan_cold_bound(),
             "scan_cold_ratio": ratio(self.scan_cold_leaves_per_s, self.scan_cold_bound()),
+            "scan_cold_cpu_seconds": self.scan_cold_cpu.map(|d| d.as_secs_f64()),
+            "scan_cold_cached_leaves_per_s": self.scan_cold_cached_leaves_per_s,
+            "scan_cold_cached_ratio": ratio(self.scan_cold_cached_leaves_per_s, self.scan_cold_bound()),
             "cache_build_leaves_per_s": self.cache_build_leaves_per_s,
             "check_full_leaves_per_s": self.check_full_leaves_per_s,
             "cache_start_level": self.cache_start_level,
@@ -337,6 +351,18 @@ impl fmt::Display for BenchReport {
             m(self.scan_cold_leaves_per_s),
             m(self.scan_cold_bound()),
             pct(self.scan_cold_leaves_per_s, self.scan_cold_bound())
+        )?;
+        if let Some(cpu) = self.scan_cold_cpu {
+            writeln!(
+                f,
+                "  cpu {cpu:.2?}; direct reads (a farm larger than half the RAM)"
+            )?;
+        }
+        writeln!(
+            f,
+            "  through the page cache {:>9.2} M leaves/s   ratio {:.0}%",
+            m(self.scan_cold_cached_leaves_per_s),
+            pct(self.scan_cold_cached_leaves_per_s, self.scan_cold_bound())
         )?;
         writeln!(
             f,
@@ -483,16 +509,31 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
 
     let plot = PlotFile::open(&path)?;
     let challenge: [u8; 32] = rng.gen();
-    let full_scan = || {
+    let scan = |reads| {
         let started = Instant::now();
-        let outcome = scan_plots(&[&plot], &challenge, &ScanStrategy::Full, None, &never);
+        let outcome = scan_plots_reading(
+            &[&plot],
+            &challenge,
+            &ScanStrategy::Full,
+            None,
+            &never,
+            &AtomicU64::new(0),
+            reads,
+        );
         outcome.leaves_scanned as f64 / started.elapsed().as_secs_f64().max(1e-9)
     };
-    // Cold first: evicted, read raw once for the disk rate, evicted again, scanned.
+    let full_scan = || scan(PlotReads::PageCache);
+    // Cold first: evicted, read raw once for the disk rate, evicted again, scanned the way
+    // the daemon scans a farm larger than the page cache (direct reads); then evicted and
+    // scanned through the page cache.
     plot.evict_from_page_cache();
     let disk_read_bytes_per_s = read_rate(&path)?;
     plot.evict_from_page_cache();
-    let scan_cold_leaves_per_s = pool.install(full_scan);
+    let before = process_cpu_time();
+    let scan_cold_leaves_per_s = pool.install(|| scan(PlotReads::Direct));
+    let scan_cold_cpu = cpu_since(before);
+    plot.evict_from_page_cache();
+    let scan_cold_cached_leaves_per_s = pool.install(full_scan);
     // Warm: the first pass makes every page resident, the best of the next ones counts.
     let mut scan_warm_leaves_per_s = 0f64;
     let mut scan_warm_cpu = None;
@@ -582,6 +623,8 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
         disk_read_bytes_per_s,
         scan_warm_leaves_per_s,
         scan_cold_leaves_per_s,
+        scan_cold_cpu,
+        scan_cold_cached_leaves_per_s,
         cache_build_leaves_per_s,
         check_full_leaves_per_s,
         cache_start_level: cache.as_ref().map(|c| c.start_level),
@@ -632,143 +675,6 @@ fn read_rate(path: &Path) -> Result<f64, BenchError> {
         total += n as u64;
     }
     Ok(total as f64 / started.elapsed().as_secs_f64().max(1e-9))
-}
-
-/// Compressions per batch of a rate probe.
-const BATCH: u64 = 8_192;
-
-/// `BATCH` independent one-block compressions through `sha2::compress256`, one at a time.
-fn sha2_batch(seed: u64) -> u8 {
-    let mut block = [0u8; 64];
-    let mut acc = 0u32;
-    for i in 0..BATCH {
-        block[..8].copy_from_slice(&(seed ^ i).to_le_bytes());
-        let mut state = IV;
-        sha2::compress256(
-            &mut state,
-            std::slice::from_ref(GenericArray::from_slice(&block)),
-        );
-        acc ^= state[0];
-    }
-    acc as u8
-}
-
-/// `BATCH` compressions of the active backend's leaf kernel (one full compression each).
-fn kernel_batch(seed: u64) -> u8 {
-    let mut out = [[0u8; 32]; 256];
-    let mid = [seed as u32; 8];
-    let mut acc = 0u8;
-    for i in 0..BATCH / 256 {
-        Kernels::active().leaves(&mid, seed.wrapping_add(i * 256), &mut out);
-        acc ^= out[255][0];
-    }
-    acc
-}
-
-/// `BATCH` links (one compression each) of `tape_sha256::hash_chains`, 16 chains.
-fn tape_batch(seed: u64) -> u8 {
-    let seeds: [[u8; 32]; TAPE_CHAINS] = std::array::from_fn(|i| [(seed as u8) ^ i as u8; 32]);
-    let lens = [BATCH / TAPE_CHAINS as u64; TAPE_CHAINS];
-    let mut out = [[0u8; 32]; TAPE_CHAINS];
-    tape_sha256::hash_chains(&seeds, &lens, &mut out);
-    out[0][0]
-}
-
-/// User + system CPU time of this process so far, all threads (Linux `/proc/self/stat`,
-/// in `USER_HZ` = 100 ticks per second); `None` elsewhere.
-fn process_cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(Duration::from_millis((utime + stime) * 10))
-}
-
-fn cpu_since(before: Option<Duration>) -> Option<Duration> {
-    Some(process_cpu_time()?.saturating_sub(before?))
-}
-
-/// One shape on one backend, one thread ([`BenchReport::kernel_rates`]).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct KernelRate {
-    /// The shape.
-    pub shape: Shape,
-    /// The backend.
-    pub backend: Backend,
-    /// SHA-256 compressions per second of CPU time.
-    pub compressions_per_cpu_s: f64,
-}
-
-/// Every shape on every available backend, `probe / 4` each (empty where the OS does not
-/// report thread CPU time).
-fn kernel_rates(probe: Duration) -> Vec<KernelRate> {
-    let mut scratch = Scratch::default();
-    let mut rates = Vec::new();
-    for backend in Backend::available() {
-        for shape in Shape::ALL {
-            let mut run = || {
-                shape.run(backend, &mut scratch, 1024);
-                1024 * u64::from(shape.compressions())
-            };
-            if let Some(rate) = rate_per_cpu_second(probe / 4, &mut run) {
-                rates.push(KernelRate {
-                    shape,
-                    backend,
-                    compressions_per_cpu_s: rate,
-                });
-            }
-        }
-    }
-    rates
-}
-
-/// CPU time of the calling thread (Linux `/proc/thread-self/schedstat`, nanoseconds).
-fn thread_cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let ns: u64 = stat.split_whitespace().next()?.parse().ok()?;
-    Some(Duration::from_nanos(ns))
-}
-
-/// Units of work per second of CPU time the calling thread received (`run` does some and
-/// says how many).
-fn rate_per_cpu_second(probe: Duration, run: &mut dyn FnMut() -> u64) -> Option<f64> {
-    let before = thread_cpu_time()?;
-    let started = Instant::now();
-    let mut done = 0u64;
-    while started.elapsed() < probe {
-        done += run();
-    }
-    let secs = thread_cpu_time()?.saturating_sub(before).as_secs_f64();
-    (secs > 0.0).then(|| done as f64 / secs)
-}
-
-/// Units per second of `batch` on every thread of `pool` at once.
-fn rate_all(
-    pool: &rayon::ThreadPool,
-    threads: usize,
-    probe: Duration,
-    batch: fn(u64) -> u8,
-) -> f64 {
-    let done = AtomicU64::new(0);
-    let started = Instant::now();
-    pool.scope(|s| {
-        for t in 0..threads {
-            let done = &done;
-            s.spawn(move |_| {
-                let mut sink = 0u8;
-                let mut local = 0u64;
-                while started.elapsed() < probe {
-                    sink ^= batch(local ^ (t as u64) << 40);
-                    local += BATCH;
-                }
-                std::hint::black_box(sink);
-                done.fetch_add(local, Ordering::Relaxed);
-            });
-        }
-    });
-    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
 
 #[cfg(test)]

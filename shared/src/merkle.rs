@@ -97,11 +97,16 @@ impl MerkleFolder {
                 self.push_leaf(first);
                 rest = tail;
             }
-            let mut groups = rest.chunks_exact(group);
-            for g in &mut groups {
-                self.push_node_at(GROUP_LEVEL, group_root(g), group as u64);
+            let whole = rest.len() / group * group;
+            let mut roots = [[0u8; 32]; GROUPS_PER_PASS];
+            for run in rest[..whole].chunks(group * GROUPS_PER_PASS) {
+                let roots = &mut roots[..run.len() / group];
+                group_roots(run, roots);
+                for root in roots.iter() {
+                    self.push_node_at(GROUP_LEVEL, *root, group as u64);
+                }
             }
-            rest = groups.remainder();
+            rest = &rest[whole..];
         }
         for leaf in rest {
             self.push_leaf(leaf);
@@ -202,20 +207,26 @@ impl MerkleFolder {
 /// Level of the groups [`MerkleFolder::push_leaves`] folds locally (64 leaves).
 const GROUP_LEVEL: u32 = 6;
 
-/// The level-6 node of 64 leaves (a full aligned group: no padding inside): the leaf-node
-/// kernel over all 64, then the internal-node kernel level by level ([`crate::kernel`]).
-fn group_root(leaves: &[[u8; 32]]) -> Hash32 {
-    let backend = Kernels::active();
-    let mut nodes = [[0u8; 32]; 64];
-    backend.leaf_nodes(leaves, &mut nodes);
-    let mut parents = [[0u8; 32]; 32];
-    let mut len = 64;
-    while len > 1 {
-        backend.internal_nodes(&nodes[..len], &mut parents[..len / 2]);
+/// Groups folded side by side in one pass: every level down to the group roots then has at
+/// least 16 nodes, so each kernel call fills all 16 lanes of the widest backend.
+const GROUPS_PER_PASS: usize = 16;
+
+/// The level-6 nodes of consecutive full aligned groups of 64 leaves (`leaves.len() =
+/// 64 × out.len()`, at most [`GROUPS_PER_PASS`] groups; no padding inside): the leaf-node
+/// kernel over all of them, then the internal-node kernel level by level across the groups
+/// (level k of consecutive aligned groups is one contiguous run of pairs).
+fn group_roots(leaves: &[[u8; 32]], out: &mut [Hash32]) {
+    let kernels = Kernels::active();
+    let mut nodes = [[0u8; 32]; 64 * GROUPS_PER_PASS];
+    let mut parents = [[0u8; 32]; 32 * GROUPS_PER_PASS];
+    let mut len = leaves.len();
+    kernels.leaf_nodes(leaves, &mut nodes[..len]);
+    while len > out.len() {
+        kernels.internal_nodes(&nodes[..len], &mut parents[..len / 2]);
         nodes[..len / 2].copy_from_slice(&parents[..len / 2]);
         len /= 2;
     }
-    nodes[0]
+    out.copy_from_slice(&nodes[..len]);
 }
 
 /// The level-`level` node over `leaves`, an aligned run of at most `2^level` leaves folded
@@ -406,9 +417,10 @@ mod tests {
 
     #[test]
     fn grouped_pushes_equal_single_pushes() {
-        let leaves: Vec<[u8; 32]> = (0..300u64).map(|i| sha256(&i.to_le_bytes())).collect();
-        for split in [0usize, 1, 63, 64, 65, 130, 299, 300] {
-            for from in [1u32, 6, 7] {
+        // Over 2 × 16 groups: full passes of 16 groups, a partial pass, and a tail.
+        let leaves: Vec<[u8; 32]> = (0..2600u64).map(|i| sha256(&i.to_le_bytes())).collect();
+        for split in [0usize, 1, 63, 64, 65, 130, 1024, 1100, 2599, 2600] {
+            for from in [1u32, 6, 7, 11] {
                 let mut one = MerkleFolder::with_capture(from);
                 leaves.iter().for_each(|l| one.push_leaf(l));
                 let mut many = MerkleFolder::with_capture(from);

@@ -7,10 +7,12 @@
 //!
 //! Reading: plots are read with positioned reads, never mapped (a shrinking file is an
 //! error on that plot, not a crash: [`PlotScanStats::error`]). For `full` and `deadline`,
-//! one reader thread per device (`st_dev`) reads its plots in file order in 4 MiB chunks,
-//! with kernel read-ahead asked for ahead of it, and hands the chunks to every hashing
-//! thread of the pool through a bounded queue: the disk streams while the cores hash, and
-//! two plots on one disk never compete for its head. Sampling strategies read only the
+//! one reader thread per device (`st_dev`) reads its plots in file order and hands the
+//! chunks to every hashing thread of the pool through a bounded queue: the disk streams
+//! while the cores hash, and two plots on one disk never compete for its head. A farm that
+//! fits in memory is read through the page cache in 512 KiB chunks with kernel read-ahead
+//! asked for 8 MiB ahead; one larger than half the RAM, which the cache cannot hold anyway,
+//! is read with 4 MiB direct reads ([`PlotReads`], `direct.rs`). Sampling strategies read only the
 //! leaves they score, in work items that all threads pull from one queue. A deadline stops
 //! the scan with the best found so far; the cancel flag is checked between chunks.
 //!
@@ -30,12 +32,20 @@ use crate::hash::Hash32;
 use crate::kernel::{Kernels, ScoreContext};
 use crate::plot::{PlotError, PlotFile};
 
+mod direct;
+pub use direct::PlotReads;
+use direct::{ChunkBuf, DirectFile};
+
 /// Strategy positions per work item of the sampling strategies.
 const ITEM_LEN: u64 = 1 << 14;
-/// Leaves per sequential read of a full scan: 128 Ki leaves = 4 MiB.
-const CHUNK_LEN: u64 = 1 << 17;
-/// How far ahead of its position a reader asks the kernel to read (in chunks).
-const READ_AHEAD_CHUNKS: u64 = 2;
+/// Leaves per read of a full scan through the page cache: 16 Ki leaves = 512 KiB, so that
+/// the buffers in flight stay in the CPU caches between the reader's copy and the hashing
+/// (measured: 4 MiB reads cost about 10 % more CPU per leaf on the warm scan).
+const CACHED_CHUNK_LEN: u64 = 1 << 14;
+/// Leaves per direct read: 128 Ki leaves = 4 MiB, one large request for the device.
+const DIRECT_CHUNK_LEN: u64 = 1 << 17;
+/// How far ahead of its position a reader asks the kernel to read, in leaves (8 MiB).
+const READ_AHEAD_LEN: u64 = 1 << 18;
 /// Scores per kernel call.
 const SCORE_BATCH: usize = 256;
 
@@ -237,7 +247,31 @@ pub fn scan_plots_observed(
     cancel: &AtomicBool,
     progress: &AtomicU64,
 ) -> ScanOutcome {
+    scan_plots_reading(
+        plots,
+        challenge,
+        strategy,
+        deadline,
+        cancel,
+        progress,
+        PlotReads::Auto,
+    )
+}
+
+/// [`scan_plots_observed`] with the way full and deadline scans read their plots chosen
+/// by the caller (the others read only the leaves they score, through the page cache).
+pub fn scan_plots_reading(
+    plots: &[&PlotFile],
+    challenge: &Hash32,
+    strategy: &ScanStrategy,
+    deadline: Option<Instant>,
+    cancel: &AtomicBool,
+    progress: &AtomicU64,
+    reads: PlotReads,
+) -> ScanOutcome {
+    let bytes = plots.iter().map(|p| p.leaf_count() * 32).sum();
     let shared = Shared {
+        direct: reads.direct_for(bytes),
         plots,
         progress,
         ctx: ScoreContext::new(challenge),
@@ -267,6 +301,8 @@ struct Shared<'a> {
     progress: &'a AtomicU64,
     ctx: ScoreContext,
     kernels: Kernels,
+    /// Full scans read direct ([`PlotReads`]).
+    direct: bool,
     strategy: ScanStrategy,
     deadline: Option<Instant>,
     cancel: &'a AtomicBool,
@@ -391,7 +427,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct ReadChunk {
     plot: usize,
     first: u64,
-    leaves: Vec<[u8; 32]>,
+    leaves: ChunkBuf,
 }
 
 /// Full and deadline scans: one reader per device, every pool thread hashing. Returns
@@ -412,10 +448,10 @@ fn sequential_scan(shared: &Shared<'_>) -> bool {
     }
     let hashers = rayon::current_num_threads().max(1);
     let buffers = 2 * hashers + 2 * devices.len();
-    let (free_tx, free_rx) = mpsc::channel::<Vec<[u8; 32]>>();
+    let (free_tx, free_rx) = mpsc::channel::<ChunkBuf>();
     for _ in 0..buffers {
         // Allocated lazily by the readers (a small plot needs only one short buffer).
-        let _ = free_tx.send(Vec::new());
+        let _ = free_tx.send(ChunkBuf::default());
     }
     let free_rx = Mutex::new(free_rx);
     let (work_tx, work_rx) = mpsc::channel::<ReadChunk>();
@@ -440,8 +476,9 @@ fn sequential_scan(shared: &Shared<'_>) -> bool {
                     stop.store(true, Ordering::Relaxed);
                 }
                 if !stop.load(Ordering::Relaxed) {
-                    let best = score_run(shared, chunk.first, &chunk.leaves, &mut scores);
-                    shared.done(chunk.plot, chunk.leaves.len() as u64, best, &mut local);
+                    let leaves = chunk.leaves.leaves();
+                    let best = score_run(shared, chunk.first, leaves, &mut scores);
+                    shared.done(chunk.plot, leaves.len() as u64, best, &mut local);
                 }
                 // Back to the readers (they may be waiting for it).
                 let _ = free_tx.send(chunk.leaves);
@@ -467,15 +504,22 @@ fn sequential_scan(shared: &Shared<'_>) -> bool {
 fn read_plots(
     shared: &Shared<'_>,
     list: &[usize],
-    free: &Mutex<mpsc::Receiver<Vec<[u8; 32]>>>,
+    free: &Mutex<mpsc::Receiver<ChunkBuf>>,
     work: &mpsc::Sender<ReadChunk>,
     stop: &AtomicBool,
 ) {
     for &p in list {
         let plot = shared.plots[p];
         let n = plot.leaf_count();
-        plot.advise_sequential();
-        plot.advise_willneed(0..READ_AHEAD_CHUNKS * CHUNK_LEN);
+        let mut direct = if shared.direct {
+            DirectFile::open(plot)
+        } else {
+            None
+        };
+        if direct.is_none() {
+            plot.advise_sequential();
+            plot.advise_willneed(0..READ_AHEAD_LEN);
+        }
         let mut first = 0;
         while first < n {
             if stop.load(Ordering::Relaxed) || shared.should_stop() {
@@ -485,11 +529,28 @@ fn read_plots(
             let Ok(mut buf) = lock(free).recv() else {
                 return;
             };
-            let end = (first + CHUNK_LEN).min(n);
-            // Keep the kernel's read-ahead a window in front of this read.
-            let ahead = end + (READ_AHEAD_CHUNKS - 1) * CHUNK_LEN;
-            plot.advise_willneed(ahead..ahead + CHUNK_LEN);
-            if let Err(e) = plot.read_range(first..end, &mut buf) {
+            let chunk_len = if direct.is_some() {
+                DIRECT_CHUNK_LEN
+            } else {
+                CACHED_CHUNK_LEN
+            };
+            let end = (first + chunk_len).min(n);
+            let mut read = direct.as_ref().map(|d| d.read(plot, first..end, &mut buf));
+            if read
+                .as_ref()
+                .is_some_and(|r| r.as_ref().is_err_and(direct::is_unsupported))
+            {
+                // The filesystem refused the direct read: the page cache from here on.
+                direct = None;
+                read = None;
+            }
+            let read = read.unwrap_or_else(|| {
+                // Keep the kernel's read-ahead a window in front of this read.
+                let ahead = first + READ_AHEAD_LEN;
+                plot.advise_willneed(ahead..ahead + chunk_len);
+                buf.read_cached(plot, first..end)
+            });
+            if let Err(e) = read {
                 shared.fail(p, &e);
                 break;
             }

@@ -2,7 +2,7 @@
 //! implementation and the known answers, loading, proofs, scanning and checking.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
@@ -14,7 +14,7 @@ use spacetime::plot::{
     HEADER_LEN,
 };
 use spacetime::prove::{build_proof, ProveError};
-use spacetime::scan::{scan_plots, score, ScanStrategy};
+use spacetime::scan::{scan_plots, scan_plots_reading, score, PlotReads, ScanStrategy};
 
 fn vectors() -> serde_json::Value {
     serde_json::from_str(include_str!("../testdata/vectors.json")).unwrap()
@@ -561,6 +561,24 @@ fn scans_find_the_naive_best_for_every_strategy() {
         assert_eq!(outcome.leaves_scanned, indices.len() as u64);
         assert_eq!(outcome.per_plot[0].leaves_scanned, indices.len() as u64);
         assert!(!outcome.timed_out && !outcome.cancelled);
+        // Direct reads (farms larger than the page cache) find the same leaf: the plot's
+        // leaves start at byte 121, so every chunk is an unaligned span of aligned reads.
+        for reads in [PlotReads::Direct, PlotReads::PageCache] {
+            let again = scan_plots_reading(
+                &[&plot],
+                &challenge,
+                strategy,
+                None,
+                &never(),
+                &AtomicU64::new(0),
+                reads,
+            );
+            assert_eq!(
+                (again.best, again.leaves_scanned),
+                (outcome.best, outcome.leaves_scanned),
+                "{strategy:?} {reads:?}"
+            );
+        }
     }
 }
 
@@ -753,6 +771,20 @@ fn a_plot_truncated_after_open_is_a_read_error_never_a_crash() {
         ScanStrategy::Sampling { samples: 1000 },
     ] {
         let outcome = scan_plots(&[&victim, &other], &[3; 32], &strategy, None, &never());
+        let direct = scan_plots_reading(
+            &[&victim, &other],
+            &[3; 32],
+            &strategy,
+            None,
+            &never(),
+            &AtomicU64::new(0),
+            PlotReads::Direct,
+        );
+        assert!(
+            direct.per_plot[0].error.is_some(),
+            "{strategy}: direct reads"
+        );
+        assert_eq!(direct.best, outcome.best, "{strategy}: direct reads");
         let err = outcome.per_plot[0].error.as_deref().expect("victim fails");
         assert!(err.contains("victim.plot"), "{strategy}: {err}");
         assert!(outcome.per_plot[0].best.is_none(), "{strategy}");

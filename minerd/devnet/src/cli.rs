@@ -45,7 +45,9 @@ pub struct DevnetNodeArgs {
     /// Adjust the difficulty every N blocks (new chains)
     #[arg(long, default_value_t = 100, value_name = "N")]
     pub adjustment_interval: u64,
-    /// Most simultaneous connections; more are refused with "too many peers"
+    /// Most simultaneous connections; when full, a new one takes the place of a connection
+    /// stuck in its handshake or of a long-idle peer (--idle-peer-seconds), or is refused
+    /// with "too many peers"
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub max_peers: usize,
     /// Most simultaneous connections from one IP address; more are refused with

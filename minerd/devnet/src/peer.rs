@@ -204,6 +204,7 @@ pub(crate) async fn serve(
     let (mut reader, wr) = Connection::new(stream, cfg.max_frame_length).into_split();
     let (tx, rx) = mpsc::channel::<Frame>(cfg.outbound_queue);
     let cancel = shutdown.child_token();
+    shared.lock().track_handshake(id, addr, cancel.clone());
     let writer = tokio::spawn(write_loop(wr, rx, cancel.clone()));
     let end = session(&shared, &mut reader, &tx, id, addr, &cancel).await;
     shared.lock().unregister(id);

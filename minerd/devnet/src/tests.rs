@@ -932,3 +932,37 @@ async fn blocks_no_longer_in_memory_are_served_from_the_chain_file() {
     token.cancel();
     node.wait().await.unwrap();
 }
+
+/// Connections that open and never finish their handshake (from several addresses, each
+/// under its cap) held every slot until their handshake timeout, again and again. When
+/// the node is full, one stuck in its handshake for over a second makes room first.
+#[tokio::test]
+async fn a_connection_stuck_in_its_handshake_makes_room_for_a_new_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path(), 10_000);
+    cfg.max_peers = 2;
+    cfg.handshake_timeout = Duration::from_secs(30);
+    let (node, token) = node(cfg).await;
+    let mut stuck = Vec::new();
+    for host in [2, 3] {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(std::net::SocketAddr::from(([127, 0, 0, host], 0)))
+            .unwrap();
+        stuck.push(Client::from_stream(
+            socket.connect(node.local_addr()).await.unwrap(),
+        ));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while node.status().connections < 2 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(super::state::HANDSHAKE_GRACE + Duration::from_millis(100)).await;
+    let (_fresh, _) = Client::handshaken(node.local_addr(), NET).await;
+    // The first stuck connection went; the other one is next in line.
+    stuck[0].until_closed().await;
+    assert!(node.status().connections <= 2);
+    token.cancel();
+    node.wait().await.unwrap();
+}

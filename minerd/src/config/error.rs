@@ -116,6 +116,17 @@ pub enum ConfigError {
         /// Where the two values came from.
         origins: String,
     },
+    /// Two entries of `plotDirectories` are one directory (found at start, once they exist).
+    #[error(
+        "`plotDirectories` lists one directory twice: {first} and {second} are the same \
+         directory (a link or a bind mount); list it once"
+    )]
+    SameDirectory {
+        /// The first name.
+        first: PathBuf,
+        /// The other name.
+        second: PathBuf,
+    },
     /// No home directory to derive `~/.spacetime` from.
     #[error("HOME is not set: set it or pass --data-dir")]
     NoHome,

@@ -83,6 +83,24 @@ impl DiskInfo {
     }
 }
 
+/// The first two of `dirs` that are one directory under two names (a link, a bind mount:
+/// same device and inode), if any. Directories that cannot be inspected are skipped (the
+/// directory scan reports them).
+pub fn same_directory(dirs: &PlotDirs) -> Option<(PathBuf, PathBuf)> {
+    let mut seen: Vec<((u64, u64), &PathBuf)> = Vec::new();
+    for d in dirs.as_slice() {
+        let Ok(m) = std::fs::metadata(d) else {
+            continue;
+        };
+        let id = (m.dev(), m.ino());
+        if let Some((_, first)) = seen.iter().find(|(s, _)| *s == id) {
+            return Some(((*first).clone(), d.clone()));
+        }
+        seen.push((id, d));
+    }
+    None
+}
+
 /// One plot directory's totals, for the status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirSummary {
@@ -327,6 +345,25 @@ mod tests {
         );
         let scanned: Vec<u64> = got.iter().map(|s| s.leaves_scanned).collect();
         assert_eq!(scanned, [4, 7, 2]);
+    }
+
+    #[test]
+    fn one_directory_under_two_names_is_found() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let link = t.path().join("link-to-a");
+        std::os::unix::fs::symlink(&a, &link).unwrap();
+        assert_eq!(same_directory(&vec![a.clone(), b.clone()].into()), None);
+        assert_eq!(
+            same_directory(&vec![a.clone(), b.clone(), link.clone()].into()),
+            Some((a.clone(), link))
+        );
+        assert_eq!(
+            same_directory(&vec![a.clone(), a.join("."), t.path().join("gone")].into()),
+            Some((a.clone(), a.join(".")))
+        );
     }
 
     #[test]

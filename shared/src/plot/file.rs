@@ -187,6 +187,11 @@ impl PlotFile {
         let _ = rustix::fs::fadvise(&self.file, 0, None, rustix::fs::Advice::Sequential);
     }
 
+    /// The open file (full scans reopen it for direct reads).
+    pub(crate) fn as_file(&self) -> &File {
+        &self.file
+    }
+
     /// Ask the kernel to drop the file's cached pages (the benchmark's cold scan).
     pub fn evict_from_page_cache(&self) {
         let _ = rustix::fs::fadvise(&self.file, 0, None, rustix::fs::Advice::DontNeed);

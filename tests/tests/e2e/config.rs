@@ -169,3 +169,28 @@ fn configuration_flags_are_not_offered_where_they_mean_nothing() {
     let out = home.minerd_output(&["devnet-node", "--devnet"], &[]);
     assert_eq!(out.status.code(), Some(64), "{out:?}");
 }
+
+#[test]
+fn plot_directories_given_twice_or_in_both_spellings_are_refused() {
+    // Both spellings in the file: which one was meant cannot be told.
+    let home = with_yaml("plotDirectory: /tmp/a\nplotDirectories: [/tmp/b]\n");
+    fails_with_64(
+        &home,
+        &[],
+        &[],
+        &["`plotDirectory` and `plotDirectories` are both set", "miner.yaml"],
+    );
+    // One directory under two names (a link): found at start, before anything runs.
+    let home = Home::new().unwrap();
+    let real = home.path().join("disk");
+    std::fs::create_dir_all(&real).unwrap();
+    let link = home.path().join("disk-link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let list = format!("{}:{}", real.display(), link.display());
+    fails_with_64(
+        &home,
+        &[],
+        &[("SPACETIME_MINER_PLOT_DIRECTORIES", &list)],
+        &["lists one directory twice", "disk-link"],
+    );
+}

@@ -38,6 +38,8 @@ use super::mempool::{Mempool, MempoolError};
 use super::now_unix_ms;
 
 pub(crate) use check::{check_block, CheckedBlock, PendingBlock};
+#[cfg(test)]
+pub(crate) use peers::HANDSHAKE_GRACE;
 pub(crate) use peers::{Frame, PeerLink, Peers};
 
 /// Everything the tasks of one node share.
@@ -275,8 +277,19 @@ impl NodeState {
         self.peers.unregister(id);
     }
 
-    /// Drops the handshaken peer idle the longest, if it sent nothing useful for at least
-    /// `idle_after` (see [`Peers::evict_idle`]).
+    /// Notes a connection that has not completed its handshake (it can be dropped to make
+    /// room, see [`Peers::evict_idle`]).
+    pub fn track_handshake(
+        &mut self,
+        id: PeerId,
+        addr: SocketAddr,
+        cancel: tokio_util::sync::CancellationToken,
+    ) {
+        self.peers.track_handshake(id, addr, cancel);
+    }
+
+    /// Drops a connection stuck in its handshake, or the handshaken peer idle the longest
+    /// if it sent nothing useful for at least `idle_after` (see [`Peers::evict_idle`]).
     pub fn evict_idle_peer(
         &mut self,
         idle_after: std::time::Duration,

@@ -2,7 +2,8 @@
 //! bounded outbound queue, and a peer whose queue is full is dropped, never waited for.
 //! Each peer also has the time it last sent something useful (a proof, a block or a
 //! transaction the node took; its handshake counts as one), so that a full node can drop
-//! the peer idle the longest to make room (decisions R8).
+//! the peer idle the longest to make room (decisions R8); connections still in their
+//! handshake are tracked too, and one stuck there goes first.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -31,10 +32,23 @@ pub(crate) struct PeerLink {
     pub useful_at: Instant,
 }
 
-/// The connected peers, by id.
+/// A connection still in its handshake: where from, since when, and how to drop it.
+#[derive(Debug)]
+struct Handshaking {
+    addr: SocketAddr,
+    since: Instant,
+    cancel: CancellationToken,
+}
+
+/// A handshake this old is the first to go when the node is full: an honest peer finishes
+/// it in milliseconds.
+pub(crate) const HANDSHAKE_GRACE: Duration = Duration::from_secs(1);
+
+/// The connected peers, by id, and the connections still in their handshake.
 #[derive(Debug)]
 pub(crate) struct Peers {
     links: HashMap<PeerId, PeerLink>,
+    handshaking: HashMap<PeerId, Handshaking>,
     max_frame_length: u32,
 }
 
@@ -43,6 +57,7 @@ impl Peers {
     pub fn new(max_frame_length: u32) -> Self {
         Self {
             links: HashMap::new(),
+            handshaking: HashMap::new(),
             max_frame_length,
         }
     }
@@ -52,8 +67,22 @@ impl Peers {
         self.links.len()
     }
 
+    /// Notes a new connection that has not completed its handshake yet.
+    pub fn track_handshake(&mut self, id: PeerId, addr: SocketAddr, cancel: CancellationToken) {
+        let since = Instant::now();
+        self.handshaking.insert(
+            id,
+            Handshaking {
+                addr,
+                since,
+                cancel,
+            },
+        );
+    }
+
     /// Adds a peer after queueing `first` for it (a peer that cannot take it is dropped).
     pub fn register(&mut self, id: PeerId, link: PeerLink, first: &Message) {
+        self.handshaking.remove(&id);
         let frame = Arc::new(first.encode());
         if link.tx.try_send(frame).is_err() {
             link.cancel.cancel();
@@ -69,11 +98,22 @@ impl Peers {
         }
     }
 
-    /// Drops the peer that sent nothing useful for the longest, if that is at least
-    /// `idle_after`: cancels its connection and removes it; returns its address and idle
-    /// time.
+    /// Drops a connection to make room: the oldest one still in its handshake after
+    /// [`HANDSHAKE_GRACE`], else the peer that sent nothing useful for the longest, if that
+    /// is at least `idle_after`. Cancels its connection and forgets it; returns its address
+    /// and how long it was idle.
     pub fn evict_idle(&mut self, idle_after: Duration) -> Option<(SocketAddr, Duration)> {
         let now = Instant::now();
+        let stalled = self
+            .handshaking
+            .iter()
+            .filter(|(_, h)| now.saturating_duration_since(h.since) >= HANDSHAKE_GRACE)
+            .min_by_key(|(id, h)| (h.since, **id))
+            .map(|(&id, _)| id);
+        if let Some(h) = stalled.and_then(|id| self.handshaking.remove(&id)) {
+            h.cancel.cancel();
+            return Some((h.addr, now.saturating_duration_since(h.since)));
+        }
         let (&id, link) = self
             .links
             .iter()
@@ -88,6 +128,7 @@ impl Peers {
     /// Removes a peer (its connection ended).
     pub fn unregister(&mut self, id: PeerId) {
         self.links.remove(&id);
+        self.handshaking.remove(&id);
     }
 
     /// Queues `message` for every peer but `except`. A peer whose queue is full is too slow:
