@@ -178,7 +178,10 @@ fn plot_directories_given_twice_or_in_both_spellings_are_refused() {
         &home,
         &[],
         &[],
-        &["`plotDirectory` and `plotDirectories` are both set", "miner.yaml"],
+        &[
+            "`plotDirectory` and `plotDirectories` are both set",
+            "miner.yaml",
+        ],
     );
     // One directory under two names (a link): found at start, before anything runs.
     let home = Home::new().unwrap();
