@@ -17,65 +17,42 @@ const SOCKET_ENV: &str = "SPACETIME_MINER_CONTROL_SOCKET";
 
 const HEADING: &str = "Connection options";
 
-/// Options that say which daemon to talk to (global: accepted before or after the command).
+/// Options that say which daemon to talk to (global: accepted before or after the command),
+/// shown under their own heading.
 #[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = HEADING)]
 pub struct ConnArgs {
     /// The daemon's configuration file (miner.yaml), read as minerd reads it to find the
     /// socket, token file and data directory [env: SPACETIME_MINER_CONFIG] [default:
     /// <data dir>/miner.yaml]
-    #[arg(
-        short = 'c',
-        long,
-        global = true,
-        value_name = "PATH",
-        help_heading = HEADING
-    )]
+    #[arg(short = 'c', long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// The daemon's data directory (key dataDirectory) [env: SPACETIME_MINER_DATA_DIRECTORY]
     /// [default: ~/.spacetime]
-    #[arg(long, global = true, value_name = "DIR", help_heading = HEADING)]
+    #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// The daemon's control socket (key controlSocket) [env: SPACETIME_MINER_CONTROL_SOCKET]
     /// [default: <data dir>/minerd.sock]
-    #[arg(long, global = true, value_name = "PATH", help_heading = HEADING)]
+    #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<PathBuf>,
     /// Connect over TCP instead, to HOST:PORT (the daemon's listenTcp)
     #[arg(
         long,
         global = true,
         value_name = "HOST:PORT",
-        conflicts_with = "socket",
-        help_heading = HEADING
+        conflicts_with = "socket"
     )]
     pub tcp: Option<String>,
     /// Bearer token file for --tcp (key tokenFile) [default: <data dir>/minerd.token]
-    #[arg(
-        long,
-        global = true,
-        value_name = "PATH",
-        requires = "tcp",
-        help_heading = HEADING
-    )]
+    #[arg(long, global = true, value_name = "PATH", requires = "tcp")]
     pub token_file: Option<PathBuf>,
     /// Speak TLS to --tcp, trusting the PEM certificate(s) in PATH: the daemon's own
     /// self-signed certificate (from `minerd tls-init`) or the CA that issued it [default:
     /// the daemon's tlsCertFile when its configuration sets one, else plaintext]
-    #[arg(
-        long,
-        global = true,
-        value_name = "PATH",
-        requires = "tcp",
-        help_heading = HEADING
-    )]
+    #[arg(long, global = true, value_name = "PATH", requires = "tcp")]
     pub tls_ca: Option<PathBuf>,
     /// Verify the daemon's certificate against NAME instead of the host of --tcp
-    #[arg(
-        long,
-        global = true,
-        value_name = "NAME",
-        requires = "tcp",
-        help_heading = HEADING
-    )]
+    #[arg(long, global = true, value_name = "NAME", requires = "tcp")]
     pub tls_server_name: Option<String>,
 }
 

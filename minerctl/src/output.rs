@@ -39,6 +39,25 @@ pub fn print_json_line(v: &Value) {
     crate::outln!("{v}");
 }
 
+/// What a read command prints: with `--json` the value `to_json` builds, pretty-printed;
+/// otherwise the text `to_text` builds.
+pub fn print_json_or_text(
+    json: bool,
+    to_json: impl FnOnce() -> Value,
+    to_text: impl FnOnce() -> String,
+) {
+    if json {
+        print_json(&to_json());
+    } else {
+        crate::out!("{}", to_text());
+    }
+}
+
+/// A JSON array of `items`, each rendered by `item`.
+pub fn json_array<T>(items: &[T], item: impl Fn(&T) -> Value) -> Value {
+    Value::Array(items.iter().map(item).collect())
+}
+
 /// `1.5 GiB`-style sizes.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -45,6 +45,8 @@ pub struct MiningContext {
     pub mining_enabled: watch::Receiver<bool>,
     /// The valid, de-duplicated plots to scan (lock-free; `changed()` wakes on updates).
     pub plots: FarmedPlots,
+    /// The plot jobs (the embedded devnet makes its plot through them, as the API does).
+    pub jobs: JobManager,
 }
 
 /// What mining is doing, as derived for the status.
@@ -173,6 +175,7 @@ impl Daemon {
             events: self.events.clone(),
             mining_enabled: self.mining_tx.subscribe(),
             plots: self.plots.farmed(),
+            jobs: self.jobs.clone(),
         }
     }
 

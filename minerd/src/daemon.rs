@@ -126,7 +126,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         shutdown.clone(),
     ));
 
-    let servers = crate::rpc::serve(daemon.clone(), shutdown.clone()).await?;
+    let servers = crate::rpc::serve(daemon.clone()).await?;
     let metrics = match config.metrics_address {
         Some(addr) => Some(crate::metrics::serve(addr, daemon.clone()).await?),
         None => None,

@@ -6,6 +6,9 @@
 //! - [`daemon`] starts everything ([`run`]) and drains it; it hands out [`context`]:
 //!   [`Daemon`] to the control API ([`rpc`]) and [`MiningContext`] to the mining loop
 //!   ([`mining`], which builds and drives the node link, [`node`]).
+//! - [`rpc`] holds thin handlers: requests become domain values in `rpc::convert`, work is
+//!   followed through streams the owners return (`plots::follow`), and `rpc::map_error` is
+//!   the one place a [`error::DaemonError`] becomes a status code.
 //! - [`plots`] owns the registered plots, plot jobs and cache builds; [`stats`] the status
 //!   counters; [`events`] the event feed; [`config`] the configuration; [`types`] the plot and
 //!   job vocabulary they share.

@@ -65,8 +65,9 @@ pub struct EpochInfo {
     pub received_at: SystemTime,
 }
 
-/// Mining counters since start.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Mining counters since start (camelCase fields in `counters.json`; a missing field is 0).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Counters {
     /// NewEpoch messages received.
     pub challenges_received: u64,
@@ -127,18 +128,6 @@ pub struct CountersFile {
     path: std::path::PathBuf,
 }
 
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-struct CountersJson {
-    challenges_received: u64,
-    proofs_generated: u64,
-    proofs_submitted: u64,
-    blocks_won: u64,
-    blocks_accepted: u64,
-    late_epochs: u64,
-    missed_epochs: u64,
-}
-
 impl CountersFile {
     /// The file in `data_dir`.
     pub fn in_dir(data_dir: &std::path::Path) -> Self {
@@ -158,16 +147,8 @@ impl CountersFile {
                 return Counters::default();
             }
         };
-        match serde_json::from_str::<CountersJson>(&text) {
-            Ok(j) => Counters {
-                challenges_received: j.challenges_received,
-                proofs_generated: j.proofs_generated,
-                proofs_submitted: j.proofs_submitted,
-                blocks_won: j.blocks_won,
-                blocks_accepted: j.blocks_accepted,
-                late_epochs: j.late_epochs,
-                missed_epochs: j.missed_epochs,
-            },
+        match serde_json::from_str::<Counters>(&text) {
+            Ok(c) => c,
             Err(e) => {
                 tracing::warn!(path = %self.path.display(), error = %e, "corrupt lifetime counters; starting them at zero");
                 Counters::default()
@@ -182,16 +163,7 @@ impl CountersFile {
 
     /// Writes `c` atomically.
     pub fn write(&self, c: &Counters) -> std::io::Result<()> {
-        let j = CountersJson {
-            challenges_received: c.challenges_received,
-            proofs_generated: c.proofs_generated,
-            proofs_submitted: c.proofs_submitted,
-            blocks_won: c.blocks_won,
-            blocks_accepted: c.blocks_accepted,
-            late_epochs: c.late_epochs,
-            missed_epochs: c.missed_epochs,
-        };
-        let bytes = serde_json::to_vec_pretty(&j).map_err(std::io::Error::other)?;
+        let bytes = serde_json::to_vec_pretty(c).map_err(std::io::Error::other)?;
         spacetime::atomic_file::write_atomic(&self.path, &bytes)
     }
 }

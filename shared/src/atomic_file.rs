@@ -259,14 +259,7 @@ mod tests {
     use super::crash_points::crashed;
     use super::*;
 
-    fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
+    use crate::test_support::file_names as names;
 
     #[test]
     fn a_crash_at_any_step_leaves_the_old_or_the_new_file_and_a_temporary_cleaned_at_start() {

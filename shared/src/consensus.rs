@@ -258,33 +258,23 @@ fn clamp_to_u64(value: f64, min: u64, max: u64) -> u64 {
     (value as u64).clamp(min, max)
 }
 
-/// The header fields an epoch fixes for a block built on it (decisions D5 step 3).
+/// A block to be built on an announced epoch, stamped with a time: the epoch fixes the
+/// header's parent, height (tip + 1), difficulty, epoch number and challenge (decisions D5
+/// step 3); [`BlockTemplate::build`] adds the proof, transactions and signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlockTemplate {
-    /// The tip the epoch builds on.
-    pub parent_hash: Hash32,
-    /// Tip height + 1.
-    pub height: u64,
+    /// The announcement the block answers.
+    epoch: NewEpoch,
     /// Block timestamp, unix seconds.
-    pub timestamp: u64,
-    /// The epoch's difficulty.
-    pub difficulty: u64,
-    /// The epoch number.
-    pub epoch: u64,
-    /// The epoch's challenge.
-    pub challenge: Hash32,
+    timestamp: u64,
 }
 
 impl BlockTemplate {
     /// The template of a block for the epoch a node announced, stamped `timestamp_unix`.
     pub fn for_epoch(epoch: &NewEpoch, timestamp_unix: u64) -> Self {
         Self {
-            parent_hash: epoch.tip_hash,
-            height: epoch.tip_height.saturating_add(1),
+            epoch: *epoch,
             timestamp: timestamp_unix,
-            difficulty: epoch.difficulty,
-            epoch: epoch.epoch,
-            challenge: epoch.challenge,
         }
     }
 
@@ -298,16 +288,17 @@ impl BlockTemplate {
         transactions: Vec<Transaction>,
         key: &MinerKey,
     ) -> Block {
+        let e = &self.epoch;
         let mut header = BlockHeader {
             version: BLOCK_VERSION,
-            parent_hash: self.parent_hash,
-            height: self.height,
+            parent_hash: e.tip_hash,
+            height: e.tip_height.saturating_add(1),
             timestamp: self.timestamp,
-            difficulty: self.difficulty,
-            epoch: self.epoch,
-            challenge: self.challenge,
+            difficulty: e.difficulty,
+            epoch: e.epoch,
+            challenge: e.challenge,
             plot_root,
-            proof_score: score(&self.challenge, &proof.leaf),
+            proof_score: score(&e.challenge, &proof.leaf),
             tx_root: tx_root(&transactions),
             miner_id: [0; 33],
             signature: [0; 64],
@@ -540,7 +531,7 @@ mod tests {
     use crate::hash::to_hex;
     use proptest::prelude::*;
 
-    use crate::test_vectors::vectors;
+    use crate::test_support::vectors;
 
     #[test]
     fn targets_match_vectors() {

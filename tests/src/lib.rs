@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use spacetime_proto::client::{self, MinerClient, Target};
+use spacetime_proto::pb;
 
 pub use process::ChildProcess;
 
@@ -328,6 +329,18 @@ impl Minerd {
     /// A typed client over the Unix socket.
     pub async fn client(&self) -> anyhow::Result<MinerClient> {
         Ok(client::connect(&Target::Unix(self.home.socket())).await?)
+    }
+
+    /// A typed client and its event feed, subscribed before anything else happens.
+    pub async fn client_and_events(
+        &self,
+    ) -> anyhow::Result<(MinerClient, tonic::Streaming<pb::WatchEventsResponse>)> {
+        let mut c = self.client().await?;
+        let events = c
+            .watch_events(pb::WatchEventsRequest {})
+            .await?
+            .into_inner();
+        Ok((c, events))
     }
 
     /// A raw channel over the Unix socket (health, reflection).

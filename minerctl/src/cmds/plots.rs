@@ -326,9 +326,7 @@ pub async fn list(c: &mut MinerClient, a: &ListArgs) -> CmdResult {
         .into_inner()
         .plots;
     if a.json {
-        output::print_json(&serde_json::Value::Array(
-            plots.iter().map(output::plot_json).collect(),
-        ));
+        output::print_json(&output::json_array(&plots, output::plot_json));
     } else if a.verbose && !plots.is_empty() {
         for (i, p) in plots.iter().enumerate() {
             if i > 0 {
@@ -354,20 +352,24 @@ pub struct ShowArgs {
 
 /// Shows one plot.
 pub async fn show(c: &mut MinerClient, a: &ShowArgs) -> CmdResult {
-    let plot = c
-        .get_plot(pb::GetPlotRequest {
-            plot_id: a.id.clone(),
-        })
-        .await?
-        .into_inner()
-        .plot
-        .ok_or_else(|| Failure::other("the daemon sent an empty plot"))?;
-    if a.json {
-        output::print_json(&output::plot_json(&plot));
-    } else {
-        crate::out!("{}", output::plot_detail(&plot));
-    }
+    let plot = get_plot(c, &a.id).await?;
+    output::print_json_or_text(
+        a.json,
+        || output::plot_json(&plot),
+        || output::plot_detail(&plot),
+    );
     Ok(())
+}
+
+/// The plot with this id (or unique id prefix).
+async fn get_plot(c: &mut MinerClient, id: &str) -> Result<pb::Plot, Failure> {
+    c.get_plot(pb::GetPlotRequest {
+        plot_id: id.to_owned(),
+    })
+    .await?
+    .into_inner()
+    .plot
+    .ok_or_else(|| Failure::other("the daemon sent an empty plot"))
 }
 
 /// Options of `delete-plot`.
@@ -408,14 +410,7 @@ fn removal_text(p: &pb::Plot, delete_file: bool) -> String {
 
 /// Unregisters (and optionally deletes) a plot after showing what goes and asking.
 pub async fn delete(c: &mut MinerClient, a: &DeleteArgs) -> CmdResult {
-    let plot = c
-        .get_plot(pb::GetPlotRequest {
-            plot_id: a.id.clone(),
-        })
-        .await?
-        .into_inner()
-        .plot
-        .ok_or_else(|| Failure::other("the daemon sent an empty plot"))?;
+    let plot = get_plot(c, &a.id).await?;
     if plot.state == pb::PlotState::Creating as i32 {
         return Err(Failure::usage(format!(
             "plot {} is being created; cancel its job with `minerctl cancel-job {}`",
@@ -524,11 +519,11 @@ pub async fn check(c: &mut MinerClient, a: &CheckArgs) -> CmdResult {
                 if let Some(b) = bar.take() {
                     b.finish_and_clear();
                 }
-                if a.json {
-                    output::print_json(&output::check_json(&r));
-                } else {
-                    out!("{}", output::check_text(&r));
-                }
+                output::print_json_or_text(
+                    a.json,
+                    || output::check_json(&r),
+                    || output::check_text(&r),
+                );
                 return if r.ok {
                     Ok(())
                 } else {
@@ -561,13 +556,11 @@ pub async fn jobs(c: &mut MinerClient, a: &JobsArgs) -> CmdResult {
         .await?
         .into_inner()
         .jobs;
-    if a.json {
-        output::print_json(&serde_json::Value::Array(
-            jobs.iter().map(output::job_json).collect(),
-        ));
-    } else {
-        out!("{}", output::jobs_table(&jobs));
-    }
+    output::print_json_or_text(
+        a.json,
+        || output::json_array(&jobs, output::job_json),
+        || output::jobs_table(&jobs),
+    );
     Ok(())
 }
 
@@ -591,15 +584,16 @@ pub async fn cancel(c: &mut MinerClient, a: &CancelArgs) -> CmdResult {
         .into_inner()
         .job
         .unwrap_or_default();
-    if a.json {
-        output::print_json(&output::job_json(&job));
-    } else {
-        outln!(
-            "plot job {} cancelled ({} removed)",
-            job.job_id,
-            job.file_path
-        );
-    }
+    output::print_json_or_text(
+        a.json,
+        || output::job_json(&job),
+        || {
+            format!(
+                "plot job {} cancelled ({} removed)\n",
+                job.job_id, job.file_path
+            )
+        },
+    );
     Ok(())
 }
 

@@ -23,10 +23,10 @@ pub async fn status(c: &mut MinerClient, a: &StatusArgs) -> CmdResult {
         .into_inner()
         .status
         .ok_or_else(|| Failure::other("the daemon sent an empty status"))?;
-    if a.json {
-        output::print_json(&output::status_json(&s));
-    } else {
-        crate::out!("{}", output::status_text(&s));
-    }
+    output::print_json_or_text(
+        a.json,
+        || output::status_json(&s),
+        || output::status_text(&s),
+    );
     Ok(())
 }

@@ -297,24 +297,7 @@ impl EpochCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use spacetime::block::{BlockPlotMetadata, BLOCK_VERSION};
-
-    fn header(height: u64, epoch: u64) -> BlockHeader {
-        BlockHeader {
-            version: BLOCK_VERSION,
-            parent_hash: [1; 32],
-            height,
-            timestamp: 1000,
-            difficulty: 1,
-            epoch,
-            challenge: [2; 32],
-            plot_root: [3; 32],
-            proof_score: [0; 32],
-            tx_root: [0; 32],
-            miner_id: [0xED; 33],
-            signature: [0; 64],
-        }
-    }
+    use crate::test_support::{header, unchecked_proof};
 
     fn block_with_score(first_byte: u8, nonce: u8) -> Block {
         let mut h = header(1, 1);
@@ -323,18 +306,7 @@ mod tests {
         Block {
             header: h,
             transactions: vec![],
-            proof: BlockProof {
-                leaf: [0; 32],
-                leaf_index: 0,
-                siblings: vec![],
-                sibling_is_right: vec![],
-                metadata: BlockPlotMetadata {
-                    leaf_count: 1,
-                    plot_id: [0; 32],
-                    plot_header_hash: [0; 32],
-                    version: 1,
-                },
-            },
+            proof: unchecked_proof(),
         }
     }
 

@@ -364,12 +364,13 @@ async fn run_node(
                 if refusals.len() >= MAX_REFUSALS {
                     continue;
                 }
-                // Full: the peer idle the longest makes room, if one is idle long enough.
+                // Full: a connection stuck in its handshake, or the peer idle the longest,
+                // makes room (if one is idle long enough).
                 let evicted = matches!(no, NoSlot::Full(_))
                     .then(|| shared.lock().evict_idle_peer(shared.cfg.idle_peer_after))
                     .flatten();
                 if let Some((idle, for_secs)) = evicted {
-                    tracing::info!(peer = %idle, idle_secs = for_secs.as_secs(), new_peer = %addr, "node full: dropped the peer idle the longest to make room");
+                    tracing::info!(peer = %idle, idle_secs = for_secs.as_secs(), new_peer = %addr, "node full: dropped an idle connection to make room");
                     refusals.spawn(peer::admit_after_eviction(
                         Arc::clone(&shared),
                         stream,

@@ -167,7 +167,8 @@ impl Mempool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use spacetime::block::{Block, BlockHeader, BlockPlotMetadata, BlockProof};
+    use crate::test_support::{header, unchecked_proof};
+    use spacetime::block::Block;
 
     fn tx(fee: u64, nonce: u64) -> Transaction {
         Transaction {
@@ -202,33 +203,9 @@ mod tests {
         assert_eq!((m.held_by(A), m.held_by(B)), (2, 1));
         assert_eq!(m.pending(1)[0].fee, 9);
         let block = Block {
-            header: BlockHeader {
-                version: 1,
-                parent_hash: [0; 32],
-                height: 1,
-                timestamp: 0,
-                difficulty: 1,
-                epoch: 1,
-                challenge: [0; 32],
-                plot_root: [0; 32],
-                proof_score: [0; 32],
-                tx_root: [0; 32],
-                miner_id: [0; 33],
-                signature: [0; 64],
-            },
+            header: header(1, 1),
             transactions: vec![tx(9, 1), tx(4, 4)],
-            proof: BlockProof {
-                leaf: [0; 32],
-                leaf_index: 0,
-                siblings: vec![],
-                sibling_is_right: vec![],
-                metadata: BlockPlotMetadata {
-                    leaf_count: 1,
-                    plot_id: [0; 32],
-                    plot_header_hash: [0; 32],
-                    version: 1,
-                },
-            },
+            proof: unchecked_proof(),
         };
         let hashes: Vec<Hash32> = block.transactions.iter().map(|t| t.hash()).collect();
         assert_eq!(m.remove_all(&hashes), 1);

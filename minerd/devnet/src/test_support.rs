@@ -5,7 +5,9 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use spacetime::block::{Block, BlockProof, Transaction};
+use spacetime::block::{
+    Block, BlockHeader, BlockPlotMetadata, BlockProof, Transaction, BLOCK_VERSION,
+};
 use spacetime::consensus::{score, BlockTemplate};
 use spacetime::hash::Hash32;
 use spacetime::keys::MinerKey;
@@ -19,6 +21,41 @@ pub(crate) use crate::testkit::{error_reason, handshake as hello, RecvEnd};
 
 use super::config::DevnetNodeConfig;
 use super::now_unix_ms;
+
+/// A header of `height` and `epoch` with fixed other fields, unsigned (for the node's
+/// bookkeeping tests, which never check it).
+pub(crate) fn header(height: u64, epoch: u64) -> BlockHeader {
+    BlockHeader {
+        version: BLOCK_VERSION,
+        parent_hash: [1; 32],
+        height,
+        timestamp: 1000,
+        difficulty: 1,
+        epoch,
+        challenge: [2; 32],
+        plot_root: [3; 32],
+        proof_score: [0; 32],
+        tx_root: [0; 32],
+        miner_id: [0xED; 33],
+        signature: [0; 64],
+    }
+}
+
+/// A proof of one zero leaf that proves nothing (for tests that never verify it).
+pub(crate) fn unchecked_proof() -> BlockProof {
+    BlockProof {
+        leaf: [0; 32],
+        leaf_index: 0,
+        siblings: vec![],
+        sibling_is_right: vec![],
+        metadata: BlockPlotMetadata {
+            leaf_count: 1,
+            plot_id: [0; 32],
+            plot_header_hash: [0; 32],
+            version: 1,
+        },
+    }
+}
 
 /// A miner key and a real plot of a few hundred leaves.
 pub(crate) struct TestMiner {

@@ -2,9 +2,9 @@
 //! it, so that one command mines on a fresh machine.
 //!
 //! [`run`] starts the node on loopback (`devnet.listenPort`, 0 = any free port) with the
-//! `devnet:` settings, makes a small plot in `plotDirectory` when there is none (the plot
-//! manager registers it at its next directory scan), then runs the node link and the mining
-//! loop against the node's address and network id until shutdown, and stops the node.
+//! `devnet:` settings, makes a small plot in `plotDirectory` when there is none (a plot job
+//! like any other: the job manager writes and registers it), then runs the node link and the
+//! mining loop against the node's address and network id until shutdown, and stops the node.
 //!
 //! Defaults: difficulty 1 (every proof is below the target, so each epoch with a proof
 //! yields a block) and 10 s epochs, so the first block comes about 10–20 s after start; the
@@ -12,17 +12,17 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use spacetime::consensus::DEVNET_NETWORK_ID;
-use spacetime::plot::{create_plot, CacheLevels, CreatePlot};
+use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::MiningContext;
 use crate::node::PRODUCT;
+use crate::plots::follow::JobUpdate;
+use crate::plots::JobSpec;
 use crate::stats::LinkState;
 use spacetime_devnet::{self as devnet, DevnetNodeConfig};
 
@@ -85,14 +85,16 @@ pub async fn run(ctx: MiningContext, shutdown: CancellationToken) {
     tracing::info!(node = %addr, network = DEVNET_NETWORK_ID, "mining on the embedded devnet node");
 
     if ctx.plots.current().is_empty() {
-        match ensure_plot(&ctx, &shutdown).await {
-            Ok(Some(path)) => {
-                ctx.plots.request_rescan();
-                tracing::info!(
-                    plot = %path.display(), leaves = DEVNET_PLOT_LEAVES,
-                    "created a small plot for the devnet; registering it now"
-                )
-            }
+        // At shutdown the wait ends here; the job manager cancels the job as it drains.
+        let made = tokio::select! {
+            made = ensure_plot(&ctx) => made,
+            () = shutdown.cancelled() => Ok(None),
+        };
+        match made {
+            Ok(Some(path)) => tracing::info!(
+                plot = %path.display(), leaves = DEVNET_PLOT_LEAVES,
+                "created and registered a small plot for the devnet"
+            ),
             Ok(None) => {}
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "cannot create a plot for the devnet")
@@ -116,37 +118,33 @@ pub async fn run(ctx: MiningContext, shutdown: CancellationToken) {
     }
 }
 
-/// Creates [`DEVNET_PLOT_NAME`] in the plot directory when the directory holds no `*.plot`
-/// file. Returns the new plot's path, or `None` when there was one already.
-async fn ensure_plot(
-    ctx: &MiningContext,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<Option<PathBuf>> {
-    let dir = ctx.config.plot_directory.clone();
-    if has_plot_file(&dir)? {
+/// Creates [`DEVNET_PLOT_NAME`] through a plot job when the plot directory holds no
+/// `*.plot` file, and waits until the job has registered it.
+/// Returns the new plot's path, or `None` when there was one already.
+async fn ensure_plot(ctx: &MiningContext) -> anyhow::Result<Option<PathBuf>> {
+    if has_plot_file(&ctx.config.plot_directory)? {
         return Ok(None);
     }
-    let req = CreatePlot {
-        path: dir.join(DEVNET_PLOT_NAME),
-        miner_pk: ctx.key.public_key(),
-        seed: rand::random(),
+    let spec = JobSpec {
         leaf_count: DEVNET_PLOT_LEAVES,
-        cache: CacheLevels::Default,
+        cache_levels: None,
+        seed: None,
+        file_name: Some(DEVNET_PLOT_NAME.to_owned()),
         threads: None,
+        output_path: None,
     };
-    let cancel = Arc::new(AtomicBool::new(false));
-    let flag = cancel.clone();
-    let stop = shutdown.clone();
-    let watcher = tokio::spawn(async move {
-        stop.cancelled().await;
-        flag.store(true, Ordering::Relaxed);
-    });
-    let created = tokio::task::spawn_blocking(move || create_plot(&req, &mut |_| {}, &cancel))
+    let (_, mut updates) = ctx
+        .jobs
+        .create_followed(spec)
         .await
-        .context("plot creation task failed")?;
-    watcher.abort();
-    let created = created.context("creating the devnet plot")?;
-    Ok(Some(created.path))
+        .context("creating the devnet plot")?;
+    while let Some(update) = updates.next().await {
+        match update.context("creating the devnet plot")? {
+            JobUpdate::Progress(_) => {}
+            JobUpdate::Finished(plot) => return Ok(Some(plot.path)),
+        }
+    }
+    anyhow::bail!("the devnet plot's job ended without a result")
 }
 
 fn has_plot_file(dir: &Path) -> anyhow::Result<bool> {

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use spacetime::block::{Block, BlockProof, Transaction};
 use spacetime::consensus::{epoch_challenge, MAX_BLOCK_TRANSACTIONS};
 use spacetime::hash::Hash32;
-use spacetime::wire::{Message, NewEpoch};
+use spacetime::wire::{Message, NewEpoch, Rejected, Rejection};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -666,16 +666,19 @@ impl Miner {
         true
     }
 
-    /// An Error from the node. The transactions it names leave the mempool (the node refuses
-    /// them: already in the chain, invalid). When it names our last block, that block was
-    /// rejected: rebuilt without transactions and sent again while its epoch is open.
+    /// An Error from the node, read as a refusal (`spacetime::wire::rejection`) when it is
+    /// one. A refused transaction, or the transaction a block was refused for, leaves the
+    /// mempool (already in the chain, invalid). A refusal of our last block: it is rebuilt
+    /// without transactions and sent again while its epoch is open.
     fn on_node_error(&mut self, reason: &str) {
-        let named = hashes_in(reason);
-        let pruned = named.iter().filter(|h| self.mempool.remove(h)).count();
-        let ours = self
-            .sent_block
-            .as_ref()
-            .is_some_and(|b| named.contains(&b.hash));
+        let (refused_tx, refused_block) = match Rejection::parse(reason).map(|r| r.rejected) {
+            Some(Rejected::Transaction { hash }) => (Some(hash), None),
+            Some(Rejected::Block { hash, transaction }) => (transaction, Some(hash)),
+            None => (None, None),
+        };
+        let pruned = refused_tx.is_some_and(|h| self.mempool.remove(&h));
+        let ours =
+            refused_block.is_some_and(|h| self.sent_block.as_ref().is_some_and(|b| b.hash == h));
         if !ours {
             tracing::debug!(reason, pruned, "error from the node");
             return;
@@ -732,17 +735,6 @@ impl Miner {
             self.sent_block = None;
         }
     }
-}
-
-/// The 32-byte hashes written in hex (64 hex digits between non-hex characters) in `text`.
-fn hashes_in(text: &str) -> Vec<Hash32> {
-    text.split(|c: char| !c.is_ascii_hexdigit())
-        .filter(|w| w.len() == 64)
-        .filter_map(|w| {
-            let mut h = [0u8; 32];
-            hex::decode_to_slice(w, &mut h).ok().map(|()| h)
-        })
-        .collect()
 }
 
 mod scan_progress;

@@ -42,6 +42,14 @@ pub(super) fn context(
 ) -> (MiningContext, MiningStats, watch::Sender<bool>) {
     let stats = MiningStats::new(String::new());
     let (enabled, enabled_rx) = watch::channel(true);
+    let jobs = crate::plots::JobManager::new(
+        plots.clone(),
+        bus.clone(),
+        key.public_key(),
+        1,
+        1,
+        stats.proving_gate(),
+    );
     let ctx = MiningContext {
         config: Arc::new(config),
         key,
@@ -49,6 +57,7 @@ pub(super) fn context(
         events: bus,
         mining_enabled: enabled_rx,
         plots: plots.farmed(),
+        jobs,
     };
     (ctx, stats, enabled)
 }

@@ -156,22 +156,26 @@ impl Session {
         outbound: &mut mpsc::Receiver<Outbound>,
         shutdown: &CancellationToken,
     ) -> Result<(), LinkError> {
-        let result = self
-            .serve_inner(generation, to_miner, outbound, shutdown)
-            .await;
+        let pipes = Pipes {
+            generation,
+            to_miner,
+            outbound,
+            shutdown,
+        };
+        let result = self.serve_until_end(pipes).await;
         if let Err(e) = &result {
             self.fail(e).await;
         }
         result
     }
 
-    async fn serve_inner(
-        &mut self,
-        generation: u64,
-        to_miner: &mpsc::Sender<LinkEvent>,
-        outbound: &mut mpsc::Receiver<Outbound>,
-        shutdown: &CancellationToken,
-    ) -> Result<(), LinkError> {
+    async fn serve_until_end(&mut self, pipes: Pipes<'_>) -> Result<(), LinkError> {
+        let Pipes {
+            generation,
+            to_miner,
+            outbound,
+            shutdown,
+        } = pipes;
         let mut last_heard = Instant::now();
         let mut pinged = false;
         // The node's last Error and when it came, until another message arrives.
@@ -302,6 +306,14 @@ impl Session {
             .close_with_error(reason, self.timings.error_linger)
             .await;
     }
+}
+
+/// What [`Session::serve`] works with besides the connection.
+struct Pipes<'a> {
+    generation: u64,
+    to_miner: &'a mpsc::Sender<LinkEvent>,
+    outbound: &'a mut mpsc::Receiver<Outbound>,
+    shutdown: &'a CancellationToken,
 }
 
 /// The node's free text (Error reasons, handshake ids) made safe to log, keep and show

@@ -19,14 +19,7 @@ impl ResolveError {
         match self {
             ResolveError::NotFound(id) if kind == "plot" => DaemonError::PlotNotFound { id },
             ResolveError::NotFound(id) => DaemonError::JobNotFound { id },
-            ResolveError::Ambiguous(id, matches) => DaemonError::InvalidArgument {
-                field: format!("{kind}_id"),
-                reason: if matches == 0 {
-                    format!("{id:?} is too short: give the full id or at least 4 characters")
-                } else {
-                    format!("{id:?} matches {matches} {kind}s: give more characters")
-                },
-            },
+            ResolveError::Ambiguous(id, matches) => DaemonError::AmbiguousId { kind, id, matches },
         }
     }
 }

@@ -96,9 +96,28 @@ pub enum JobResult {
     /// The registered plot.
     Done(Box<PlotInfo>),
     /// Why it failed.
-    Failed(String),
+    Failed(JobFailure),
     /// Cancelled.
     Cancelled,
+}
+
+/// Why a plot job failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobFailure {
+    /// The plot could not be written (the disk is full, a directory is not writable, it no
+    /// longer fits): a condition of the machine, shown to the caller.
+    Write(String),
+    /// A fault of the daemon (a panic, a plot written but not registered): logged in full.
+    Internal(String),
+}
+
+impl JobFailure {
+    /// What went wrong, in full.
+    pub fn cause(&self) -> &str {
+        match self {
+            JobFailure::Write(cause) | JobFailure::Internal(cause) => cause,
+        }
+    }
 }
 
 /// What a caller gets for a new job: its description and two watches.
@@ -311,7 +330,7 @@ impl JobManager {
             tokio::task::spawn_blocking(move || check_free_space(&probe))
                 .await
                 .map_err(|e| DaemonError::internal("checking free space", e))?
-                .map_err(|reason| DaemonError::FailedPrecondition { reason })?;
+                .map_err(|reason| DaemonError::NoSpace { reason })?;
         }
         // Off the runtime threads: a stat can block on a slow or hung file system. (The
         // write publishes without replacing, so a file appearing meanwhile is not lost, and
@@ -338,8 +357,8 @@ impl JobManager {
         {
             let mut jobs = self.jobs();
             if jobs.len() >= MAX_QUEUED_JOBS {
-                return Err(DaemonError::FailedPrecondition {
-                    reason: format!("{MAX_QUEUED_JOBS} plot jobs are queued already"),
+                return Err(DaemonError::QueueFull {
+                    max: MAX_QUEUED_JOBS,
                 });
             }
             if exists
@@ -412,7 +431,7 @@ impl JobManager {
         })
         .await
         .map_err(|e| DaemonError::internal("choosing a plot directory", e))?
-        .map_err(|reason| DaemonError::FailedPrecondition { reason })?;
+        .map_err(|reason| DaemonError::NoSpace { reason })?;
         tracing::debug!(dir = %dir.display(), free, "plot directory chosen for a new plot");
         Ok(dir)
     }
@@ -437,7 +456,7 @@ impl JobManager {
         // A job that cannot fit fails now, cleanly, instead of filling the disk first (and
         // starving every other writer of the data directory's disk on the way).
         if let Err(reason) = check_free_space(&req) {
-            return JobResult::Failed(reason);
+            return JobResult::Failed(JobFailure::Write(reason));
         }
         tracing::info!(job_id = %id, path = %req.path.display(), threads = ?req.threads, "plot job started");
         let events = self.inner.events.clone();
@@ -482,15 +501,17 @@ impl JobManager {
                 .await
                 {
                     Ok(Ok(info)) => JobResult::Done(Box::new(info)),
-                    Ok(Err(e)) => {
-                        JobResult::Failed(format!("plot written but not registered: {e}"))
-                    }
-                    Err(e) => JobResult::Failed(format!("registration panicked: {e}")),
+                    Ok(Err(e)) => JobResult::Failed(JobFailure::Internal(format!(
+                        "plot written but not registered: {e}"
+                    ))),
+                    Err(e) => JobResult::Failed(JobFailure::Internal(format!(
+                        "registration panicked: {e}"
+                    ))),
                 }
             }
             Ok(Err(PlotError::Cancelled)) => JobResult::Cancelled,
-            Ok(Err(e)) => JobResult::Failed(spacetime::error_chain(&e)),
-            Err(e) => JobResult::Failed(format!("plot writer panicked: {e}")),
+            Ok(Err(e)) => JobResult::Failed(JobFailure::Write(spacetime::error_chain(&e))),
+            Err(e) => JobResult::Failed(JobFailure::Internal(format!("plot writer panicked: {e}"))),
         }
     }
 
@@ -505,7 +526,7 @@ impl JobManager {
         let path = slot.map(|s| s.info.path).unwrap_or_default();
         let (outcome, error) = match &result {
             JobResult::Done(_) => (JobOutcome::Succeeded, None),
-            JobResult::Failed(e) => (JobOutcome::Failed, Some(e.clone())),
+            JobResult::Failed(e) => (JobOutcome::Failed, Some(e.cause().to_owned())),
             JobResult::Cancelled => (JobOutcome::Cancelled, None),
         };
         match &result {
@@ -514,7 +535,7 @@ impl JobManager {
                 "plot job finished"
             ),
             JobResult::Failed(e) => {
-                tracing::error!(job_id = %id, path = %path.display(), error = %e, "plot job failed")
+                tracing::error!(job_id = %id, path = %path.display(), error = %e.cause(), "plot job failed")
             }
             JobResult::Cancelled => {
                 tracing::info!(job_id = %id, path = %path.display(), "plot job cancelled")
@@ -930,7 +951,7 @@ mod tests {
         let (_dir, _plots, jobs, _events) = setup(1).await;
         assert!(matches!(
             jobs.create(spec(0)).await,
-            Err(DaemonError::InvalidArgument { .. })
+            Err(DaemonError::InvalidField { .. })
         ));
         for name in ["x.dat", "../x.plot", ".x.plot", ".plot"] {
             let r = jobs
@@ -939,10 +960,7 @@ mod tests {
                     ..spec(8)
                 })
                 .await;
-            assert!(
-                matches!(r, Err(DaemonError::InvalidArgument { .. })),
-                "{name}"
-            );
+            assert!(matches!(r, Err(DaemonError::InvalidField { .. })), "{name}");
         }
         jobs.shutdown().await;
         assert!(matches!(

@@ -21,6 +21,7 @@
 mod cache_build;
 pub mod choices;
 pub mod dirs;
+pub mod follow;
 pub mod ids;
 pub mod jobs;
 pub mod registry;
@@ -175,6 +176,8 @@ struct Inner {
     farmed_tx: watch::Sender<FarmedSet>,
     events: EventBus,
     miner_pk: [u8; 32],
+    /// The plot directories (fixed at load; read without the registry lock).
+    plot_dirs: PlotDirs,
     /// Wakes the directory watcher for an immediate scan.
     rescan: Arc<Notify>,
 }
@@ -197,7 +200,8 @@ impl PlotManager {
                 tracing::warn!(path = %path.display(), "removed the temporary file of an interrupted plot or cache write");
             }
         }
-        let (mut registry, mut changes) = Registry::load(metadata_path, plot_dirs, miner_pk)?;
+        let (mut registry, mut changes) =
+            Registry::load(metadata_path, plot_dirs.clone(), miner_pk)?;
         changes.extend(registry.reconcile_directory(&[]));
         registry.save_if_dirty()?;
         let (farmed_tx, _) = watch::channel(Arc::new(registry.farmed()));
@@ -218,6 +222,7 @@ impl PlotManager {
                 farmed_tx,
                 events,
                 miner_pk,
+                plot_dirs,
                 rescan: Arc::new(Notify::new()),
             }),
         };
@@ -417,8 +422,9 @@ impl PlotManager {
         let file = match PlotFile::open(&path) {
             Ok(f) => f,
             Err(spacetime::plot::PlotError::NotFound { .. }) => {
-                return Err(DaemonError::FailedPrecondition {
-                    reason: format!("plot {id}: file {} is missing", path.display()),
+                return Err(DaemonError::PlotFileMissing {
+                    id: id.to_string(),
+                    path,
                 });
             }
             Err(e) => {
@@ -426,8 +432,9 @@ impl PlotManager {
                 let reason = e.to_string();
                 let fp = stat_fingerprint(&path);
                 self.mutate(|reg| Ok(((), reg.mark_corrupted(&id, &reason, false, fp))))?;
-                return Err(DaemonError::FailedPrecondition {
-                    reason: format!("plot {id} cannot be opened: {reason}"),
+                return Err(DaemonError::PlotUnreadable {
+                    subject: format!("plot {id} cannot be opened"),
+                    reason,
                 });
             }
         };
@@ -568,8 +575,9 @@ impl PlotManager {
         progress: &mut dyn FnMut(CheckProgress),
         cancel: &AtomicBool,
     ) -> Result<CheckOutcome, DaemonError> {
-        let file = PlotFile::open(path).map_err(|e| DaemonError::FailedPrecondition {
-            reason: format!("{} cannot be opened as a plot: {e}", path.display()),
+        let file = PlotFile::open(path).map_err(|e| DaemonError::PlotUnreadable {
+            subject: format!("{} cannot be opened as a plot", path.display()),
+            reason: e.to_string(),
         })?;
         let mut notes = vec!["this file is not registered: the check changed nothing".into()];
         let cache_path = MerkleCache::path_for(path);
@@ -693,9 +701,9 @@ impl PlotManager {
         dirs
     }
 
-    /// The configured plot directories.
+    /// The configured plot directories (never waits for the registry lock).
     pub fn plot_dirs(&self) -> PlotDirs {
-        self.registry().plot_dirs().clone()
+        self.inner.plot_dirs.clone()
     }
 }
 
@@ -973,6 +981,8 @@ mod tests {
                     plots.get(&id.to_string()[..8]).map(|p| p.id).ok(),
                     plots.summary().valid,
                     plots.has_path(&a),
+                    plots.plot_dirs().as_slice().len(),
+                    plots.dir_summaries().len(),
                 );
                 tx.send(got).unwrap();
             })
@@ -982,7 +992,7 @@ mod tests {
         reader.join().unwrap();
         assert_eq!(
             got.expect("reads answer while the lock is held"),
-            (1, Some(id), 1, true)
+            (1, Some(id), 1, true, 1, 1)
         );
     }
 

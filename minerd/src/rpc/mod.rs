@@ -21,6 +21,7 @@
 
 pub mod authority;
 pub mod convert;
+mod errors;
 pub mod listen;
 pub mod service;
 pub mod tls;
@@ -41,31 +42,10 @@ use tonic::transport::Server;
 use tonic::Status;
 
 use crate::context::Daemon;
-use crate::error::DaemonError;
 use crate::files::set_owner_only;
 use crate::shutdown::{drain, GRACE};
+pub use errors::map_error;
 pub use service::MinerRpc;
-
-/// Maps a domain error to a gRPC status: the one place that does. Caller mistakes keep their
-/// message; internal failures are logged in full and answered with a generic message.
-pub fn map_error(e: DaemonError) -> Status {
-    match e {
-        DaemonError::PlotNotFound { .. } | DaemonError::JobNotFound { .. } => {
-            Status::not_found(e.to_string())
-        }
-        DaemonError::AlreadyExists { .. } | DaemonError::FileExists { .. } => {
-            Status::already_exists(e.to_string())
-        }
-        DaemonError::InvalidArgument { .. } => Status::invalid_argument(e.to_string()),
-        DaemonError::FailedPrecondition { .. } => Status::failed_precondition(e.to_string()),
-        DaemonError::ShuttingDown => Status::unavailable(e.to_string()),
-        DaemonError::Cancelled => Status::cancelled(e.to_string()),
-        DaemonError::Internal { .. } => {
-            tracing::error!(error = %spacetime::error_chain(&e), "internal error answering a request");
-            Status::internal("internal error in minerd; see the daemon log")
-        }
-    }
-}
 
 /// Checks `authorization: Bearer <token>` on every TCP call (constant-time comparison).
 #[derive(Clone)]
@@ -262,7 +242,7 @@ impl Servers {
 
 /// Binds the Unix socket (and TCP when configured) and serves the API until
 /// [`Servers::stop`].
-pub async fn serve(daemon: Arc<Daemon>, _shutdown: CancellationToken) -> anyhow::Result<Servers> {
+pub async fn serve(daemon: Arc<Daemon>) -> anyhow::Result<Servers> {
     let config = daemon.config.clone();
     let rpc = MinerRpc::new(daemon);
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -413,39 +393,6 @@ pub async fn serve(daemon: Arc<Daemon>, _shutdown: CancellationToken) -> anyhow:
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_domain_error_maps_to_its_code() {
-        use tonic::Code;
-        let cases = [
-            (DaemonError::PlotNotFound { id: "x".into() }, Code::NotFound),
-            (DaemonError::JobNotFound { id: "x".into() }, Code::NotFound),
-            (
-                DaemonError::AlreadyExists { what: "x".into() },
-                Code::AlreadyExists,
-            ),
-            (
-                DaemonError::FileExists { path: "/x".into() },
-                Code::AlreadyExists,
-            ),
-            (DaemonError::invalid("f", "bad"), Code::InvalidArgument),
-            (
-                DaemonError::FailedPrecondition { reason: "r".into() },
-                Code::FailedPrecondition,
-            ),
-            (DaemonError::ShuttingDown, Code::Unavailable),
-            (DaemonError::Cancelled, Code::Cancelled),
-        ];
-        for (e, code) in cases {
-            assert_eq!(map_error(e).code(), code);
-        }
-        let s = map_error(DaemonError::internal(
-            "writing /secret/path",
-            std::io::Error::other("disk"),
-        ));
-        assert_eq!(s.code(), Code::Internal);
-        assert!(!s.message().contains("/secret/path"));
-    }
 
     #[test]
     fn token_interceptor_accepts_only_the_token() {

@@ -164,7 +164,7 @@ pub(crate) mod tests {
             })
     }
 
-    use crate::test_vectors::vectors;
+    use crate::test_support::vectors;
 
     fn h32(v: &serde_json::Value) -> Hash32 {
         hex::decode(v.as_str().unwrap())

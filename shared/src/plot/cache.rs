@@ -431,7 +431,7 @@ mod tests {
     use super::*;
     use crate::merkle::{leaf_node, root_of_leaves};
     use crate::plot::LeafGenerator;
-    use crate::test_vectors::{hex32, vectors};
+    use crate::test_support::{hex32, vectors};
     use proptest::prelude::*;
 
     /// All levels of a small tree, level 0 first (the root level last).

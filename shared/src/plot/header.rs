@@ -118,7 +118,7 @@ fn take<const N: usize>(bytes: &[u8; HEADER_LEN], at: usize) -> [u8; N] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_vectors::{hex32, vectors};
+    use crate::test_support::{hex32, vectors};
     use proptest::prelude::*;
 
     #[test]

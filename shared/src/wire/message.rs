@@ -652,7 +652,7 @@ mod tests {
     use crate::block::test_support::{arb_header, arb_proof, arb_tx, example_header};
     use proptest::prelude::*;
 
-    use crate::test_vectors::vectors;
+    use crate::test_support::vectors;
 
     fn hx(v: &serde_json::Value) -> Vec<u8> {
         hex::decode(v.as_str().unwrap()).unwrap()

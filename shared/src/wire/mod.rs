@@ -1,4 +1,5 @@
-//! The peer-to-peer wire protocol: frames ([`frame`]) and typed messages ([`message`]).
+//! The peer-to-peer wire protocol: frames ([`frame`]), typed messages ([`message`]) and the
+//! machine-readable refusals inside Error messages ([`rejection`]).
 //!
 //! A link feeds the bytes it reads to a [`MessageDecoder`] and takes messages out of it
 //! ([`decode_frame`] then [`Message::from_frame`], one frame at a time). A [`FrameError`]
@@ -7,6 +8,7 @@
 
 pub mod frame;
 pub mod message;
+pub mod rejection;
 
 pub use frame::{
     decode_frame, encode_frame, Frame, FrameError, MessageType, FRAME_HEADER_LEN, MAX_FRAME_LENGTH,
@@ -15,6 +17,7 @@ pub use message::{
     network_id_of, user_agent, Handshake, Message, MessageError, NewEpoch, PeerAddress,
     MAX_HEADERS, MAX_PEERS, MAX_PROOF_LEN, NEW_EPOCH_LEN, PROTOCOL_VERSION,
 };
+pub use rejection::{Rejected, Rejection};
 
 use thiserror::Error;
 

@@ -109,12 +109,7 @@ async fn plots_in_two_directories_are_both_farmed_and_either_gives_proofs() {
     }
 
     // Every epoch scans both directories: their leaves in the last scan.
-    let mut client = miner.client().await.unwrap();
-    let mut events = client
-        .watch_events(pb::WatchEventsRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let (_client, mut events) = miner.client_and_events().await.unwrap();
     let s = wait_status(&miner, "a scan of both directories", SLOW, |s| {
         s["lastScan"]["leavesFarmed"] == 8192
             && dir_entry(s, &a)["leavesScanned"] == 4096
@@ -213,12 +208,7 @@ async fn a_farm_larger_than_an_epoch_can_score_is_reported_and_the_warning_clear
     big_plot(&dir, &key, BIG);
     let yaml = format!("plotDirectories: [\"{}\"]\n", dir.display());
     let miner = start(home, &node, yaml, &["--no-auto-start"]);
-    let mut client = miner.client().await.unwrap();
-    let mut events = client
-        .watch_events(pb::WatchEventsRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let (_client, mut events) = miner.client_and_events().await.unwrap();
     miner.minerctl_ok(&["start"]).unwrap();
 
     let raised = next_farm_size_change(&mut events).await;

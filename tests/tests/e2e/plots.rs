@@ -52,17 +52,6 @@ async fn get(c: &mut MinerClient, id: &str) -> pb::Plot {
     .unwrap()
 }
 
-/// A client of `d` and its event feed, subscribed before anything else happens.
-async fn client_and_events(d: &Minerd) -> (MinerClient, tonic::Streaming<pb::WatchEventsResponse>) {
-    let mut c = d.client().await.unwrap();
-    let events = c
-        .watch_events(pb::WatchEventsRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    (c, events)
-}
-
 async fn list_plots(c: &mut MinerClient) -> Vec<pb::Plot> {
     c.list_plots(pb::ListPlotsRequest {})
         .await
@@ -263,7 +252,7 @@ async fn create_list_show_check_and_delete() {
 #[tokio::test]
 async fn events_follow_plots_being_added_and_removed() {
     let d = Minerd::start().unwrap();
-    let (mut c, mut events) = client_and_events(&d).await;
+    let (mut c, mut events) = d.client_and_events().await.unwrap();
     let (plot, _) = create(&mut c, LEAVES, "e.plot").await;
     c.delete_plot(pb::DeletePlotRequest {
         plot_id: plot.plot_id.clone(),
@@ -445,7 +434,7 @@ async fn a_check_that_finds_bad_leaves_marks_the_plot_corrupted() {
 #[tokio::test]
 async fn a_plot_made_for_another_key_is_flagged_reported_and_not_farmed() {
     let d = start_setting("plotScanIntervalSeconds=1");
-    let (mut c, mut events) = client_and_events(&d).await;
+    let (mut c, mut events) = d.client_and_events().await.unwrap();
     // Another miner's plot, copied into the plot directory.
     let path = d.home.plot_dir().join("theirs.plot");
     write_plot(path.clone(), [0x5a; 32], 1, 256, CacheLevels::Disabled);

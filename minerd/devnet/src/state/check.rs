@@ -5,7 +5,20 @@ use spacetime::block::Block;
 use spacetime::consensus::MAX_BLOCK_TRANSACTIONS;
 use spacetime::hash::{to_hex, Hash32};
 use spacetime::validate::{validate_block, verify_header_proof, BlockError, ChainContext};
+use spacetime::wire::Rejection;
 use thiserror::Error;
+
+impl BlockCheckError {
+    /// The refusal of block `hash` for this error, naming the transaction it is about.
+    pub(crate) fn rejection(&self, hash: Hash32) -> Rejection {
+        match self {
+            Self::DuplicateTransaction { index, hash: tx } => {
+                Rejection::block_for_transaction(hash, *index, *tx, "is listed twice")
+            }
+            other => Rejection::block(hash, other.to_string()),
+        }
+    }
+}
 
 /// A block admitted for checking, with the context of the epoch it names.
 #[derive(Debug)]

@@ -29,7 +29,7 @@ use std::sync::{Mutex, MutexGuard};
 use spacetime::block::{Block, Transaction, BLOCK_HEADER_LEN};
 use spacetime::hash::{to_hex, Hash32};
 use spacetime::validate::validate_transaction;
-use spacetime::wire::{Message, FRAME_HEADER_LEN, MAX_HEADERS};
+use spacetime::wire::{Message, Rejection, FRAME_HEADER_LEN, MAX_HEADERS};
 
 use super::chain::{read_stored_block, BlockHashes, Chain, RecordLocation, StoredBlock};
 use super::config::DevnetNodeConfig;
@@ -90,7 +90,7 @@ impl Shared {
                 let height = block.header.height;
                 match tokio::task::spawn_blocking(move || check_block(block, &ctx)).await {
                     Ok(Ok(checked)) => self.lock().offer_block(id, addr, checked, now_unix_ms()),
-                    Ok(Err(e)) => block_rejected(addr, &hash, height, &e.to_string()),
+                    Ok(Err(e)) => block_rejected(addr, height, e.rejection(hash)),
                     Err(e) => {
                         tracing::error!(peer = %addr, block = %to_hex(&hash), error = %e, "block check failed");
                         Outcome::reply(Message::Error(format!(
@@ -121,7 +121,7 @@ impl Shared {
                 // without the lock.
                 match validate_transaction(&tx) {
                     Ok(()) => self.lock().add_transaction(id, addr, tx),
-                    Err(e) => transaction_rejected(addr, &tx.hash(), &e.to_string()),
+                    Err(e) => transaction_rejected(addr, tx.hash(), &e.to_string()),
                 }
             }
         }
@@ -150,22 +150,19 @@ pub(crate) enum Step {
     },
 }
 
-/// Logs a refused block and answers the sender with the reason.
-fn block_rejected(addr: SocketAddr, hash: &Hash32, height: u64, reason: &str) -> Outcome {
-    tracing::warn!(peer = %addr, block = %to_hex(hash), height, reason = %reason, "block rejected");
-    Outcome::reply(Message::Error(format!(
-        "block {} rejected: {reason}",
-        to_hex(hash)
-    )))
+/// Logs a refused block and answers the sender with the refusal (`spacetime::wire::rejection`).
+fn block_rejected(addr: SocketAddr, height: u64, rejection: Rejection) -> Outcome {
+    let text = rejection.to_text();
+    tracing::warn!(peer = %addr, height, reason = %text, "block rejected");
+    Outcome::reply(Message::Error(text))
 }
 
-/// Logs a refused transaction and answers the sender with the reason.
-fn transaction_rejected(addr: SocketAddr, hash: &Hash32, reason: &str) -> Outcome {
-    tracing::warn!(peer = %addr, tx = %to_hex(hash), reason = %reason, "transaction rejected");
-    Outcome::reply(Message::Error(format!(
-        "transaction {} rejected: {reason}",
-        to_hex(hash)
-    )))
+/// Logs a refused transaction and answers the sender with the refusal.
+fn transaction_rejected(addr: SocketAddr, hash: Hash32, reason: &str) -> Outcome {
+    tracing::warn!(peer = %addr, tx = %to_hex(&hash), reason = %reason, "transaction rejected");
+    Outcome::reply(Message::Error(
+        Rejection::transaction(hash, reason).to_text(),
+    ))
 }
 
 /// What to do after handling a message.
@@ -472,13 +469,21 @@ impl NodeState {
                 "it names epoch {} but the current epoch is {current}",
                 h.epoch
             );
-            return Step::Done(block_rejected(addr, &block.hash(), h.height, &reason));
+            return Step::Done(block_rejected(
+                addr,
+                h.height,
+                Rejection::block(block.hash(), reason),
+            ));
         }
         // Cheap before expensive: a block whose claimed score cannot beat the leader, or
         // one already taken in this epoch (a replay), is dropped here for the price of one
         // hash of its bytes; only the rest reach the proof and signature checks.
         if let Err(reason) = self.plot_big_enough(block.proof.metadata.leaf_count) {
-            return Step::Done(block_rejected(addr, &block.hash(), h.height, &reason));
+            return Step::Done(block_rejected(
+                addr,
+                h.height,
+                Rejection::block(block.hash(), reason),
+            ));
         }
         if !self.epoch.worth_checking(&block) {
             tracing::debug!(peer = %addr, block = %to_hex(&block.hash()), "block ignored: already seen in this epoch or not better than the leader");
@@ -524,8 +529,9 @@ impl NodeState {
             .enumerate()
             .find(|(_, tx)| self.chain.contains_tx(tx))
         {
-            let reason = format!("transaction #{i} {} is already in the chain", to_hex(tx));
-            return block_rejected(addr, &hash, block.header.height, &reason);
+            let rejection =
+                Rejection::block_for_transaction(hash, i, *tx, "is already in the chain");
+            return block_rejected(addr, block.header.height, rejection);
         }
         let score = block.header.proof_score;
         let height = block.header.height;
@@ -558,7 +564,7 @@ impl NodeState {
     pub fn add_transaction(&mut self, id: PeerId, addr: SocketAddr, tx: Transaction) -> Outcome {
         let hash = tx.hash();
         if self.chain.contains_tx(&hash) {
-            return transaction_rejected(addr, &hash, "it is already in the chain");
+            return transaction_rejected(addr, hash, "it is already in the chain");
         }
         match self.mempool.insert(tx, addr.ip()) {
             Ok((_, evicted)) => {
@@ -572,7 +578,7 @@ impl NodeState {
             }
             Err(MempoolError::Duplicate) => Outcome::default(),
             Err(e @ (MempoolError::Full { .. } | MempoolError::Quota { .. })) => {
-                transaction_rejected(addr, &hash, &e.to_string())
+                transaction_rejected(addr, hash, &e.to_string())
             }
         }
     }

@@ -133,7 +133,7 @@ pub fn delete_plot_files(
     let cache = cache_path.map_or_else(|| MerkleCache::path_for(path), Path::to_owned);
     for (p, kind) in [(path, Owned::Plot), (cache.as_path(), Owned::Cache)] {
         if let Err(why) = check_owned(p, kind, &plot_dirs) {
-            return Err(DaemonError::FailedPrecondition {
+            return Err(DaemonError::DeleteRefused {
                 reason: format!(
                     "refusing to delete {}: {why}; minerd only deletes plot files and Merkle \
                      caches inside its plot directories (nothing was deleted)",

@@ -329,18 +329,6 @@ impl Registry {
         )
     }
 
-    /// Registers `path` under `id` (a new plot: from a job or found in the directory). Opens
-    /// the file: use [`Registry::register_probed`] where a lock is held.
-    pub fn register(
-        &mut self,
-        id: Uuid,
-        path: &Path,
-        cache_path: Option<&Path>,
-    ) -> Result<(PlotInfo, Vec<Event>), DaemonError> {
-        let probe = Probe::run(path, cache_path, &self.miner_pk);
-        self.register_probed(id, path, probe)
-    }
-
     /// Registers `path` under `id` with what [`Probe::run`] found (no file I/O).
     pub fn register_probed(
         &mut self,
@@ -349,12 +337,12 @@ impl Registry {
         probe: Probe,
     ) -> Result<(PlotInfo, Vec<Event>), DaemonError> {
         if let Some(existing) = self.find_path(path) {
-            return Err(DaemonError::AlreadyExists {
+            return Err(DaemonError::PlotRegistered {
                 what: format!("plot {existing} at {}", path.display()),
             });
         }
         if self.entries.contains_key(&id) {
-            return Err(DaemonError::AlreadyExists {
+            return Err(DaemonError::PlotRegistered {
                 what: format!("plot id {id}"),
             });
         }

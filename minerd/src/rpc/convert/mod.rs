@@ -3,6 +3,7 @@
 
 pub mod events;
 pub mod plots;
+pub mod requests;
 pub mod status;
 
 use std::time::Duration;

@@ -4,6 +4,7 @@ use spacetime::plot::CheckProgress;
 use spacetime_proto::pb;
 
 use super::ms;
+use crate::plots::follow::{CheckUpdate, JobUpdate};
 use crate::plots::{CheckOutcome, JobInfo, JobOutcome, JobProgress, JobState, PlotInfo, PlotState};
 
 impl From<PlotState> for pb::PlotState {
@@ -136,4 +137,31 @@ pub fn check_report(outcome: &CheckOutcome) -> pb::CheckReport {
         full: r.root_ok.is_some(),
         file_path: outcome.path.to_string_lossy().into_owned(),
     }
+}
+
+/// The first message of a `CreatePlot` stream: the job as queued.
+pub fn job_started(job: &JobInfo) -> pb::CreatePlotResponse {
+    pb::CreatePlotResponse {
+        kind: Some(pb::create_plot_response::Kind::Started(job.into())),
+    }
+}
+
+/// A later message of a `CreatePlot` stream.
+pub fn job_update(u: JobUpdate) -> pb::CreatePlotResponse {
+    use pb::create_plot_response::Kind;
+    let kind = match u {
+        JobUpdate::Progress(p) => Kind::Progress((&p).into()),
+        JobUpdate::Finished(plot) => Kind::Finished(plot.as_ref().into()),
+    };
+    pb::CreatePlotResponse { kind: Some(kind) }
+}
+
+/// A message of a `CheckPlot` stream.
+pub fn check_update(u: CheckUpdate) -> pb::CheckPlotResponse {
+    use pb::check_plot_response::Kind;
+    let kind = match u {
+        CheckUpdate::Progress(p) => Kind::Progress(check_progress(p)),
+        CheckUpdate::Report(outcome) => Kind::Report(check_report(&outcome)),
+    };
+    pb::CheckPlotResponse { kind: Some(kind) }
 }

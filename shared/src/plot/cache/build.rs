@@ -240,14 +240,7 @@ mod tests {
         .unwrap();
     }
 
-    fn files(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
+    use crate::test_support::file_names as files;
 
     #[test]
     fn built_cache_is_byte_identical_to_the_one_plot_creation_writes() {
