@@ -28,11 +28,12 @@ write_bps=$(awk '/copied/ { print $1 / $(NF-3) }' "$work/dd.log")
 rm -f "$work/probe"
 
 mkdir -p "$work/plots"
+: >"$work/minerd.log"
 HOME=$work "$bin/minerd" --data-dir "$work/data" --plot-dir "$work/plots" \
   --node-address 127.0.0.1 --node-port 9 2>"$work/minerd.log" &
 pid=$!
 i=0
-until grep -q "listening on unix:" "$work/minerd.log"; do
+until grep -qs "listening on unix:" "$work/minerd.log"; do
   i=$((i + 1))
   if [ "$i" -gt 300 ] || ! kill -0 "$pid" 2>/dev/null; then
     echo "minerd did not start:" >&2; cat "$work/minerd.log" >&2; exit 1

@@ -7,9 +7,10 @@
 //!
 //! Reading: plots are read with positioned reads, never mapped (a shrinking file is an
 //! error on that plot, not a crash: [`PlotScanStats::error`]). For `full` and `deadline`,
-//! one reader thread per device (`st_dev`) reads its plots in file order and hands the
-//! chunks to every hashing thread of the pool through a bounded queue: the disk streams
-//! while the cores hash, and two plots on one disk never compete for its head. A farm that
+//! each device (`st_dev`) has its own reader thread (two for direct reads, so that two
+//! requests are in flight) that reads its plots in file order and hands the chunks to every
+//! hashing thread of the pool through a bounded queue: the disk streams while the cores
+//! hash, and two plots on one disk never compete for its head. A farm that
 //! fits in memory is read through the page cache in 512 KiB chunks with kernel read-ahead
 //! asked for 8 MiB ahead; one larger than half the RAM, which the cache cannot hold anyway,
 //! is read with 4 MiB direct reads ([`PlotReads`], `direct.rs`). Sampling strategies read only the
@@ -44,6 +45,8 @@ const ITEM_LEN: u64 = 1 << 14;
 const CACHED_CHUNK_LEN: u64 = 1 << 14;
 /// Leaves per direct read: 128 Ki leaves = 4 MiB, one large request for the device.
 const DIRECT_CHUNK_LEN: u64 = 1 << 17;
+/// Readers per device with direct reads (two requests in flight).
+const DIRECT_READERS: usize = 2;
 /// How far ahead of its position a reader asks the kernel to read, in leaves (8 MiB).
 const READ_AHEAD_LEN: u64 = 1 << 18;
 /// Scores per kernel call.
@@ -447,7 +450,9 @@ fn sequential_scan(shared: &Shared<'_>) -> bool {
         return true;
     }
     let hashers = rayon::current_num_threads().max(1);
-    let buffers = 2 * hashers + 2 * devices.len();
+    let readers = if shared.direct { DIRECT_READERS } else { 1 };
+    let buffers = 2 * hashers + 2 * readers * devices.len();
+    let cursors: Vec<Mutex<Cursor>> = devices.iter().map(|_| Mutex::default()).collect();
     let (free_tx, free_rx) = mpsc::channel::<ChunkBuf>();
     for _ in 0..buffers {
         // Allocated lazily by the readers (a small plot needs only one short buffer).
@@ -459,10 +464,14 @@ fn sequential_scan(shared: &Shared<'_>) -> bool {
     let stop = AtomicBool::new(false);
 
     std::thread::scope(|scope| {
-        for (_, list) in &devices {
-            let work_tx = work_tx.clone();
-            let (free_rx, stop) = (&free_rx, &stop);
-            scope.spawn(move || read_plots(shared, list, free_rx, &work_tx, stop));
+        for ((_, list), cursor) in devices.iter().zip(&cursors) {
+            for _ in 0..readers {
+                let work_tx = work_tx.clone();
+                let (free_tx, free_rx, stop) = (&free_tx, &free_rx, &stop);
+                scope.spawn(move || {
+                    read_plots(shared, list, cursor, (free_tx, free_rx), &work_tx, stop)
+                });
+            }
         }
         drop(work_tx);
         let hasher = || {
@@ -500,71 +509,96 @@ fn sequential_scan(shared: &Shared<'_>) -> bool {
     scanned == total
 }
 
-/// One device's reader: its plots in order, chunk by chunk, until done or stopped.
+/// Where a device's readers are: the next chunk to claim is leaf `first` of the plot at
+/// `list[at]` of that device.
+#[derive(Debug, Default)]
+struct Cursor {
+    at: usize,
+    first: u64,
+}
+
+/// One of a device's readers: claims the device's chunks in file order, plot after plot,
+/// reads each and hands it to the hashers, until done or stopped. With two readers (direct
+/// reads) two chunks are in flight, so the device never waits for a reader to be scheduled
+/// again after a read completes.
 fn read_plots(
     shared: &Shared<'_>,
     list: &[usize],
-    free: &Mutex<mpsc::Receiver<ChunkBuf>>,
+    cursor: &Mutex<Cursor>,
+    free: (&mpsc::Sender<ChunkBuf>, &Mutex<mpsc::Receiver<ChunkBuf>>),
     work: &mpsc::Sender<ReadChunk>,
     stop: &AtomicBool,
 ) {
-    for &p in list {
-        let plot = shared.plots[p];
-        let n = plot.leaf_count();
-        let mut direct = if shared.direct {
-            DirectFile::open(plot)
-        } else {
-            None
-        };
-        if direct.is_none() {
-            plot.advise_sequential();
-            plot.advise_willneed(0..READ_AHEAD_LEN);
+    // The plot this reader last read (its position in `list`) and its direct descriptor.
+    let mut open: Option<(usize, Option<DirectFile>)> = None;
+    loop {
+        if stop.load(Ordering::Relaxed) || shared.should_stop() {
+            stop.store(true, Ordering::Relaxed);
+            return;
         }
-        let mut first = 0;
-        while first < n {
-            if stop.load(Ordering::Relaxed) || shared.should_stop() {
-                stop.store(true, Ordering::Relaxed);
-                return;
+        let Ok(mut buf) = lock(free.1).recv() else {
+            return;
+        };
+        let chunk_len = if shared.direct {
+            DIRECT_CHUNK_LEN
+        } else {
+            CACHED_CHUNK_LEN
+        };
+        let (at, first, end) = {
+            let mut c = lock(cursor);
+            loop {
+                let Some(&p) = list.get(c.at) else {
+                    return; // every chunk of the device is claimed
+                };
+                let n = shared.plots[p].leaf_count();
+                if c.first >= n || shared.failed(p) {
+                    (c.at, c.first) = (c.at + 1, 0);
+                    continue;
+                }
+                let first = c.first;
+                c.first = (first + chunk_len).min(n);
+                break (c.at, first, c.first);
             }
-            let Ok(mut buf) = lock(free).recv() else {
-                return;
-            };
-            let chunk_len = if direct.is_some() {
-                DIRECT_CHUNK_LEN
-            } else {
-                CACHED_CHUNK_LEN
-            };
-            let end = (first + chunk_len).min(n);
-            let mut read = direct.as_ref().map(|d| d.read(plot, first..end, &mut buf));
-            if read
-                .as_ref()
-                .is_some_and(|r| r.as_ref().is_err_and(direct::is_unsupported))
-            {
-                // The filesystem refused the direct read: the page cache from here on.
-                direct = None;
-                read = None;
+        };
+        let p = list[at];
+        let plot = shared.plots[p];
+        if open.as_ref().is_none_or(|(k, _)| *k != at) {
+            let direct = shared.direct.then(|| DirectFile::open(plot)).flatten();
+            if direct.is_none() && first == 0 {
+                plot.advise_sequential();
+                plot.advise_willneed(0..READ_AHEAD_LEN);
             }
-            let read = read.unwrap_or_else(|| {
-                // Keep the kernel's read-ahead a window in front of this read.
-                let ahead = first + READ_AHEAD_LEN;
-                plot.advise_willneed(ahead..ahead + chunk_len);
-                buf.read_cached(plot, first..end)
-            });
-            if let Err(e) = read {
-                shared.fail(p, &e);
-                break;
-            }
-            if work
-                .send(ReadChunk {
-                    plot: p,
-                    first,
-                    leaves: buf,
-                })
-                .is_err()
-            {
-                return;
-            }
-            first = end;
+            open = Some((at, direct));
+        }
+        let direct = open.as_mut().and_then(|(_, d)| d.as_ref());
+        let mut read = direct.map(|d| d.read(plot, first..end, &mut buf));
+        if read
+            .as_ref()
+            .is_some_and(|r| r.as_ref().is_err_and(direct::is_unsupported))
+        {
+            // The filesystem refused the direct read: the page cache from here on.
+            open = Some((at, None));
+            read = None;
+        }
+        let read = read.unwrap_or_else(|| {
+            // Keep the kernel's read-ahead a window in front of this read.
+            let ahead = first + READ_AHEAD_LEN;
+            plot.advise_willneed(ahead..ahead + (end - first));
+            buf.read_cached(plot, first..end)
+        });
+        if let Err(e) = read {
+            shared.fail(p, &e);
+            // The buffer goes back: failing plots must not use up the readers' buffers.
+            let _ = free.0.send(buf);
+            continue;
+        }
+        let chunk = ReadChunk {
+            plot: p,
+            first,
+            leaves: buf,
+        };
+        if work.send(chunk).is_err() {
+            return;
         }
     }
 }
