@@ -181,19 +181,7 @@ impl Daemon {
 
     /// Totals per plot directory, with the leaves each scored in the last scan.
     fn plot_dirs(&self, mining: &crate::stats::StatsSnapshot) -> Vec<crate::plots::DirSummary> {
-        let mut dirs = self.plots.dir_summaries();
-        if !mining.last_scan_by_plot.is_empty() {
-            let plots = self.plots.list();
-            crate::plots::dirs::add_scanned(
-                &mut dirs,
-                &self.plots.plot_dirs(),
-                plots.iter().filter_map(|p| {
-                    let n = mining.last_scan_by_plot.get(&p.id)?;
-                    Some((p.path.as_path(), *n))
-                }),
-            );
-        }
-        dirs
+        self.plots.dir_summaries_scanned(&mining.last_scan_by_plot)
     }
 
     /// The current status.

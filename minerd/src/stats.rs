@@ -190,8 +190,9 @@ pub struct StatsSnapshot {
     /// The recent scanned epochs and the farm-size warning.
     pub farm: crate::farm_size::FarmSizeMonitor,
     /// Leaves each plot (by id) scored in the last finished scan; plots not scanned are
-    /// absent.
-    pub last_scan_by_plot: std::collections::BTreeMap<uuid::Uuid, u64>,
+    /// absent. Shared, replaced as a whole per scan: a status snapshot copies a pointer, and
+    /// the per-directory totals are computed once per scan ([`crate::plots::PlotManager::dir_summaries_scanned`]).
+    pub last_scan_by_plot: std::sync::Arc<std::collections::BTreeMap<uuid::Uuid, u64>>,
 }
 
 impl StatsSnapshot {

@@ -20,8 +20,8 @@
 //! | [`wire`] | frames, messages and the refusals inside Error text |
 //! | [`metadata`], [`atomic_file`], [`regular_file`], [`clock`] | the plot metadata file; atomic writes; bounded reads of files we do not control; the wall clock |
 //!
-//! Data flows upward: `hash`/`compress` ← `kernel` ← `merkle` ← `plot` ← `scan`, `bench`,
-//! `block` ← `consensus` ← `validate`; `wire` carries `block` and `consensus` types.
+//! Dependencies run one way: `hash`/`compress` ← `kernel` ← `merkle` ← `plot` ← `scan`,
+//! `bench`; `plot` ← `block` ← `wire` ← `consensus` (which also uses `scan`) ← `validate`.
 
 pub mod atomic_file;
 pub mod bench;

@@ -29,6 +29,9 @@ pub struct LoadOptions {
     pub plot_leaves: u64,
     /// Concurrent `GetStatus` pollers, split evenly between the Unix socket and TCP.
     pub clients: u32,
+    /// Each poller's period (a dashboard refreshing); zero = back to back (each poller
+    /// sends its next call as soon as the previous one answered: a saturation test).
+    pub poll_interval: Duration,
     /// Concurrent `WatchEvents` subscribers, split evenly between both listeners.
     pub subscribers: u32,
     /// How long the pollers run.
@@ -46,6 +49,7 @@ impl Default for LoadOptions {
             plots: 1000,
             plot_leaves: 1024,
             clients: 200,
+            poll_interval: Duration::from_millis(100),
             subscribers: 50,
             duration: Duration::from_secs(20),
             hostile: 1000,
@@ -103,8 +107,14 @@ pub struct LoadReport {
     pub epochs: u64,
     /// Epochs the miner counted late or missed during the polling phase.
     pub late_or_missed: u64,
-    /// Hostile connections that were open at once.
+    /// Hostile connections that were open at once (on the client side: connected).
     pub hostile_open: u32,
+    /// Descriptors the daemon held for them (its open descriptors minus those before):
+    /// at most its connection cap, the rest closed at accept.
+    pub hostile_held: i64,
+    /// CPU time the daemon used per second of wall time in two quiet seconds while they
+    /// were open (mining goes on; a spinning accept loop would show as about 1.0).
+    pub cpu_under_hostile: f64,
     /// `GetStatus` over the Unix socket while the hostile connections were open.
     pub unix_under_hostile: Latency,
 }
@@ -130,7 +140,13 @@ impl std::fmt::Display for LoadReport {
             "epochs during the load:    {} ({} late or missed)",
             self.epochs, self.late_or_missed
         )?;
-        writeln!(f, "hostile tcp connections:   {} open", self.hostile_open)?;
+        writeln!(
+            f,
+            "hostile tcp connections:   {} open, {} held by the daemon, daemon CPU {:.1} %",
+            self.hostile_open,
+            self.hostile_held,
+            self.cpu_under_hostile * 100.0
+        )?;
         write!(
             f,
             "unix GetStatus meanwhile:  {}",
@@ -172,13 +188,23 @@ async fn counters(c: &mut MinerClient) -> anyhow::Result<pb::Counters> {
 }
 
 /// Polls `GetStatus` on `target` until `stop`; returns the latencies and the error count.
-async fn poller(target: Target, stop: Arc<AtomicBool>) -> (Vec<Duration>, u64) {
+async fn poller(target: Target, period: Duration, stop: Arc<AtomicBool>) -> (Vec<Duration>, u64) {
     let mut samples = Vec::new();
     let mut errors = 0;
     let Ok(mut c) = client::connect(&target).await else {
         return (samples, 1);
     };
+    // Pollers start spread over one period, as independent dashboards would.
+    let mut tick = (!period.is_zero()).then(|| {
+        let offset = period.mul_f64(rand_fraction());
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
     while !stop.load(Ordering::Relaxed) {
+        if let Some(t) = &mut tick {
+            t.tick().await;
+        }
         let t = Instant::now();
         match status(&mut c).await {
             Ok(_) => samples.push(t.elapsed()),
@@ -186,6 +212,14 @@ async fn poller(target: Target, stop: Arc<AtomicBool>) -> (Vec<Duration>, u64) {
         }
     }
     (samples, errors)
+}
+
+/// A pseudo-random fraction in [0, 1) (spreads the pollers' start; no crate needed).
+fn rand_fraction() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Holds a `WatchEvents` stream on `target` until `stop`, counting events.
@@ -218,6 +252,7 @@ pub async fn run(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
     let home = Home::new()?;
     std::fs::create_dir_all(home.data_dir())?;
     let key = MinerKey::create(&home.data_dir().join("miner_key.dat"))?;
+    eprintln!("load: writing {} plots", opts.plots);
     write_plots(&home, &key, opts)?;
     let daemon = Minerd::start_in(
         home,
@@ -261,6 +296,11 @@ pub async fn run(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
     anyhow::ensure!(mining, "the miner never received an epoch");
     let before = counters(&mut probe).await?;
 
+    eprintln!(
+        "load: minerd pid {} mining; polling for {:?}",
+        daemon.pid(),
+        opts.duration
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(AtomicU64::new(0));
     let mut subs = Vec::new();
@@ -280,7 +320,10 @@ pub async fn run(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
     for i in 0..opts.clients {
         let on_unix = i % 2 == 0;
         let target = if on_unix { unix.clone() } else { tcp.clone() };
-        polls.push((on_unix, tokio::spawn(poller(target, Arc::clone(&stop)))));
+        polls.push((
+            on_unix,
+            tokio::spawn(poller(target, opts.poll_interval, Arc::clone(&stop))),
+        ));
     }
     tokio::time::sleep(opts.duration).await;
     stop.store(true, Ordering::Relaxed);
@@ -303,14 +346,24 @@ pub async fn run(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
     let plots_registered = status(&mut probe).await?.plots.map_or(0, |p| p.total);
 
     // Hostile phase: connections that never speak, held open while the Unix socket is used.
+    eprintln!("load: {} hostile connections", opts.hostile);
     let tcp_addr = daemon.tcp.clone().context("no tcp listener")?;
+    let fds_before = crate::process::open_fds(daemon.pid())? as i64;
     let mut hostile = Vec::new();
     for _ in 0..opts.hostile {
-        match tokio::net::TcpStream::connect(&tcp_addr).await {
-            Ok(s) => hostile.push(s),
-            Err(_) => break,
+        let connect = tokio::net::TcpStream::connect(&tcp_addr);
+        match tokio::time::timeout(Duration::from_secs(3), connect).await {
+            Ok(Ok(s)) => hostile.push(s),
+            _ => break,
         }
     }
+    // Two quiet seconds: what the daemon spends on them (mining goes on meanwhile), and how
+    // many it holds.
+    let cpu_before = (crate::process::cpu_time(daemon.pid())?, Instant::now());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cpu_under_hostile = (crate::process::cpu_time(daemon.pid())? - cpu_before.0).as_secs_f64()
+        / cpu_before.1.elapsed().as_secs_f64();
+    let hostile_held = crate::process::open_fds(daemon.pid())? as i64 - fds_before;
     let mut samples = Vec::new();
     let mut errors = 0;
     let mut c = client::connect(&unix).await?;
@@ -335,6 +388,8 @@ pub async fn run(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
         late_or_missed: (after.late_epochs + after.missed_epochs)
             - (before.late_epochs + before.missed_epochs),
         hostile_open,
+        hostile_held,
+        cpu_under_hostile,
         unix_under_hostile: Latency::of(samples, errors),
     })
 }

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
@@ -100,6 +101,14 @@ impl DevnetNode {
         let current = self.process.iter().flat_map(ChildProcess::lines);
         let all: Vec<String> = self.earlier.iter().cloned().chain(current).collect();
         all.join("\n")
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the node to exit.
+    pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        self.process
+            .as_mut()
+            .context("the node is not running")?
+            .terminate(timeout)
     }
 
     /// Kills the node (SIGKILL, whole group) and reaps it.

@@ -156,7 +156,7 @@ pub const KEYS: &[KeyDef] = &[
     key("tlsKeyFile", Kind::OptPath, DefaultValue::None, "PEM private key of tlsCertFile (must not be readable by group or others)"),
     key("allowPlaintextTcp", Kind::Bool, DefaultValue::Bool(false), "allow listenTcp on a non-loopback address without TLS (the token then crosses the network in clear)"),
     key("maxTcpConnections", Kind::Int { min: 1, max: 65_536 }, DefaultValue::Int(256), "connections the TCP listener holds at once; more are closed at accept (lowered to fit the open-file limit)"),
-    key("maxSocketConnections", Kind::Int { min: 1, max: 65_536 }, DefaultValue::Int(64), "connections the Unix socket holds at once: its own budget, so local control answers whatever TCP does"),
+    key("maxSocketConnections", Kind::Int { min: 1, max: 65_536 }, DefaultValue::Int(1024), "connections the Unix socket holds at once: its own budget, so local control answers whatever TCP does"),
     key("scanStrategy", Kind::ScanStrategy, DefaultValue::Str("deadline"), "leaves scanned per plot and challenge"),
     key("autoStartMining", Kind::Bool, DefaultValue::Bool(true), "enable mining at start (else wait for `minerctl start`)"),
     key("logLevel", Kind::LogFilter, DefaultValue::Str("info"), "log filter; RUST_LOG wins when set"),

@@ -348,7 +348,10 @@ fn tcp_reachable_from_other_hosts_needs_tls_or_the_waiver() {
 #[test]
 fn connection_caps_have_defaults_and_ranges() {
     let c = load_yaml("{}\n", &[]).unwrap().config;
-    assert_eq!((c.max_tcp_connections, c.max_socket_connections), (256, 64));
+    assert_eq!(
+        (c.max_tcp_connections, c.max_socket_connections),
+        (256, 1024)
+    );
     assert!(load_yaml("maxTcpConnections: 0\n", &[]).is_err());
     let c = load_yaml("maxTcpConnections: 1000\n", &[]).unwrap().config;
     assert_eq!(c.max_tcp_connections, 1000);

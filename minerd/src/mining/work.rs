@@ -181,6 +181,7 @@ fn run_inner(input: &WorkInput, stats: Option<&crate::stats::MiningStats>) -> Wo
             .filter(|s| s.leaves_scanned > 0)
             .filter_map(|s| Some((input.plots.get(s.plot)?.id, s.leaves_scanned)))
             .collect();
+        let by_plot = std::sync::Arc::new(by_plot);
         stats.update(|st| st.last_scan_by_plot = by_plot);
         stats.observations().record_scan(
             outcome

@@ -395,6 +395,8 @@ mod tests {
     fn caps_fit_the_descriptor_limit() {
         assert_eq!(fit_caps(1 << 20, Some(256), 64), (Some(256), 64));
         assert_eq!(fit_caps(1024, Some(1000), 64), (Some(704), 64));
+        // The defaults under a 1024 limit: the socket gets half the room.
+        assert_eq!(fit_caps(1024, Some(256), 1024), (Some(256), 384));
         assert_eq!(fit_caps(300, Some(256), 64), (Some(22), 22));
         assert_eq!(fit_caps(10, Some(256), 64), (Some(4), 4));
         assert_eq!(fit_caps(u64::MAX, None, 64), (None, 64));

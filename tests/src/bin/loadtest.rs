@@ -1,5 +1,5 @@
 //! `cargo run --release -p e2e --bin loadtest [-- --plots N --clients N --subscribers N
-//! --seconds S --hostile N]`: runs the control-API load test against real `minerd` and
+//! --seconds S --interval-ms MS --hostile N]`: runs the control-API load test against real `minerd` and
 //! devnet node binaries (built from this checkout) and prints the figures.
 
 use std::time::Duration;
@@ -23,10 +23,11 @@ fn main() -> anyhow::Result<()> {
             "--subscribers" => opts.subscribers = u32::try_from(value()?)?,
             "--seconds" => opts.duration = Duration::from_secs(value()?),
             "--hostile" => opts.hostile = u32::try_from(value()?)?,
+            "--interval-ms" => opts.poll_interval = Duration::from_millis(value()?),
             "--help" | "-h" => {
                 println!(
-                    "usage: loadtest [--plots N] [--clients N] [--subscribers N] [--seconds S] [--hostile N]\n\
-                     defaults: 1000 plots, 200 clients, 50 subscribers, 20 s, 1000 hostile connections"
+                    "usage: loadtest [--plots N] [--clients N] [--subscribers N] [--seconds S] [--interval-ms MS] [--hostile N]\n\
+                     defaults: 1000 plots, 200 clients each polling every 100 ms (0 = back to back), 50 subscribers, 20 s, 1000 hostile connections"
                 );
                 return Ok(());
             }
@@ -36,8 +37,8 @@ fn main() -> anyhow::Result<()> {
     // The binaries are found beside this one (or through $MINERD_BIN / $MINERCTL_BIN).
     let rt = tokio::runtime::Runtime::new()?;
     println!(
-        "load: {} plots, {} clients, {} subscribers for {:?}, then {} hostile connections",
-        opts.plots, opts.clients, opts.subscribers, opts.duration, opts.hostile
+        "load: {} plots, {} clients polling every {:?} (0 = back to back), {} subscribers for {:?}, then {} hostile connections",
+        opts.plots, opts.clients, opts.poll_interval, opts.subscribers, opts.duration, opts.hostile
     );
     let report = rt.block_on(run(&opts))?;
     println!("{report}");

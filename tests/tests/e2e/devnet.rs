@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use e2e::devnet::{error_reason, handshake, DevnetNode, WirePeer, DEVNET};
+use e2e::devnet::{error_reason, handshake, WirePeer, DEVNET};
+use e2e::mining::{DevnetNode, NodeOptions};
 use spacetime::wire::Message;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -16,13 +17,17 @@ fn is_epoch(m: &Message) -> bool {
 
 #[tokio::test]
 async fn hostile_and_foreign_peers_are_refused_while_a_good_peer_continues() {
-    let node = DevnetNode::start(&["--epoch-ms", "300", "--difficulty", "1"]).unwrap();
-    let (mut good, first) = WirePeer::handshaken(node.addr, DEVNET).await.unwrap();
+    let node = DevnetNode::start(NodeOptions {
+        epoch_ms: 300,
+        ..NodeOptions::default()
+    })
+    .unwrap();
+    let (mut good, first) = WirePeer::handshaken(node.addr(), DEVNET).await.unwrap();
     assert!(first.epoch >= 1, "{first:?}");
     assert_eq!(first.tip_height, 0);
 
     // Garbage after the handshake: an unknown message type.
-    let (mut garbage, _) = WirePeer::handshaken(node.addr, DEVNET).await.unwrap();
+    let (mut garbage, _) = WirePeer::handshaken(node.addr(), DEVNET).await.unwrap();
     garbage
         .send_raw(&[1, 0, 0, 0, 0x99, 1, 2, 3])
         .await
@@ -34,7 +39,7 @@ async fn hostile_and_foreign_peers_are_refused_while_a_good_peer_continues() {
     );
 
     // An oversized length prefix.
-    let (mut big, _) = WirePeer::handshaken(node.addr, DEVNET).await.unwrap();
+    let (mut big, _) = WirePeer::handshaken(node.addr(), DEVNET).await.unwrap();
     big.send_raw(&[0xFF, 0xFF, 0xFF, 0x7F]).await.unwrap();
     let seen = big.until_closed(WAIT).await.unwrap();
     assert!(
@@ -43,7 +48,7 @@ async fn hostile_and_foreign_peers_are_refused_while_a_good_peer_continues() {
     );
 
     // Another network, and an old protocol version.
-    let mut foreign = WirePeer::connect(node.addr).await.unwrap();
+    let mut foreign = WirePeer::connect(node.addr()).await.unwrap();
     foreign
         .send(&handshake(2, "spacetime-testnet-v1"))
         .await
@@ -54,7 +59,7 @@ async fn hostile_and_foreign_peers_are_refused_while_a_good_peer_continues() {
         "{seen:?}"
     );
     assert!(!seen.iter().any(is_epoch), "{seen:?}");
-    let mut old = WirePeer::connect(node.addr).await.unwrap();
+    let mut old = WirePeer::connect(node.addr()).await.unwrap();
     old.send(&handshake(1, DEVNET)).await.unwrap();
     let seen = old.until_closed(WAIT).await.unwrap();
     assert!(
@@ -63,7 +68,7 @@ async fn hostile_and_foreign_peers_are_refused_while_a_good_peer_continues() {
     );
 
     // Bytes that are not the protocol at all, before any handshake.
-    let mut http = WirePeer::connect(node.addr).await.unwrap();
+    let mut http = WirePeer::connect(node.addr()).await.unwrap();
     http.send_raw(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
@@ -101,8 +106,12 @@ async fn hostile_and_foreign_peers_are_refused_while_a_good_peer_continues() {
 
 #[tokio::test]
 async fn sigterm_stops_the_node_cleanly_and_keeps_its_chain() {
-    let mut node = DevnetNode::start(&["--epoch-ms", "200"]).unwrap();
-    let (mut peer, _) = WirePeer::handshaken(node.addr, DEVNET).await.unwrap();
+    let mut node = DevnetNode::start(NodeOptions {
+        epoch_ms: 200,
+        ..NodeOptions::default()
+    })
+    .unwrap();
+    let (mut peer, _) = WirePeer::handshaken(node.addr(), DEVNET).await.unwrap();
     peer.send(&Message::GetHeaders {
         locator: [0; 32],
         stop: None,
@@ -144,17 +153,21 @@ async fn genesis_hash(peer: &mut WirePeer) -> spacetime::hash::Hash32 {
 
 #[tokio::test]
 async fn after_sigkill_a_restart_resumes_the_same_chain() {
-    let node = DevnetNode::start(&["--epoch-ms", "200"]).unwrap();
-    let (mut peer, _) = WirePeer::handshaken(node.addr, DEVNET).await.unwrap();
+    let mut node = DevnetNode::start(NodeOptions {
+        epoch_ms: 200,
+        ..NodeOptions::default()
+    })
+    .unwrap();
+    let (mut peer, _) = WirePeer::handshaken(node.addr(), DEVNET).await.unwrap();
     let genesis = genesis_hash(&mut peer).await;
     let Message::NewEpoch(last) = peer.recv_until(WAIT, is_epoch).await.unwrap() else {
         unreachable!()
     };
-    let dir = node.kill();
+    node.kill();
     peer.until_closed(WAIT).await.unwrap();
 
-    let node = DevnetNode::start_in(dir, &["--epoch-ms", "200"]).unwrap();
-    let (mut peer, first) = WirePeer::handshaken(node.addr, DEVNET).await.unwrap();
+    node.restart().unwrap();
+    let (mut peer, first) = WirePeer::handshaken(node.addr(), DEVNET).await.unwrap();
     assert_eq!(genesis_hash(&mut peer).await, genesis);
     assert_eq!(first.tip_hash, genesis);
     assert!(
