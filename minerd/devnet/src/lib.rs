@@ -253,11 +253,12 @@ pub async fn start(
 }
 
 /// Deletes what interrupted writes of the files in `data_dir` left (the temporaries of the
-/// atomic writer beside the chain file, the genesis key and the epoch counter, and the
-/// `epoch.new` of earlier versions). Only while the data dir is locked.
+/// atomic writer beside the chain file, its verified checkpoint, the genesis key and the
+/// epoch counter, and the `epoch.new` of earlier versions). Only while the data dir is locked.
 fn remove_stale_temporaries(data_dir: &std::path::Path) {
     let mut removed: Vec<_> = [
         chain::CHAIN_FILE,
+        chain::checkpoint::CHECKPOINT_FILE,
         chain::GENESIS_KEY_FILE,
         epoch::EPOCH_FILE,
     ]
@@ -290,7 +291,13 @@ fn log_open_report(
     if report.created {
         tracing::info!(path = %store.path().display(), genesis = %to_hex(&tip.hash()), difficulty = tip.header.difficulty, "created a new devnet chain");
     } else {
-        tracing::info!(path = %store.path().display(), blocks = report.replayed, tip_height = chain.height(), tip = %to_hex(&tip.hash()), "chain replayed and re-validated");
+        tracing::info!(path = %store.path().display(), blocks = report.replayed, verified = report.verified, trusted_on_checkpoint = report.trusted, tip_height = chain.height(), tip = %to_hex(&tip.hash()), "chain replayed (blocks up to the verified checkpoint with the cheap checks, the rest re-validated)");
+    }
+    if let Some(reason) = &report.checkpoint_ignored {
+        tracing::warn!(file = chain::checkpoint::CHECKPOINT_FILE, reason = %reason, "the verified checkpoint does not match the chain file and was ignored; the whole chain was re-validated");
+    }
+    if let Some(e) = &report.checkpoint_error {
+        tracing::warn!(file = chain::checkpoint::CHECKPOINT_FILE, error = %e, "cannot write the verified checkpoint; the next start re-validates the whole chain");
     }
     if let Some(t) = &report.truncated {
         tracing::warn!(

@@ -4,6 +4,7 @@
 //! (decisions R8: the memory a chain costs is its headers and transaction hashes, not its
 //! blocks).
 
+pub mod checkpoint;
 pub mod store;
 #[cfg(test)]
 mod tests;
@@ -14,7 +15,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use spacetime::block::{Block, BlockHeader};
+use spacetime::block::{tx_root, Block, BlockHeader};
 use spacetime::consensus::{epoch_challenge, DifficultyAdjuster, DifficultyAdjustmentConfig};
 use spacetime::hash::Hash32;
 use spacetime::validate::{validate_block, BlockError, ChainContext};
@@ -235,6 +236,40 @@ impl Chain {
         self.adjuster
             .next_difficulty(tip.difficulty, end, start)
             .unwrap_or(tip.difficulty)
+    }
+
+    /// The cheap checks that still bind a block below a verified checkpoint (decisions R8):
+    /// it names the tip as its parent, has the next height, and its transactions hash to
+    /// its tx root. Signatures, proofs and the consensus rules are not re-checked: the
+    /// checkpoint's header hash and chain digest, compared when its height is reached,
+    /// vouch that this prefix is the one that passed them.
+    pub fn check_linked(&self, block: &Block) -> Result<(), ExtendError> {
+        let tip = &self.tip().header;
+        let h = &block.header;
+        let tip_hash = tip.hash();
+        if h.parent_hash != tip_hash {
+            return Err(BlockError::ParentMismatch {
+                expected: tip_hash,
+                actual: h.parent_hash,
+            }
+            .into());
+        }
+        if h.height != tip.height.saturating_add(1) {
+            return Err(BlockError::HeightMismatch {
+                expected: tip.height.saturating_add(1),
+                actual: h.height,
+            }
+            .into());
+        }
+        let computed = tx_root(&block.transactions);
+        if computed != h.tx_root {
+            return Err(BlockError::TxRootMismatch {
+                computed,
+                header: h.tx_root,
+            }
+            .into());
+        }
+        Ok(())
     }
 
     /// Checks `block` as the next block of a replayed chain: every rule of

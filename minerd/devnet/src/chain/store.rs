@@ -16,11 +16,13 @@
 //! A record is `u32 len ‖ checksum[8] ‖ block[len]`, where `checksum` is the first 8 bytes
 //! of SHA-256 of the block bytes and `1 ≤ len ≤ 16 MiB`. A new chain file (header and
 //! genesis record) is written to a temporary name, fsynced and renamed, so it is complete or
-//! absent; each later block is appended and fsynced before it is announced. At start every
-//! record is decoded and re-validated against the chain before it (signature, parent,
-//! height, difficulty, epoch and challenge, transactions, tx root, strict proof); the first
-//! torn, corrupt or invalid record and everything after it is cut off with a warning, never
-//! trusted. The timestamp rules are not re-applied: they judge a block against the clock
+//! absent; each later block is appended and fsynced before it is announced. At start the
+//! records up to a matching verified checkpoint ([`super::checkpoint`]) are decoded and
+//! checked for linkage and tx root only; every later record (every record, when the
+//! checkpoint is missing or does not match) is decoded and re-validated against the chain
+//! before it (signature, parent, height, difficulty, epoch and challenge, transactions, tx
+//! root, strict proof); the first torn, corrupt or invalid record and everything after it is
+//! cut off with a warning, never trusted. The timestamp rules are not re-applied: they judge a block against the clock
 //! and the epoch at the moment it arrived, and a block was appended only after passing
 //! them, so a node whose clock has stepped back keeps its whole history (the report says
 //! how far the tip is ahead of the clock). A file whose header or genesis record is bad is
@@ -35,11 +37,12 @@ use spacetime::consensus::{
     genesis_challenge, ConsensusError, DifficultyAdjuster, DifficultyAdjustmentConfig,
     GenesisConfig,
 };
-use spacetime::hash::{sha256, to_hex};
+use spacetime::hash::{sha256, to_hex, Hash32};
 use spacetime::keys::{KeyError, MinerKey};
 use spacetime::validate::{validate_genesis_block, MAX_FUTURE_DRIFT_SECS};
 use thiserror::Error;
 
+use super::checkpoint::{fold_digest, Checkpoint, CHECKPOINT_EVERY};
 use super::{BlockHashes, Chain, GenesisParams, RecordLocation};
 
 /// File name of the chain inside the data dir.
@@ -112,14 +115,20 @@ pub struct ChainStore {
     file: File,
     path: PathBuf,
     len: u64,
+    data_dir: PathBuf,
+    /// The newest stored block as a checkpoint (written every [`CHECKPOINT_EVERY`] blocks).
+    tip: Checkpoint,
 }
 
 impl ChainStore {
     /// Appends `block` and fsyncs; returns where its bytes are. On failure the file is cut
     /// back to its previous length, so a failed append never leaves a partial record behind
     /// a later one.
+    /// Every [`CHECKPOINT_EVERY`] heights it also rewrites the verified checkpoint (a block
+    /// is appended only after passing every rule); a failure there is only logged.
     pub fn append(&mut self, block: &Block) -> Result<RecordLocation, ChainError> {
-        let record = encode_record(&block.encode());
+        let bytes = block.encode();
+        let record = encode_record(&bytes);
         let at = RecordLocation {
             offset: self.len + RECORD_HEADER_LEN as u64,
             len: (record.len() - RECORD_HEADER_LEN) as u32,
@@ -132,6 +141,16 @@ impl ChainStore {
         match result {
             Ok(()) => {
                 self.len += record.len() as u64;
+                self.tip = Checkpoint {
+                    height: block.header.height,
+                    hash: block.hash(),
+                    digest: fold_digest(&self.tip.digest, &sha256(&bytes)),
+                };
+                if self.tip.height.is_multiple_of(CHECKPOINT_EVERY) {
+                    if let Err(e) = self.write_checkpoint() {
+                        tracing::warn!(error = %e, height = self.tip.height, "cannot write the verified checkpoint; the next start validates more of the chain");
+                    }
+                }
                 Ok(at)
             }
             Err(e) => {
@@ -139,6 +158,11 @@ impl ChainStore {
                 Err(ChainError::io("appending a block to", &self.path, e))
             }
         }
+    }
+
+    /// Records the newest stored block as the verified checkpoint (atomically).
+    pub fn write_checkpoint(&mut self) -> io::Result<()> {
+        self.tip.store(&self.data_dir)
     }
 
     /// The chain file.
@@ -154,6 +178,14 @@ pub struct OpenReport {
     pub created: bool,
     /// Blocks after genesis replayed from the file.
     pub replayed: u64,
+    /// Of those, the blocks given every check (signatures and proofs included).
+    pub verified: u64,
+    /// Of those, the blocks accepted on the verified checkpoint with the cheap checks only.
+    pub trusted: u64,
+    /// Why a checkpoint file was not trusted (the whole file was validated instead).
+    pub checkpoint_ignored: Option<String>,
+    /// Why the checkpoint could not be written after the replay.
+    pub checkpoint_error: Option<String>,
     /// A tail that was cut off: its offset, its length and why.
     pub truncated: Option<Truncation>,
     /// The stored difficulty rule differs from the configured one (the stored one wins).
@@ -175,8 +207,10 @@ pub struct Truncation {
     pub reason: String,
 }
 
-/// Opens (or creates) the chain in `data_dir`: replays and re-validates every stored block,
-/// cutting off a bad tail. `now_unix` is the node's clock.
+/// Opens (or creates) the chain in `data_dir`: replays the stored blocks, cutting off a bad
+/// tail. The blocks up to a matching verified checkpoint get the cheap checks only, every
+/// later one (or every one, without a matching checkpoint) is re-validated; the tip is then
+/// recorded as the checkpoint. `now_unix` is the node's clock.
 pub fn open(
     data_dir: &Path,
     params: &GenesisParams,
@@ -193,7 +227,7 @@ pub fn open(
         }
         Err(e) => return Err(ChainError::io("reading", &path, e)),
     };
-    let mut file = OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .open(&path)
@@ -202,7 +236,7 @@ pub fn open(
         .metadata()
         .map_err(|e| ChainError::io("reading", &path, e))?
         .len();
-    let mut reader = BufReader::new(&mut file);
+    let mut reader = BufReader::new(&file);
     let mut header = [0u8; FILE_HEADER_LEN];
     reader.read_exact(&mut header).map_err(|e| match e.kind() {
         io::ErrorKind::UnexpectedEof => ChainError::BadFile {
@@ -221,7 +255,7 @@ pub fn open(
     };
     // The genesis record must be intact: a new file is written atomically.
     let genesis = match read_record(&mut reader) {
-        Ok(Some(bytes)) => Block::decode(&bytes)
+        Ok(Some((bytes, _))) => Block::decode(&bytes)
             .map_err(|e| bad(format!("genesis record does not decode: {e}")))?,
         Ok(None) => return Err(bad("the genesis record is missing".into())),
         Err(RecordError::Io(e)) => return Err(ChainError::io("reading", &path, e)),
@@ -245,43 +279,162 @@ pub fn open(
         offset: (FILE_HEADER_LEN + RECORD_HEADER_LEN) as u64,
         len: genesis.encoded_len() as u32,
     };
-    let mut offset = genesis_at.offset + u64::from(genesis_at.len);
-    let mut chain = Chain::new(genesis, adjustment)?;
-    chain.attach_file(
-        reader
-            .get_ref()
-            .try_clone()
-            .map_err(|e| ChainError::io("opening", &path, e))?,
+    drop(reader);
+    let start = Start {
+        file: &file,
+        path: &path,
+        genesis: &genesis,
+        adjustment,
         genesis_at,
+    };
+    let (loaded, mut checkpoint_ignored) = match Checkpoint::load(data_dir) {
+        Ok(c) => (c, None),
+        Err(reason) => (None, Some(reason)),
+    };
+    let mut pass = None;
+    if let Some(c) = &loaded {
+        match replay(&start, Some(c))? {
+            Ok(r) => pass = Some(r),
+            Err(reason) => checkpoint_ignored = Some(reason),
+        }
+    }
+    let trusted = match (&pass, &loaded) {
+        (Some(_), Some(c)) => c.height,
+        _ => 0,
+    };
+    let r = match pass {
+        Some(r) => r,
+        None => replay(&start, None)?.map_err(bad)?,
+    };
+    if let Some(t) = &r.truncated {
+        file.set_len(t.offset)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| ChainError::io("truncating", &path, e))?;
+    }
+    let chain = r.chain;
+    let ahead = chain.tip().header.timestamp.saturating_sub(now_unix);
+    let tip = Checkpoint {
+        height: chain.height(),
+        hash: chain.tip().hash(),
+        digest: r.digest,
+    };
+    let mut store = ChainStore {
+        file,
+        path,
+        len: r.offset,
+        data_dir: data_dir.to_path_buf(),
+        tip,
+    };
+    // The whole chain is validated now: record it, so the next start trusts it.
+    let checkpoint_error = if loaded == Some(tip) {
+        None
+    } else {
+        store.write_checkpoint().err().map(|e| e.to_string())
+    };
+    let report = OpenReport {
+        created,
+        replayed: r.replayed,
+        verified: r.verified,
+        trusted,
+        checkpoint_ignored,
+        checkpoint_error,
+        truncated: r.truncated,
+        adjustment_differs: adjustment != params.adjustment,
+        tip_ahead_of_clock_secs: (ahead > MAX_FUTURE_DRIFT_SECS).then_some(ahead),
+    };
+    Ok((chain, store, report))
+}
+
+/// What every replay pass starts from: the chain file and its checked genesis block.
+struct Start<'a> {
+    file: &'a File,
+    path: &'a Path,
+    genesis: &'a Block,
+    adjustment: DifficultyAdjustmentConfig,
+    genesis_at: RecordLocation,
+}
+
+/// The chain one replay pass rebuilt.
+struct Replayed {
+    chain: Chain,
+    /// End of the last good record.
+    offset: u64,
+    replayed: u64,
+    verified: u64,
+    digest: Hash32,
+    truncated: Option<Truncation>,
+}
+
+/// Replays the records after genesis. With `trusted`, the blocks up to its height get only
+/// [`Chain::check_linked`] and the block at its height must match its hash and digest;
+/// `Ok(Err(reason))` says the checkpoint does not match the file (nothing was changed).
+/// Without it every block gets [`Chain::check_replayed`] and a bad tail is reported in
+/// `truncated` (for the caller to cut off).
+fn replay(
+    s: &Start<'_>,
+    trusted: Option<&Checkpoint>,
+) -> Result<Result<Replayed, String>, ChainError> {
+    let io_err = |action, e| ChainError::io(action, s.path, e);
+    let mut chain = Chain::new(s.genesis.clone(), s.adjustment)?;
+    chain.attach_file(
+        s.file.try_clone().map_err(|e| io_err("opening", e))?,
+        s.genesis_at,
     );
-    let mut replayed = 0;
+    let file_len = s.file.metadata().map_err(|e| io_err("reading", e))?.len();
+    let mut offset = s.genesis_at.offset + u64::from(s.genesis_at.len);
+    let mut reader = BufReader::new(s.file);
+    reader
+        .seek(SeekFrom::Start(offset))
+        .map_err(|e| io_err("reading", e))?;
+    let mut digest = [0u8; 32];
+    if let Some(c) = trusted.filter(|c| c.height == 0) {
+        if c.hash != s.genesis.hash() || c.digest != digest {
+            return Ok(Err("the checkpoint does not name this genesis block".into()));
+        }
+    }
+    let (mut replayed, mut verified) = (0, 0);
     let mut truncated = None;
     loop {
+        let height = chain.height().saturating_add(1);
+        let below = trusted.is_some_and(|c| height <= c.height);
         let reason = match read_record(&mut reader) {
             Ok(None) => break,
-            Ok(Some(bytes)) => match Block::decode(&bytes) {
-                Ok(block) => match chain.check_replayed(&block) {
+            Ok(Some((bytes, sum))) => match Block::decode(&bytes) {
+                Ok(block) => match if below {
+                    chain.check_linked(&block)
+                } else {
+                    chain.check_replayed(&block)
+                } {
                     Ok(()) => {
+                        let hashes = BlockHashes::of(&block);
+                        digest = fold_digest(&digest, &sum);
+                        if let Some(c) = trusted.filter(|c| c.height == height) {
+                            if hashes.block != c.hash || digest != c.digest {
+                                return Ok(Err(format!(
+                                    "the block at the checkpoint height {height} is not the checkpointed one"
+                                )));
+                            }
+                        }
                         let at = RecordLocation {
                             offset: offset + RECORD_HEADER_LEN as u64,
                             len: bytes.len() as u32,
                         };
                         offset = at.offset + u64::from(at.len);
-                        let hashes = BlockHashes::of(&block);
                         chain.push_stored(block, &hashes, Some(at));
                         replayed += 1;
+                        verified += u64::from(!below);
                         continue;
                     }
-                    Err(e) => format!(
-                        "block at height {} is invalid: {e}",
-                        chain.height().saturating_add(1)
-                    ),
+                    Err(e) => format!("block at height {height} is invalid: {e}"),
                 },
                 Err(e) => format!("record does not decode as a block: {e}"),
             },
-            Err(RecordError::Io(e)) => return Err(ChainError::io("reading", &path, e)),
+            Err(RecordError::Io(e)) => return Err(io_err("reading", e)),
             Err(e) => e.to_string(),
         };
+        if below {
+            return Ok(Err(format!("below the checkpoint height: {reason}")));
+        }
         truncated = Some(Truncation {
             offset,
             dropped: file_len.saturating_sub(offset),
@@ -289,29 +442,21 @@ pub fn open(
         });
         break;
     }
-    drop(reader);
-    if let Some(t) = &truncated {
-        file.set_len(t.offset)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| ChainError::io("truncating", &path, e))?;
+    if let Some(c) = trusted.filter(|c| c.height > chain.height()) {
+        return Ok(Err(format!(
+            "the checkpoint height {} is past the file's last block {}",
+            c.height,
+            chain.height()
+        )));
     }
-    let ahead = chain.tip().header.timestamp.saturating_sub(now_unix);
-    let report = OpenReport {
-        created,
-        replayed,
-        truncated,
-        adjustment_differs: adjustment != params.adjustment,
-        tip_ahead_of_clock_secs: (ahead > MAX_FUTURE_DRIFT_SECS).then_some(ahead),
-    };
-    Ok((
+    Ok(Ok(Replayed {
         chain,
-        ChainStore {
-            file,
-            path,
-            len: offset,
-        },
-        report,
-    ))
+        offset,
+        replayed,
+        verified,
+        digest,
+        truncated,
+    }))
 }
 
 /// Writes a new chain file holding the header and a freshly signed genesis block.
@@ -396,8 +541,8 @@ pub(super) enum RecordError {
     Io(io::Error),
 }
 
-/// Reads one record: `Ok(None)` at a clean end of file.
-pub(super) fn read_record(r: &mut impl Read) -> Result<Option<Vec<u8>>, RecordError> {
+/// Reads one record and the SHA-256 of its block bytes: `Ok(None)` at a clean end of file.
+pub(super) fn read_record(r: &mut impl Read) -> Result<Option<(Vec<u8>, Hash32)>, RecordError> {
     let mut head = [0u8; RECORD_HEADER_LEN];
     let got = read_full(r, &mut head)?;
     if got == 0 {
@@ -421,10 +566,11 @@ pub(super) fn read_record(r: &mut impl Read) -> Result<Option<Vec<u8>>, RecordEr
     if got < len as usize {
         return Err(RecordError::Torn);
     }
-    if sha256(&bytes)[..8] != head[4..] {
+    let sum = sha256(&bytes);
+    if sum[..8] != head[4..] {
         return Err(RecordError::Checksum);
     }
-    Ok(Some(bytes))
+    Ok(Some((bytes, sum)))
 }
 
 /// Reads until `buf` is full or the end of the file; returns the bytes read.

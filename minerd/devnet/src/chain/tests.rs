@@ -9,6 +9,7 @@ use spacetime::consensus::GenesisConfig;
 use spacetime::keys::MinerKey;
 use std::path::Path;
 
+use super::checkpoint::{Checkpoint, CHECKPOINT_FILE};
 use super::store::*;
 use super::*;
 use crate::epoch::Epoch;
@@ -369,4 +370,140 @@ fn only_the_newest_bodies_stay_in_memory_and_older_ones_come_from_the_file() {
     };
     let err = read_stored_block(&file, at, &mined[0].hash()).unwrap_err();
     assert!(err.to_string().contains("another hash"), "{err}");
+}
+
+/// A new chain in `dir` with `n` mined blocks (the store dropped); returns the blocks.
+fn mined_chain(dir: &Path, n: u64) -> Vec<Block> {
+    let (mut chain, mut store, _) = open(dir, &params(100), now_unix_ms() / 1000).unwrap();
+    let miner = TestMiner::new(dir, 1);
+    (1..=n)
+        .map(|epoch| mine(&mut chain, &mut store, &miner, epoch))
+        .collect()
+}
+
+#[test]
+fn a_restart_trusts_the_verified_checkpoint_and_fully_checks_only_later_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = mined_chain(dir.path(), 3);
+    // The new chain's checkpoint is at genesis: all three blocks get every check.
+    let (_, report) = reopen(dir.path());
+    assert_eq!(
+        (report.replayed, report.verified, report.trusted),
+        (3, 3, 0)
+    );
+    assert_eq!(report.checkpoint_ignored, None);
+    let cp = Checkpoint::load(dir.path()).unwrap().unwrap();
+    assert_eq!((cp.height, cp.hash), (3, blocks[2].hash()));
+
+    // That start recorded the tip: the next one checks no signature or proof.
+    let (chain, report) = reopen(dir.path());
+    assert_eq!(
+        (report.replayed, report.verified, report.trusted),
+        (3, 0, 3)
+    );
+    assert_eq!((report.checkpoint_ignored, report.truncated), (None, None));
+    assert_eq!(chain.tip(), &blocks[2]);
+    assert_eq!(chain.block_at(1).as_ref(), Some(&blocks[0]));
+
+    // Blocks appended after the checkpoint get every check at the next start.
+    let (mut chain, mut store, _) = open(dir.path(), &params(100), now_unix_ms() / 1000).unwrap();
+    let miner = TestMiner::new(dir.path(), 2);
+    mine(&mut chain, &mut store, &miner, 4);
+    let b5 = mine(&mut chain, &mut store, &miner, 5);
+    drop(store);
+    let (chain, report) = reopen(dir.path());
+    assert_eq!(
+        (report.replayed, report.verified, report.trusted),
+        (5, 2, 3)
+    );
+    assert_eq!(chain.tip(), &b5);
+}
+
+#[test]
+fn a_checkpoint_that_does_not_match_is_ignored_and_the_whole_chain_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = mined_chain(dir.path(), 3);
+    reopen(dir.path());
+    let good = Checkpoint::load(dir.path()).unwrap().unwrap();
+    let cp_path = dir.path().join(CHECKPOINT_FILE);
+    let mut flipped = good.encode();
+    flipped[20] ^= 1;
+    let tampered: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "another block's hash",
+            Checkpoint {
+                hash: blocks[0].hash(),
+                ..good
+            }
+            .encode()
+            .to_vec(),
+        ),
+        (
+            "another digest",
+            Checkpoint {
+                digest: [7; 32],
+                ..good
+            }
+            .encode()
+            .to_vec(),
+        ),
+        (
+            "a height past the end",
+            Checkpoint { height: 9, ..good }.encode().to_vec(),
+        ),
+        ("a flipped byte", flipped.to_vec()),
+        ("garbage", b"not a checkpoint at all".to_vec()),
+        ("an empty file", Vec::new()),
+    ];
+    for (what, bytes) in tampered {
+        std::fs::write(&cp_path, &bytes).unwrap();
+        let (chain, report) = reopen(dir.path());
+        assert!(report.checkpoint_ignored.is_some(), "{what}");
+        assert_eq!(
+            (report.replayed, report.verified, report.trusted),
+            (3, 3, 0),
+            "{what}"
+        );
+        assert_eq!(
+            (chain.tip(), &report.truncated),
+            (&blocks[2], &None),
+            "{what}"
+        );
+        // The fully validated chain is recorded again.
+        assert_eq!(Checkpoint::load(dir.path()), Ok(Some(good)), "{what}");
+    }
+
+    // A signature changed below the checkpoint (record checksums recomputed, so only the
+    // chain digest notices): the checkpoint is ignored and the full check cuts it off.
+    let mut b2 = blocks[1].clone();
+    b2.header.signature[0] ^= 1;
+    assert!(!b2.header.verify_signature());
+    let (genesis, _) = reopen(dir.path());
+    let mut file = encode_file_header(&params(100).adjustment).to_vec();
+    for b in [genesis.genesis(), &blocks[0], &b2, &blocks[2]] {
+        file.extend_from_slice(&encode_record(&b.encode()));
+    }
+    std::fs::write(dir.path().join(CHAIN_FILE), &file).unwrap();
+    let (chain, report) = reopen(dir.path());
+    assert!(report.checkpoint_ignored.is_some());
+    let reason = report.truncated.unwrap().reason;
+    assert!(reason.contains("height 2 is invalid"), "{reason}");
+    assert_eq!((chain.tip(), report.trusted), (&blocks[0], 0));
+}
+
+#[test]
+fn a_missing_checkpoint_means_a_full_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = mined_chain(dir.path(), 2);
+    reopen(dir.path());
+    // As after a crash before the first checkpoint write: no file, no warning, every check.
+    std::fs::remove_file(dir.path().join(CHECKPOINT_FILE)).unwrap();
+    let (chain, report) = reopen(dir.path());
+    assert_eq!(
+        (report.replayed, report.verified, report.trusted),
+        (2, 2, 0)
+    );
+    assert_eq!(report.checkpoint_ignored, None);
+    assert_eq!(chain.tip(), &blocks[1]);
+    assert!(Checkpoint::load(dir.path()).unwrap().is_some());
 }
