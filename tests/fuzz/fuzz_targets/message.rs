@@ -1,9 +1,11 @@
 //! One message payload of a chosen type: decoding never panics, and what decodes is
-//! canonical (re-encodes to the same bytes and decodes to the same message).
+//! canonical (re-encodes to the same bytes and decodes to the same message). An Error's
+//! text also goes through the refusal parser the miner acts on (`wire::rejection`): it
+//! never panics, and a refusal it reads is written back as the same text.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use spacetime::wire::{Message, MessageType};
+use spacetime::wire::{Message, MessageType, Rejection};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&code, payload)) = data.split_first() else {
@@ -22,5 +24,11 @@ fuzz_target!(|data: &[u8]| {
         let again = m.encode_payload();
         assert_eq!(again, payload, "non-canonical {m:?}");
         assert_eq!(Message::decode(t, &again).as_ref(), Ok(&m));
+        if let Message::Error(text) = &m {
+            if let Some(refusal) = Rejection::parse(text) {
+                assert_eq!(&refusal.to_text(), text, "refusal not read back as written");
+                assert_eq!(Rejection::parse(&refusal.to_text()), Some(refusal));
+            }
+        }
     }
 });

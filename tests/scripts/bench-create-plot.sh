@@ -6,7 +6,7 @@
 # and the daemon's peak RSS. LIMIT comes from a short `minerd bench --json` first.
 #
 #   cargo build --release -p minerd -p minerctl
-#   scripts/bench-create-plot.sh /path/on/the/plot/disk [SIZE, default 1 (GB)]
+#   tests/scripts/bench-create-plot.sh /path/on/the/plot/disk [SIZE, default 1 (GB)]
 #
 # Needs jq. Everything it writes is removed at the end.
 set -eu
