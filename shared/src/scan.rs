@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use crate::compress::hash_64;
 use crate::hash::Hash32;
-use crate::kernel::{Kernels, ScoreContext};
+use crate::kernel::{score_prefix, Kernels, ScoreContext};
 use crate::plot::{PlotError, PlotFile};
 
 mod direct;
@@ -476,7 +476,6 @@ fn sequential_scan(shared: &Shared<'_>) -> bool {
         drop(work_tx);
         let hasher = || {
             let mut local: Vec<Option<Candidate>> = vec![None; plots.len()];
-            let mut scores = [[0u8; 32]; SCORE_BATCH];
             loop {
                 let Ok(chunk) = lock(&work_rx).recv() else {
                     break;
@@ -486,7 +485,9 @@ fn sequential_scan(shared: &Shared<'_>) -> bool {
                 }
                 if !stop.load(Ordering::Relaxed) {
                     let leaves = chunk.leaves.leaves();
-                    let best = score_run(shared, chunk.first, leaves, &mut scores);
+                    let first = chunk.first;
+                    let bound = bound_of(&local[chunk.plot]);
+                    let best = best_of(shared, leaves, bound, |k| first + k as u64);
                     shared.done(chunk.plot, leaves.len() as u64, best, &mut local);
                 }
                 // Back to the readers (they may be waiting for it).
@@ -622,7 +623,6 @@ fn sampled_scan(shared: &Shared<'_>) -> bool {
         let mut local: Vec<Option<Candidate>> = vec![None; plots.len()];
         let mut indices = Vec::new();
         let mut leaves = Vec::new();
-        let mut scores = [[0u8; 32]; SCORE_BATCH];
         loop {
             if shared.should_stop() {
                 break;
@@ -642,7 +642,7 @@ fn sampled_scan(shared: &Shared<'_>) -> bool {
             });
             match read_indices(plot, &indices, &mut leaves) {
                 Ok(()) => {
-                    let best = score_indexed(shared, &indices, &leaves, &mut scores);
+                    let best = best_of(shared, &leaves, bound_of(&local[p]), |k| indices[k]);
                     shared.done(p, count, best, &mut local);
                 }
                 Err(e) => shared.fail(p, &e),
@@ -687,47 +687,57 @@ fn read_indices(
     Ok(())
 }
 
-/// Scores consecutive leaves starting at index `first`; the best (first on ties).
-fn score_run(
-    shared: &Shared<'_>,
-    first: u64,
-    leaves: &[[u8; 32]],
-    scores: &mut [Hash32; SCORE_BATCH],
-) -> Best {
-    let mut best: Best = None;
-    let mut best_prefix = u64::MAX;
-    for (c, chunk) in leaves.chunks(SCORE_BATCH).enumerate() {
-        shared.kernels.scores(&shared.ctx, chunk, scores);
-        let base = first + (c * SCORE_BATCH) as u64;
-        for (j, score) in scores.iter().take(chunk.len()).enumerate() {
-            // Almost every score loses on its first 8 bytes: only lanes that can beat the
-            // best so far get the full comparison.
-            if prefix(score) > best_prefix {
-                continue;
-            }
-            if best.is_none_or(|(_, _, b)| *score < b) {
-                best_prefix = prefix(score);
-                best = Some((base + j as u64, chunk[j], *score));
-            }
-        }
-    }
-    best
+/// The bound below which a leaf may beat `best` (a plot's best so far): its score's first
+/// 8 bytes, or everything when there is none yet.
+fn bound_of(best: &Option<Candidate>) -> u64 {
+    best.map_or(u64::MAX, |c| score_prefix(&c.score))
 }
 
-/// Scores `leaves[k]` (the leaf at `indices[k]`); the best (first on ties).
-fn score_indexed(
+/// The best of `leaves` (`leaves[k]` is the leaf at index `index(k)`; first on ties) among
+/// those whose score's first 8 bytes are at most `bound`, `None` when no leaf is.
+///
+/// The score kernel only says which leaves may be within the bound ([`Kernels::
+/// score_candidates`], compared in registers); those few are rescored exactly here. The
+/// bound tightens with each better leaf found, so after the first batch of a plot almost
+/// no leaf is a candidate. A batch scored without any bound yet (the first of a plot) gets
+/// all its digests from the kernel instead, rather than rescoring every leaf one by one.
+fn best_of(
     shared: &Shared<'_>,
-    indices: &[u64],
     leaves: &[[u8; 32]],
-    scores: &mut [Hash32; SCORE_BATCH],
+    bound: u64,
+    index: impl Fn(usize) -> u64,
 ) -> Best {
     let mut best: Best = None;
-    for (idx, chunk) in indices.chunks(SCORE_BATCH).zip(leaves.chunks(SCORE_BATCH)) {
-        shared.kernels.scores(&shared.ctx, chunk, scores);
-        for ((&index, leaf), score) in idx.iter().zip(chunk).zip(scores.iter()) {
-            if best.is_none_or(|(_, _, b)| *score < b) {
-                best = Some((index, *leaf, *score));
+    let mut bound = bound;
+    let mut masks = [0u64; SCORE_BATCH / 64];
+    let mut scores = [[0u8; 32]; SCORE_BATCH];
+    for (c, batch) in leaves.chunks(SCORE_BATCH).enumerate() {
+        let at = c * SCORE_BATCH;
+        if bound == u64::MAX {
+            shared.kernels.scores(&shared.ctx, batch, &mut scores);
+            for (i, score) in scores.iter().take(batch.len()).enumerate() {
+                if best.is_none_or(|(_, _, b)| *score < b) {
+                    best = Some((index(at + i), batch[i], *score));
+                }
             }
+        } else {
+            shared
+                .kernels
+                .score_candidates(&shared.ctx, batch, bound, &mut masks);
+            for (w, &mask) in masks.iter().take(batch.len().div_ceil(64)).enumerate() {
+                let mut mask = mask;
+                while mask != 0 {
+                    let i = 64 * w + mask.trailing_zeros() as usize;
+                    mask &= mask - 1;
+                    let score = score(shared.ctx.challenge(), &batch[i]);
+                    if best.is_none_or(|(_, _, b)| score < b) {
+                        best = Some((index(at + i), batch[i], score));
+                    }
+                }
+            }
+        }
+        if let Some((_, _, s)) = &best {
+            bound = bound.min(score_prefix(s));
         }
     }
     best
@@ -737,14 +747,6 @@ fn score_indexed(
 fn better(a: &Candidate, b: &Candidate, plots: &[&PlotFile]) -> bool {
     let key = |c: &Candidate| (c.score, plots[c.plot].header().seed, c.plot, c.index);
     key(a).cmp(&key(b)) == CmpOrdering::Less
-}
-
-/// The first 8 bytes of a hash as a big-endian integer (orders like the bytes).
-#[inline]
-fn prefix(hash: &Hash32) -> u64 {
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&hash[..8]);
-    u64::from_be_bytes(bytes)
 }
 
 /// Call `f` with the leaf index of each strategy position in `positions`, in order.

@@ -304,6 +304,46 @@ impl Backend {
         }
     }
 
+    /// Which scores of `leaves` may be at most `bound` in their first 8 bytes (read as a
+    /// big-endian integer): bit `i % 64` of `masks[i / 64]` for leaf `i`. A set bit is a
+    /// candidate, to be rescored exactly; a clear bit is a leaf whose score is certainly
+    /// above `bound`, so beaten by the best so far. Backends with a dedicated kernel compare
+    /// in registers and never write the digests; the others hash with [`Backend::scores`].
+    ///
+    /// # Panics
+    /// If `masks` holds fewer than `leaves.len().div_ceil(64)` words.
+    pub fn score_candidates(
+        self,
+        ctx: &ScoreContext,
+        leaves: &[[u8; 32]],
+        bound: u64,
+        masks: &mut [u64],
+    ) {
+        let words = leaves.len().div_ceil(64);
+        assert!(
+            masks.len() >= words,
+            "score_candidates: {} mask words for {} leaves",
+            masks.len(),
+            leaves.len()
+        );
+        match self.token() {
+            #[cfg(target_arch = "x86_64")]
+            Token::Avx512(t) => t.score_candidates(ctx, leaves, bound, masks),
+            _ => {
+                let mut scores = [[0u8; 32]; 64];
+                for (chunk, mask) in leaves.chunks(64).zip(masks.iter_mut()) {
+                    self.scores(ctx, chunk, &mut scores);
+                    *mask = 0;
+                    for (i, score) in scores.iter().take(chunk.len()).enumerate() {
+                        if score_prefix(score) <= bound {
+                            *mask |= 1 << i;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     fn token(self) -> Token {
         match self {
             Backend::Portable => Token::Portable,
@@ -336,6 +376,15 @@ impl std::fmt::Display for Backend {
     }
 }
 
+/// The first 8 bytes of a score as a big-endian integer: it orders like the score's bytes
+/// do, so `score_prefix(a) < score_prefix(b)` implies `a < b`.
+#[inline]
+pub fn score_prefix(score: &Hash32) -> u64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&score[..8]);
+    u64::from_be_bytes(bytes)
+}
+
 /// What a score kernel precomputes once per challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScoreContext {
@@ -345,6 +394,10 @@ pub struct ScoreContext {
     words: [u32; 8],
     /// The state after rounds 0..8 of the first block (they read only words 0..8).
     after8: [u32; 8],
+    /// The part of message word `16 + i` of the first block that reads only the challenge:
+    /// `σ0(W[i+1]) + W[i]` for `i < 7`, and `W[7]` for `i = 7` (whose `σ0(W[8])` reads the
+    /// leaf).
+    tails: [u32; 8],
 }
 
 impl ScoreContext {
@@ -357,10 +410,18 @@ impl ScoreContext {
         let after8 = partial_rounds(&IV, &words, 8);
         let mut first = [0u32; 8];
         first.copy_from_slice(&words[..8]);
+        let tails = std::array::from_fn(|i| {
+            if i < 7 {
+                small_sigma0(words[i + 1]).wrapping_add(words[i])
+            } else {
+                words[7]
+            }
+        });
         Self {
             challenge: *challenge,
             words: first,
             after8,
+            tails,
         }
     }
 
@@ -506,6 +567,42 @@ mod tests {
                 let mut out = vec![[0u8; 32]; children.len() / 2];
                 b.internal_nodes(&children, &mut out);
                 prop_assert_eq!(&out, &expected, "backend {}", b);
+            }
+        }
+
+        #[test]
+        fn score_candidates_are_exactly_the_scores_within_the_bound(
+            challenge in any::<[u8; 32]>(),
+            leaves in proptest::collection::vec(any::<[u8; 32]>(), 0..150),
+            pick in any::<proptest::sample::Index>(),
+            nudge in -2i64..=2,
+        ) {
+            let ctx = ScoreContext::new(&challenge);
+            let prefixes: Vec<u64> = leaves
+                .iter()
+                .map(|l| score_prefix(&sha256_concat(&[&challenge, l])))
+                .collect();
+            // Bounds at, just around, and far from real prefixes (ties on the prefix must
+            // be candidates), plus the extremes.
+            let mut bounds = vec![0, u64::MAX, 1 << 63];
+            if !prefixes.is_empty() {
+                let p = prefixes[pick.index(prefixes.len())];
+                bounds.push(p.saturating_add_signed(nudge));
+                bounds.push(p & 0xffff_ffff_0000_0000);
+                bounds.push(p | 0x0000_0000_ffff_ffff);
+            }
+            for b in Backend::available() {
+                for &bound in &bounds {
+                    let mut masks = vec![u64::MAX; leaves.len().div_ceil(64)];
+                    b.score_candidates(&ctx, &leaves, bound, &mut masks);
+                    for (i, &p) in prefixes.iter().enumerate() {
+                        let set = masks[i / 64] >> (i % 64) & 1 == 1;
+                        prop_assert_eq!(set, p <= bound, "backend {} leaf {} bound {:#x}", b, i, bound);
+                    }
+                    if leaves.len() % 64 != 0 {
+                        prop_assert_eq!(masks[leaves.len() / 64] >> (leaves.len() % 64), 0, "backend {}: bits past the end", b);
+                    }
+                }
             }
         }
 

@@ -59,7 +59,16 @@ impl Shape {
             Shape::Leaf => backend.leaves(&[0x6a09_e667; 8], input.len() as u64, &mut out[..count]),
             Shape::LeafNode => backend.leaf_nodes(&input[..count], &mut out[..count]),
             Shape::InternalNode => backend.internal_nodes(&input[..2 * count], &mut out[..count]),
-            Shape::Score => backend.scores(ctx, &input[..count], &mut out[..count]),
+            // What a scan runs: which scores may beat the best so far (a low bound, as
+            // almost all the time).
+            Shape::Score => {
+                let mut masks = [0u64; 4];
+                for chunk in input[..count].chunks(256) {
+                    backend.score_candidates(ctx, chunk, 1 << 40, &mut masks);
+                    out[0][0] ^= masks[0] as u8;
+                }
+                out[count.saturating_sub(1)][1] ^= out[0][0];
+            }
         }
         // The outputs feed the next run's inputs, so no run can be optimised away.
         input[0] = out[count.saturating_sub(1)];
@@ -226,6 +235,17 @@ impl Kernels {
     /// Scores: [`Backend::scores`].
     pub fn scores(&self, ctx: &ScoreContext, leaves: &[[u8; 32]], out: &mut [Hash32]) {
         self.score.scores(ctx, leaves, out)
+    }
+
+    /// Score candidates below a bound: [`Backend::score_candidates`].
+    pub fn score_candidates(
+        &self,
+        ctx: &ScoreContext,
+        leaves: &[[u8; 32]],
+        bound: u64,
+        masks: &mut [u64],
+    ) {
+        self.score.score_candidates(ctx, leaves, bound, masks)
     }
 }
 

@@ -1,14 +1,23 @@
 //! AVX-512 kernels: sixteen messages, one per 32-bit lane of a 512-bit register. The
 //! rotations are single instructions (`vprord`) and Ch, Maj and the three-way XORs of the
-//! Σ / σ functions are one `vpternlogd` each. Inputs are transposed into message words with
-//! the AVX2 8×8 transpose, once per half; digests are transposed back the same way.
-//! Every function here is `unsafe` only because of `#[target_feature]` and raw 32-byte
-//! loads and stores of `[u8; 32]` values; callers hold a [`super::Avx512`] token.
+//! Σ / σ functions are one `vpternlogd` each. Inputs are transposed into message words, and
+//! digests back, with three stages of two-register permutes (`vpermt2d`).
+//!
+//! Each group of eight rounds is written flat, the working variables renamed from round to
+//! round instead of moved and the message schedule in sixteen named registers, so that
+//! every operand stays in a register; the groups run in loops, so that a kernel (under a
+//! thousand instructions) fits the CPU's decoded-instruction cache. Nothing on the hot
+//! path goes through a closure or `array::map` / `from_fn`: those are compiled outside the
+//! `#[target_feature]` context and cost a call, a `vzeroupper` and a trip through memory
+//! per group (measured: a third of the score kernel's time).
+//!
+//! Every function here is `unsafe` only because of `#[target_feature]` and raw 64-byte
+//! loads and stores of `[u8; 32]` pairs; callers hold a [`super::Avx512`] token.
 
 use std::arch::x86_64::*;
 
-use super::super::{small_sigma0, ScoreContext, K, PAD_64_WK};
-use super::{avx2, by_groups};
+use super::super::{ScoreContext, K, PAD_64_WK};
+use super::by_groups;
 use crate::compress::IV;
 use crate::hash::Hash32;
 
@@ -33,24 +42,21 @@ unsafe fn splat(x: u32) -> V {
 }
 
 #[inline(always)]
-unsafe fn round(s: &mut [V; 8], wk: V) {
-    let [a, b, c, d, e, f, g, h] = *s;
-    let big_s1 = _mm512_ternarylogic_epi32::<XOR3>(
-        _mm512_ror_epi32::<6>(e),
-        _mm512_ror_epi32::<11>(e),
-        _mm512_ror_epi32::<25>(e),
-    );
-    let ch = _mm512_ternarylogic_epi32::<CH>(e, f, g);
-    // `h + wk` does not depend on this round's e: it goes first, off the critical path.
-    let t1 = add(add(add(h, wk), ch), big_s1);
-    let big_s0 = _mm512_ternarylogic_epi32::<XOR3>(
+unsafe fn big_sigma0(a: V) -> V {
+    _mm512_ternarylogic_epi32::<XOR3>(
         _mm512_ror_epi32::<2>(a),
         _mm512_ror_epi32::<13>(a),
         _mm512_ror_epi32::<22>(a),
-    );
-    let maj = _mm512_ternarylogic_epi32::<MAJ>(a, b, c);
-    let t2 = add(big_s0, maj);
-    *s = [add(t1, t2), a, b, c, add(d, t1), e, f, g];
+    )
+}
+
+#[inline(always)]
+unsafe fn big_sigma1(e: V) -> V {
+    _mm512_ternarylogic_epi32::<XOR3>(
+        _mm512_ror_epi32::<6>(e),
+        _mm512_ror_epi32::<11>(e),
+        _mm512_ror_epi32::<25>(e),
+    )
 }
 
 #[inline(always)]
@@ -71,75 +77,252 @@ unsafe fn sigma1(x: V) -> V {
     )
 }
 
-/// Rounds `START..64` of a compression of `w` (words 0..16 of the block) into `s`, then
-/// the feed-forward of `base` (the state before round 0). `fixed[t - 16]`, when given, is
-/// `σ0(W[t-15]) + W[t-16]` for `t` in `16..16 + fixed.len()` (known when those words are
-/// the same in every lane).
-#[inline(always)]
-unsafe fn compress_from<const START: usize>(
-    s: &mut [V; 8],
-    w: &mut [V; 16],
-    fixed: &[V],
-    base: &[V; 8],
-) {
-    for (t, &k) in K.iter().enumerate().skip(START) {
-        if t >= 16 {
-            let tail = match fixed.get(t - 16) {
-                Some(&f) => f,
-                None => add(sigma0(w[(t - 15) & 15]), w[t & 15]),
-            };
-            w[t & 15] = add(add(sigma1(w[(t - 2) & 15]), w[(t - 7) & 15]), tail);
+/// One round on the named working variables, `W + K` given: the caller renames instead of
+/// moving, so `h` becomes the new `a` and `d` the new `e`.
+macro_rules! round {
+    ($a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident, $g:ident, $h:ident, $wk:expr) => {{
+        // `h + W + K` does not depend on this round's e: it goes first.
+        let t1 = add(
+            add(add($h, $wk), _mm512_ternarylogic_epi32::<CH>($e, $f, $g)),
+            big_sigma1($e),
+        );
+        let t2 = add(big_sigma0($a), _mm512_ternarylogic_epi32::<MAJ>($a, $b, $c));
+        $d = add($d, t1);
+        $h = add(t1, t2);
+    }};
+}
+
+/// Rounds `t..t + 8` (one full turn of the names, so each group re-enters as a..h), with
+/// `$wk!(args.., t)` giving `W[t] + K[t]`.
+macro_rules! rounds8 {
+    ([$a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident, $g:ident, $h:ident], $wk:ident!($($arg:ident),*), $t:expr) => {
+        round!($a, $b, $c, $d, $e, $f, $g, $h, $wk!($($arg,)* $t));
+        round!($h, $a, $b, $c, $d, $e, $f, $g, $wk!($($arg,)* $t + 1));
+        round!($g, $h, $a, $b, $c, $d, $e, $f, $wk!($($arg,)* $t + 2));
+        round!($f, $g, $h, $a, $b, $c, $d, $e, $wk!($($arg,)* $t + 3));
+        round!($e, $f, $g, $h, $a, $b, $c, $d, $wk!($($arg,)* $t + 4));
+        round!($d, $e, $f, $g, $h, $a, $b, $c, $wk!($($arg,)* $t + 5));
+        round!($c, $d, $e, $f, $g, $h, $a, $b, $wk!($($arg,)* $t + 6));
+        round!($b, $c, $d, $e, $f, $g, $h, $a, $wk!($($arg,)* $t + 7));
+    };
+}
+
+/// `W[t] + K[t]` of a message word as it is (rounds 0..16).
+macro_rules! block_wk {
+    ($w:ident, $t:expr) => {
+        add($w[$t], splat(K[$t]))
+    };
+}
+
+/// `W[t] + K[t]` for the round `j` of a pass of sixteen (rounds 16..64): the next schedule
+/// word goes into window slot `j`; `k` holds the pass's round constants.
+macro_rules! next_wk {
+    ($w:ident, $k:ident, $j:expr) => {{
+        const J: usize = $j;
+        $w[J] = add(
+            add(sigma1($w[(J + 14) & 15]), $w[(J + 9) & 15]),
+            add(sigma0($w[(J + 1) & 15]), $w[J]),
+        );
+        add($w[J], splat($k[J]))
+    }};
+}
+
+/// A precomputed `W + K` (the constant padding block).
+macro_rules! const_wk {
+    ($wk:ident, $j:expr) => {
+        splat($wk[$j])
+    };
+}
+
+/// Rounds 16..64 of a compression whose schedule window `w` holds `W[0..16]`, sixteen a
+/// pass (the round within the pass is also the window slot of its word).
+macro_rules! rounds16_64 {
+    ([$a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident, $g:ident, $h:ident], $w:ident) => {
+        for k in K[16..].chunks_exact(16) {
+            rounds8!([$a, $b, $c, $d, $e, $f, $g, $h], next_wk!($w, k), 0);
+            rounds8!([$a, $b, $c, $d, $e, $f, $g, $h], next_wk!($w, k), 8);
         }
-        round(s, add(w[t & 15], splat(k)));
-    }
-    for (x, b) in s.iter_mut().zip(base) {
-        *x = add(*x, *b);
-    }
+    };
 }
 
-/// The constant second block of a 64-byte message: rounds on precomputed `W + K`.
+/// A full compression of the block `w` (message words, consumed as the schedule) into
+/// `state`, feed-forward included.
 #[inline(always)]
-unsafe fn compress_pad64(s: &mut [V; 8]) {
-    let base = *s;
-    for &wk in &PAD_64_WK {
-        round(s, splat(wk));
-    }
-    for (x, b) in s.iter_mut().zip(&base) {
-        *x = add(*x, *b);
-    }
+unsafe fn compress(state: &[V; 8], mut w: [V; 16]) -> [V; 8] {
+    let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = *state;
+    rounds8!([a, b, c, d, e, f, g, h], block_wk!(w), 0);
+    rounds8!([a, b, c, d, e, f, g, h], block_wk!(w), 8);
+    rounds16_64!([a, b, c, d, e, f, g, h], w);
+    feed_forward([a, b, c, d, e, f, g, h], state)
 }
 
-/// Sixteen 32-byte values as their big-endian words: `out[t]` lane `j` = word `t` of `x[j]`.
 #[inline(always)]
-unsafe fn load_words(x: &[[u8; 32]]) -> [V; 8] {
-    let lo = avx2::load_words(&x[..8]);
-    let hi = avx2::load_words(&x[8..16]);
-    std::array::from_fn(|t| _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo[t]), hi[t]))
-}
-
-/// Write the digests of the sixteen lanes of state `s`.
-#[inline(always)]
-unsafe fn store_digests(s: &[V; 8], out: &mut [Hash32]) {
-    let lo: [__m256i; 8] = s.map(|x| _mm512_castsi512_si256(x));
-    let hi: [__m256i; 8] = s.map(|x| _mm512_extracti64x4_epi64::<1>(x));
-    let (a, b) = out.split_at_mut(8);
-    avx2::store_digests(&lo, a);
-    avx2::store_digests(&hi, b);
+unsafe fn feed_forward(s: [V; 8], base: &[V; 8]) -> [V; 8] {
+    let mut out = s;
+    for i in 0..8 {
+        out[i] = add(s[i], base[i]);
+    }
+    out
 }
 
 #[inline(always)]
 unsafe fn broadcast(state: &[u32; 8]) -> [V; 8] {
-    state.map(|x| splat(x))
+    let mut out = [_mm512_setzero_si512(); 8];
+    for i in 0..8 {
+        out[i] = splat(state[i]);
+    }
+    out
+}
+
+/// Where word `t` of value `j` of a group of sixteen 32-byte values sits, as (register,
+/// lane), before stage `k` of the load transpose (`k = 0`: as loaded, register `i` holding
+/// values `2i` and `2i + 1`; `k = 3`: register `t`, lane `j`). Each stage swaps one bit of
+/// the register number with one bit of the lane number.
+const fn place(k: usize, j: usize, t: usize) -> (usize, usize) {
+    let (low, high) = (j & 1, j >> 1);
+    match k {
+        0 => (high, (low << 3) | t),
+        1 => (
+            (high & 0b110) | (t & 0b001),
+            (low << 3) | (t & 0b110) | (high & 0b001),
+        ),
+        2 => (
+            (high & 0b100) | (t & 0b011),
+            (low << 3) | (t & 0b100) | (high & 0b011),
+        ),
+        _ => (t, j),
+    }
+}
+
+/// The value and word at (register `r`, lane `l`) before stage `k`.
+const fn find(k: usize, r: usize, l: usize) -> (usize, usize) {
+    let mut j = 0;
+    while j < 16 {
+        let mut t = 0;
+        while t < 8 {
+            let (pr, pl) = place(k, j, t);
+            if pr == r && pl == l {
+                return (j, t);
+            }
+            t += 1;
+        }
+        j += 1;
+    }
+    panic!("every (register, lane) holds one word");
+}
+
+/// `vpermt2d` indices that build register `r` of layout `to` from the two registers of
+/// layout `from` that differ from `r` only in register bit `bit` (lane `l` takes lane
+/// `idx & 15` of the one whose bit is `idx >> 4`).
+const fn stage_index(from: usize, to: usize, bit: usize, r: usize) -> [u32; 16] {
+    let mut idx = [0u32; 16];
+    let mut l = 0;
+    while l < 16 {
+        let (j, t) = find(to, r, l);
+        let (pr, pl) = place(from, j, t);
+        assert!(
+            pr & !(1 << bit) == r & !(1 << bit),
+            "a stage mixes only one register bit"
+        );
+        idx[l] = ((((pr >> bit) & 1) << 4) | pl) as u32;
+        l += 1;
+    }
+    idx
+}
+
+/// Indices of the three load stages (layout `s` to `s + 1`, register bit `s`) and of the
+/// three store stages (layout `3 - s` to `2 - s`, register bit `2 - s`), per register.
+static LOAD_INDEX: [[[u32; 16]; 8]; 3] = stage_table(false);
+static STORE_INDEX: [[[u32; 16]; 8]; 3] = stage_table(true);
+
+const fn stage_table(store: bool) -> [[[u32; 16]; 8]; 3] {
+    let mut table = [[[0u32; 16]; 8]; 3];
+    let mut s = 0;
+    while s < 3 {
+        let mut r = 0;
+        while r < 8 {
+            table[s][r] = if store {
+                stage_index(3 - s, 2 - s, 2 - s, r)
+            } else {
+                stage_index(s, s + 1, s, r)
+            };
+            r += 1;
+        }
+        s += 1;
+    }
+    table
+}
+
+/// Byte swap of every 32-bit word.
+#[inline(always)]
+unsafe fn bswap(x: V) -> V {
+    let pattern = _mm512_set_epi8(
+        60, 61, 62, 63, 56, 57, 58, 59, 52, 53, 54, 55, 48, 49, 50, 51, 44, 45, 46, 47, 40, 41, 42,
+        43, 36, 37, 38, 39, 32, 33, 34, 35, 28, 29, 30, 31, 24, 25, 26, 27, 20, 21, 22, 23, 16, 17,
+        18, 19, 12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3,
+    );
+    _mm512_shuffle_epi8(x, pattern)
+}
+
+/// Three permute stages on registers `r` with the indices of `table`; stage `s` pairs the
+/// registers that differ in register bit `bits[s]`.
+#[inline(always)]
+unsafe fn permute_stages(mut r: [V; 8], table: &[[[u32; 16]; 8]; 3], bits: [usize; 3]) -> [V; 8] {
+    for s in 0..3 {
+        let bit = 1 << bits[s];
+        let mut next = r;
+        for i in 0..8 {
+            let idx = _mm512_loadu_si512(table[s][i].as_ptr().cast());
+            next[i] = _mm512_permutex2var_epi32(r[i & !bit], idx, r[i | bit]);
+        }
+        r = next;
+    }
+    r
+}
+
+/// Sixteen 32-byte values as their big-endian words: `out[t]` lane `j` = word `t` of value
+/// `x[OFFSET + STRIDE * j]` (`x` holds at least `OFFSET + STRIDE * 15 + 1` values).
+#[inline(always)]
+unsafe fn load_words<const STRIDE: usize, const OFFSET: usize>(x: &[[u8; 32]]) -> [V; 8] {
+    assert!(x.len() > OFFSET + STRIDE * 15);
+    let base = x.as_ptr().add(OFFSET);
+    let mut r = [_mm512_setzero_si512(); 8];
+    for (i, r) in r.iter_mut().enumerate() {
+        let first = base.add(STRIDE * 2 * i);
+        // SAFETY (of the reads): both values are inside `x` (asserted above).
+        let pair = if STRIDE == 1 {
+            _mm512_loadu_si512(first.cast())
+        } else {
+            let lo = _mm256_loadu_si256(first.cast());
+            let hi = _mm256_loadu_si256(first.add(STRIDE).cast());
+            _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+        };
+        *r = bswap(pair);
+    }
+    permute_stages(r, &LOAD_INDEX, [0, 1, 2])
+}
+
+/// Write the digests of the sixteen lanes of state `s` to `out[..16]`.
+#[inline(always)]
+unsafe fn store_digests(s: &[V; 8], out: &mut [Hash32]) {
+    assert!(out.len() >= L);
+    let r = permute_stages(*s, &STORE_INDEX, [2, 1, 0]);
+    for (i, r) in r.iter().enumerate() {
+        // SAFETY (of the write): digests `2i` and `2i + 1` are inside `out` (asserted).
+        _mm512_storeu_si512(out.as_mut_ptr().add(2 * i).cast(), bswap(*r));
+    }
 }
 
 /// Words `(c[t-1] << 24) | (c[t] >> 8)`: the message shifted one byte right behind a
 /// prefix byte (`c[-1]`'s low byte is taken from `prefix`).
 #[inline(always)]
 unsafe fn shifted<const N: usize>(prefix: V, c: &[V; N]) -> [V; N] {
-    std::array::from_fn(|t| {
+    let mut out = *c;
+    for t in 0..N {
         let prev = if t == 0 { prefix } else { c[t - 1] };
-        _mm512_or_si512(_mm512_slli_epi32::<24>(prev), _mm512_srli_epi32::<8>(c[t]))
-    })
+        out[t] = _mm512_or_si512(_mm512_slli_epi32::<24>(prev), _mm512_srli_epi32::<8>(c[t]));
+    }
+    out
 }
 
 /// See [`crate::kernel::Backend::leaves`].
@@ -149,14 +332,7 @@ unsafe fn shifted<const N: usize>(prefix: V, c: &[V; N]) -> [V; N] {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2")]
 pub(super) unsafe fn leaves(midstate: &[u32; 8], first_nonce: u64, out: &mut [[u8; 32]]) {
     let init = broadcast(midstate);
-    let zero = _mm512_setzero_si512();
     let lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
-    // Byte swap of every 32-bit word (the nonce is little-endian in the message).
-    let bswap = _mm512_set_epi8(
-        60, 61, 62, 63, 56, 57, 58, 59, 52, 53, 54, 55, 48, 49, 50, 51, 44, 45, 46, 47, 40, 41, 42,
-        43, 36, 37, 38, 39, 32, 33, 34, 35, 28, 29, 30, 31, 24, 25, 26, 27, 20, 21, 22, 23, 16, 17,
-        18, 19, 12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3,
-    );
     // Words 2.. of the block are the same in every lane: 0x80, zeros, the length.
     let mut fixed = [0u32; 16];
     fixed[2] = 0x8000_0000;
@@ -176,14 +352,13 @@ pub(super) unsafe fn leaves(midstate: &[u32; 8], first_nonce: u64, out: &mut [[u
             _mm512_castsi256_si512(_mm512_cvtepi64_epi32(_mm512_srli_epi64::<32>(n0))),
             _mm512_cvtepi64_epi32(_mm512_srli_epi64::<32>(n1)),
         );
-        let mut w = [zero; 16];
-        w[0] = _mm512_shuffle_epi8(lo, bswap);
-        w[1] = _mm512_shuffle_epi8(hi, bswap);
+        let mut w = [_mm512_setzero_si512(); 16];
+        w[0] = bswap(lo);
+        w[1] = bswap(hi);
         for t in 2..16 {
             w[t] = splat(fixed[t]);
         }
-        let mut s = init;
-        compress_from::<0>(&mut s, &mut w, &[], &init);
+        let s = compress(&init, w);
         if chunk.len() == L {
             store_digests(&s, chunk);
         } else {
@@ -204,13 +379,12 @@ pub(super) unsafe fn leaf_nodes(leaves: &[[u8; 32]], out: &mut [Hash32]) {
     let iv = broadcast(&IV);
     let zero = _mm512_setzero_si512();
     by_groups::<L, 1>(leaves, out, |ins, outs| {
-        let c = load_words(ins);
+        let c = load_words::<1, 0>(ins);
         let mut w = [zero; 16];
         w[..8].copy_from_slice(&shifted(zero, &c));
         w[8] = _mm512_or_si512(_mm512_slli_epi32::<24>(c[7]), splat(0x0080_0000));
         w[15] = splat(33 * 8);
-        let mut s = iv;
-        compress_from::<0>(&mut s, &mut w, &[], &iv);
+        let s = compress(&iv, w);
         store_digests(&s, outs);
     });
 }
@@ -224,22 +398,42 @@ pub(super) unsafe fn internal_nodes(children: &[Hash32], out: &mut [Hash32]) {
     let iv = broadcast(&IV);
     let zero = _mm512_setzero_si512();
     by_groups::<L, 2>(children, out, |ins, outs| {
-        let lefts: [Hash32; L] = std::array::from_fn(|j| ins[2 * j]);
-        let rights: [Hash32; L] = std::array::from_fn(|j| ins[2 * j + 1]);
-        let a = load_words(&lefts);
-        let b = load_words(&rights);
-        let c: [V; 16] = std::array::from_fn(|t| if t < 8 { a[t] } else { b[t - 8] });
+        let left = load_words::<2, 0>(ins);
+        let right = load_words::<2, 1>(ins);
+        let mut c = [zero; 16];
+        c[..8].copy_from_slice(&left);
+        c[8..].copy_from_slice(&right);
         // The prefix byte 0x01 sits in the low byte of the virtual word before word 0.
-        let mut w = shifted(splat(0x01), &c);
-        let mut s = iv;
-        compress_from::<0>(&mut s, &mut w, &[], &iv);
+        let s = compress(&iv, shifted(splat(0x01), &c));
         let mut second = [zero; 16];
         second[0] = _mm512_or_si512(_mm512_slli_epi32::<24>(c[15]), splat(0x0080_0000));
         second[15] = splat(65 * 8);
-        let base = s;
-        compress_from::<0>(&mut s, &mut second, &[], &base);
+        let s = compress(&s, second);
         store_digests(&s, outs);
     });
+}
+
+/// The final state of the score `H(challenge ‖ leaf)` of sixteen leaves (`leaf[t]` lane `j`
+/// = word `t` of leaf `j`): word `t` of every digest. Rounds 0..8 of the first block read
+/// only the challenge (precomputed in `ctx`); the second block is the constant padding
+/// block, whose `W + K` are constants. Callers that use only some words of the result get
+/// the rest removed by the compiler.
+#[inline(always)]
+unsafe fn score_state(ctx: &ScoreContext, leaf: &[V; 8]) -> [V; 8] {
+    let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = broadcast(&ctx.after8);
+    let mut w = [_mm512_setzero_si512(); 16];
+    for t in 0..8 {
+        w[t] = splat(ctx.words[t]);
+        w[t + 8] = leaf[t];
+    }
+    rounds8!([a, b, c, d, e, f, g, h], block_wk!(w), 8);
+    rounds16_64!([a, b, c, d, e, f, g, h], w);
+    let mid = feed_forward([a, b, c, d, e, f, g, h], &broadcast(&IV));
+    [a, b, c, d, e, f, g, h] = mid;
+    for wk in PAD_64_WK.chunks_exact(8) {
+        rounds8!([a, b, c, d, e, f, g, h], const_wk!(wk), 0);
+    }
+    feed_forward([a, b, c, d, e, f, g, h], &mid)
 }
 
 /// See [`crate::kernel::Backend::scores`] (`out.len() == leaves.len()`).
@@ -248,18 +442,59 @@ pub(super) unsafe fn internal_nodes(children: &[Hash32], out: &mut [Hash32]) {
 /// As [`leaves`].
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2")]
 pub(super) unsafe fn scores(ctx: &ScoreContext, leaves: &[[u8; 32]], out: &mut [Hash32]) {
-    let iv = broadcast(&IV);
-    let after8 = broadcast(&ctx.after8);
-    let head: [V; 8] = ctx.words.map(|x| splat(x));
-    // `σ0(W[t-15]) + W[t-16]` for t in 16..23 reads only challenge words (0..8).
-    let fixed: [V; 7] =
-        std::array::from_fn(|i| splat(small_sigma0(ctx.words[i + 1]).wrapping_add(ctx.words[i])));
     by_groups::<L, 1>(leaves, out, |ins, outs| {
-        let l = load_words(ins);
-        let mut w: [V; 16] = std::array::from_fn(|t| if t < 8 { head[t] } else { l[t - 8] });
-        let mut s = after8;
-        compress_from::<8>(&mut s, &mut w, &fixed, &iv);
-        compress_pad64(&mut s);
+        let s = score_state(ctx, &load_words::<1, 0>(ins));
         store_digests(&s, outs);
     });
+}
+
+/// See [`crate::kernel::Backend::score_candidates`] (`masks.len() >= leaves.len() / 64`
+/// rounded up).
+///
+/// # Safety
+/// As [`leaves`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2")]
+pub(super) unsafe fn score_candidates(
+    ctx: &ScoreContext,
+    leaves: &[[u8; 32]],
+    bound: u64,
+    masks: &mut [u64],
+) {
+    let (hi, lo) = (splat((bound >> 32) as u32), splat(bound as u32));
+    let mut groups = leaves.chunks_exact(L);
+    let mut g = 0;
+    for group in &mut groups {
+        let m = candidates(&score_state(ctx, &load_words::<1, 0>(group)), hi, lo);
+        put_mask(masks, g, m);
+        g += 1;
+    }
+    let rest = groups.remainder();
+    if !rest.is_empty() {
+        let mut padded = [[0u8; 32]; L];
+        padded[..rest.len()].copy_from_slice(rest);
+        let m = candidates(&score_state(ctx, &load_words::<1, 0>(&padded)), hi, lo);
+        put_mask(masks, g, m & ((1u64 << rest.len()) - 1));
+    }
+}
+
+/// The lanes of digest state `s` whose first 8 bytes (words 0 and 1) are at most the
+/// bound `(hi, lo)`: word 0 below the high half, or equal to it with word 1 at most the low
+/// half.
+#[inline(always)]
+unsafe fn candidates(s: &[V; 8], hi: V, lo: V) -> u64 {
+    let below = _mm512_cmplt_epu32_mask(s[0], hi);
+    let equal = _mm512_cmpeq_epu32_mask(s[0], hi);
+    let within = _mm512_cmple_epu32_mask(s[1], lo);
+    u64::from(below | (equal & within))
+}
+
+/// Stores the sixteen-lane mask of group `g` at bits `16 g..16 g + 16` of `masks`.
+#[inline(always)]
+fn put_mask(masks: &mut [u64], g: usize, m: u64) {
+    let (word, shift) = (g / 4, 16 * (g % 4));
+    if shift == 0 {
+        masks[word] = m;
+    } else {
+        masks[word] |= m << shift;
+    }
 }

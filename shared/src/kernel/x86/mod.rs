@@ -135,4 +135,16 @@ impl Avx512 {
         // SAFETY: as in `leaves`.
         unsafe { avx512::scores(ctx, leaves, out) }
     }
+
+    pub(super) fn score_candidates(
+        self,
+        ctx: &ScoreContext,
+        leaves: &[[u8; 32]],
+        bound: u64,
+        masks: &mut [u64],
+    ) {
+        // SAFETY: as in `leaves`; `masks` holds a word per 64 leaves (checked by the
+        // caller, and indexing is bounds-checked anyway).
+        unsafe { avx512::score_candidates(ctx, leaves, bound, masks) }
+    }
 }
