@@ -164,7 +164,9 @@ impl PlotFile {
         let n = self.header.leaf_count;
         let end = range.end.min(n);
         let start = range.start.min(end);
-        buf.clear();
+        // Only a grown tail is zeroed: a reused buffer of the right size is read into as
+        // it is, without first writing every byte of it.
+        buf.truncate((end - start) as usize);
         buf.resize((end - start) as usize, [0u8; 32]);
         self.read_leaves(start, buf)
     }
