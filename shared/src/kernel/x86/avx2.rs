@@ -38,61 +38,55 @@ unsafe fn splat(x: u32) -> V {
 }
 
 #[inline(always)]
+unsafe fn zero() -> V {
+    _mm256_setzero_si256()
+}
+
+#[inline(always)]
 unsafe fn bswap(x: V) -> V {
     _mm256_shuffle_epi8(x, _mm256_loadu_si256(BSWAP.as_ptr().cast()))
 }
 
 #[inline(always)]
-unsafe fn round(s: &mut [V; 8], wk: V) {
-    let [a, b, c, d, e, f, g, h] = *s;
-    let big_s1 = _mm256_xor_si256(_mm256_xor_si256(rotr!(e, 6), rotr!(e, 11)), rotr!(e, 25));
-    let ch = _mm256_xor_si256(_mm256_and_si256(e, f), _mm256_andnot_si256(e, g));
-    let t1 = add(add(add(h, big_s1), ch), wk);
-    let big_s0 = _mm256_xor_si256(_mm256_xor_si256(rotr!(a, 2), rotr!(a, 13)), rotr!(a, 22));
-    let maj = _mm256_or_si256(
+unsafe fn xor3(a: V, b: V, c: V) -> V {
+    _mm256_xor_si256(_mm256_xor_si256(a, b), c)
+}
+
+#[inline(always)]
+unsafe fn ch(e: V, f: V, g: V) -> V {
+    // g ^ (e & (f ^ g)): where e is set f, else g.
+    _mm256_xor_si256(g, _mm256_and_si256(e, _mm256_xor_si256(f, g)))
+}
+
+#[inline(always)]
+unsafe fn maj(a: V, b: V, c: V) -> V {
+    _mm256_or_si256(
         _mm256_and_si256(a, b),
         _mm256_and_si256(c, _mm256_or_si256(a, b)),
-    );
-    let t2 = add(big_s0, maj);
-    *s = [add(t1, t2), a, b, c, add(d, t1), e, f, g];
+    )
 }
 
-/// Rounds `START..64` of a compression of `w` (words 0..16 of the block) into `s`, then
-/// the feed-forward of `base` (the state before round 0).
 #[inline(always)]
-unsafe fn compress_from<const START: usize>(s: &mut [V; 8], w: &mut [V; 16], base: &[V; 8]) {
-    for (t, &k) in K.iter().enumerate().skip(START) {
-        if t >= 16 {
-            let w2 = w[(t - 2) & 15];
-            let w15 = w[(t - 15) & 15];
-            let s1 = _mm256_xor_si256(
-                _mm256_xor_si256(rotr!(w2, 17), rotr!(w2, 19)),
-                _mm256_srli_epi32(w2, 10),
-            );
-            let s0 = _mm256_xor_si256(
-                _mm256_xor_si256(rotr!(w15, 7), rotr!(w15, 18)),
-                _mm256_srli_epi32(w15, 3),
-            );
-            w[t & 15] = add(add(s1, w[(t - 7) & 15]), add(s0, w[t & 15]));
-        }
-        round(s, add(w[t & 15], splat(k)));
-    }
-    for (x, b) in s.iter_mut().zip(base) {
-        *x = add(*x, *b);
-    }
+unsafe fn big_sigma0(a: V) -> V {
+    xor3(rotr!(a, 2), rotr!(a, 13), rotr!(a, 22))
 }
 
-/// The constant second block of a 64-byte message: rounds on precomputed `W + K`.
 #[inline(always)]
-unsafe fn compress_pad64(s: &mut [V; 8]) {
-    let base = *s;
-    for &wk in &PAD_64_WK {
-        round(s, splat(wk));
-    }
-    for (x, b) in s.iter_mut().zip(&base) {
-        *x = add(*x, *b);
-    }
+unsafe fn big_sigma1(e: V) -> V {
+    xor3(rotr!(e, 6), rotr!(e, 11), rotr!(e, 25))
 }
+
+#[inline(always)]
+unsafe fn sigma0(x: V) -> V {
+    xor3(rotr!(x, 7), rotr!(x, 18), _mm256_srli_epi32(x, 3))
+}
+
+#[inline(always)]
+unsafe fn sigma1(x: V) -> V {
+    xor3(rotr!(x, 17), rotr!(x, 19), _mm256_srli_epi32(x, 10))
+}
+
+lane_compressions!();
 
 /// 8×8 transpose of 32-bit words: row `r` word `c` becomes row `c` word `r`.
 #[inline(always)]
@@ -125,38 +119,36 @@ unsafe fn transpose(r: [V; 8]) -> [V; 8] {
     ]
 }
 
-/// Eight 32-byte values as their big-endian words: `out[t]` lane `j` = word `t` of `x[j]`.
+/// Eight 32-byte values as their big-endian words: `out[t]` lane `j` = word `t` of
+/// `x[offset + stride * j]`.
 #[inline(always)]
-pub(super) unsafe fn load_words(x: &[[u8; 32]]) -> [V; 8] {
-    let mut rows = [_mm256_setzero_si256(); 8];
-    for (r, v) in rows.iter_mut().zip(x) {
-        *r = bswap(_mm256_loadu_si256(v.as_ptr().cast()));
+unsafe fn load_words(x: &[[u8; 32]], stride: usize, offset: usize) -> [V; 8] {
+    let mut rows = [zero(); 8];
+    for (j, r) in rows.iter_mut().enumerate() {
+        *r = bswap(_mm256_loadu_si256(x[offset + stride * j].as_ptr().cast()));
     }
     transpose(rows)
 }
 
 /// Write the digests of the eight lanes of state `s`.
 #[inline(always)]
-pub(super) unsafe fn store_digests(s: &[V; 8], out: &mut [Hash32]) {
+unsafe fn store_digests(s: &[V; 8], out: &mut [Hash32]) {
     let rows = transpose(*s);
     for (r, o) in rows.iter().zip(out.iter_mut()) {
         _mm256_storeu_si256(o.as_mut_ptr().cast(), bswap(*r));
     }
 }
 
-#[inline(always)]
-unsafe fn broadcast(state: &[u32; 8]) -> [V; 8] {
-    state.map(|x| splat(x))
-}
-
 /// Words `(c[t-1] << 24) | (c[t] >> 8)`: the message shifted one byte right behind a
 /// prefix byte (`c[-1]`'s low byte is taken from `prefix`).
 #[inline(always)]
-unsafe fn shifted(prefix: V, c: &[V]) -> impl Iterator<Item = V> + '_ {
-    (0..c.len()).map(move |t| {
+unsafe fn shifted<const N: usize>(prefix: V, c: &[V; N]) -> [V; N] {
+    let mut out = *c;
+    for t in 0..N {
         let prev = if t == 0 { prefix } else { c[t - 1] };
-        _mm256_or_si256(_mm256_slli_epi32(prev, 24), _mm256_srli_epi32(c[t], 8))
-    })
+        out[t] = _mm256_or_si256(_mm256_slli_epi32(prev, 24), _mm256_srli_epi32(c[t], 8));
+    }
+    out
 }
 
 /// See [`crate::kernel::Backend::leaves`].
@@ -166,21 +158,24 @@ unsafe fn shifted(prefix: V, c: &[V]) -> impl Iterator<Item = V> + '_ {
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn leaves(midstate: &[u32; 8], first_nonce: u64, out: &mut [[u8; 32]]) {
     let init = broadcast(midstate);
-    let zero = _mm256_setzero_si256();
+    let lane = _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0);
     let mut nonce = first_nonce;
     let mut tmp = [[0u8; 32]; L];
     for chunk in out.chunks_mut(L) {
-        let lo: [u32; L] =
-            std::array::from_fn(|j| (nonce.wrapping_add(j as u64) as u32).swap_bytes());
-        let hi: [u32; L] =
-            std::array::from_fn(|j| ((nonce.wrapping_add(j as u64) >> 32) as u32).swap_bytes());
-        let mut w = [zero; 16];
-        w[0] = _mm256_loadu_si256(lo.as_ptr().cast());
-        w[1] = _mm256_loadu_si256(hi.as_ptr().cast());
+        // Eight consecutive nonces: their low words, and the high words, which differ
+        // where the low word wraps around (lanes whose low word is below the first one's).
+        let lo = _mm256_add_epi32(splat(nonce as u32), lane);
+        let wrapped = _mm256_cmpgt_epi32(
+            _mm256_xor_si256(splat(nonce as u32), splat(0x8000_0000)),
+            _mm256_xor_si256(lo, splat(0x8000_0000)),
+        );
+        let hi = _mm256_sub_epi32(splat((nonce >> 32) as u32), wrapped);
+        let mut w = [zero(); 16];
+        w[0] = bswap(lo);
+        w[1] = bswap(hi);
         w[2] = splat(0x8000_0000);
         w[15] = splat(72 * 8);
-        let mut s = init;
-        compress_from::<0>(&mut s, &mut w, &init);
+        let s = compress(&init, w);
         if chunk.len() == L {
             store_digests(&s, chunk);
         } else {
@@ -199,18 +194,13 @@ pub(super) unsafe fn leaves(midstate: &[u32; 8], first_nonce: u64, out: &mut [[u
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn leaf_nodes(leaves: &[[u8; 32]], out: &mut [Hash32]) {
     let iv = broadcast(&IV);
-    let zero = _mm256_setzero_si256();
     by_groups::<L, 1>(leaves, out, |ins, outs| {
-        let c = load_words(ins);
-        let mut w = [zero; 16];
-        for (w, x) in w.iter_mut().zip(shifted(zero, &c)) {
-            *w = x;
-        }
+        let c = load_words(ins, 1, 0);
+        let mut w = [zero(); 16];
+        w[..8].copy_from_slice(&shifted(zero(), &c));
         w[8] = _mm256_or_si256(_mm256_slli_epi32(c[7], 24), splat(0x0080_0000));
         w[15] = splat(33 * 8);
-        let mut s = iv;
-        compress_from::<0>(&mut s, &mut w, &iv);
-        store_digests(&s, outs);
+        store_digests(&compress(&iv, w), outs);
     });
 }
 
@@ -221,26 +211,16 @@ pub(super) unsafe fn leaf_nodes(leaves: &[[u8; 32]], out: &mut [Hash32]) {
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn internal_nodes(children: &[Hash32], out: &mut [Hash32]) {
     let iv = broadcast(&IV);
-    let zero = _mm256_setzero_si256();
     by_groups::<L, 2>(children, out, |ins, outs| {
-        let lefts: [Hash32; L] = std::array::from_fn(|j| ins[2 * j]);
-        let rights: [Hash32; L] = std::array::from_fn(|j| ins[2 * j + 1]);
-        let a = load_words(&lefts);
-        let b = load_words(&rights);
-        let c: [V; 16] = std::array::from_fn(|t| if t < 8 { a[t] } else { b[t - 8] });
-        let mut w = [zero; 16];
+        let mut c = [zero(); 16];
+        c[..8].copy_from_slice(&load_words(ins, 2, 0));
+        c[8..].copy_from_slice(&load_words(ins, 2, 1));
         // The prefix byte 0x01 sits in the low byte of the virtual word before word 0.
-        for (w, x) in w.iter_mut().zip(shifted(splat(0x01), &c)) {
-            *w = x;
-        }
-        let mut s = iv;
-        compress_from::<0>(&mut s, &mut w, &iv);
-        let mut second = [zero; 16];
+        let s = compress(&iv, shifted(splat(0x01), &c));
+        let mut second = [zero(); 16];
         second[0] = _mm256_or_si256(_mm256_slli_epi32(c[15], 24), splat(0x0080_0000));
         second[15] = splat(65 * 8);
-        let base = s;
-        compress_from::<0>(&mut s, &mut second, &base);
-        store_digests(&s, outs);
+        store_digests(&compress(&s, second), outs);
     });
 }
 
@@ -250,15 +230,7 @@ pub(super) unsafe fn internal_nodes(children: &[Hash32], out: &mut [Hash32]) {
 /// As [`leaves`].
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn scores(ctx: &ScoreContext, leaves: &[[u8; 32]], out: &mut [Hash32]) {
-    let iv = broadcast(&IV);
-    let after8 = broadcast(&ctx.after8);
-    let head: [V; 8] = ctx.words.map(|x| splat(x));
     by_groups::<L, 1>(leaves, out, |ins, outs| {
-        let l = load_words(ins);
-        let mut w: [V; 16] = std::array::from_fn(|t| if t < 8 { head[t] } else { l[t - 8] });
-        let mut s = after8;
-        compress_from::<8>(&mut s, &mut w, &iv);
-        compress_pad64(&mut s);
-        store_digests(&s, outs);
+        store_digests(&score_state(ctx, &load_words(ins, 1, 0)), outs);
     });
 }

@@ -26,6 +26,8 @@ const L: usize = 16;
 
 type V = __m512i;
 
+lane_compressions!();
+
 /// `vpternlogd` truth tables.
 const XOR3: i32 = 0x96;
 const CH: i32 = 0xCA;
@@ -39,6 +41,21 @@ unsafe fn add(a: V, b: V) -> V {
 #[inline(always)]
 unsafe fn splat(x: u32) -> V {
     _mm512_set1_epi32(x as i32)
+}
+
+#[inline(always)]
+unsafe fn zero() -> V {
+    _mm512_setzero_si512()
+}
+
+#[inline(always)]
+unsafe fn ch(e: V, f: V, g: V) -> V {
+    _mm512_ternarylogic_epi32::<CH>(e, f, g)
+}
+
+#[inline(always)]
+unsafe fn maj(a: V, b: V, c: V) -> V {
+    _mm512_ternarylogic_epi32::<MAJ>(a, b, c)
 }
 
 #[inline(always)]
@@ -75,103 +92,6 @@ unsafe fn sigma1(x: V) -> V {
         _mm512_ror_epi32::<19>(x),
         _mm512_srli_epi32::<10>(x),
     )
-}
-
-/// One round on the named working variables, `W + K` given: the caller renames instead of
-/// moving, so `h` becomes the new `a` and `d` the new `e`.
-macro_rules! round {
-    ($a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident, $g:ident, $h:ident, $wk:expr) => {{
-        // `h + W + K` does not depend on this round's e: it goes first.
-        let t1 = add(
-            add(add($h, $wk), _mm512_ternarylogic_epi32::<CH>($e, $f, $g)),
-            big_sigma1($e),
-        );
-        let t2 = add(big_sigma0($a), _mm512_ternarylogic_epi32::<MAJ>($a, $b, $c));
-        $d = add($d, t1);
-        $h = add(t1, t2);
-    }};
-}
-
-/// Rounds `t..t + 8` (one full turn of the names, so each group re-enters as a..h), with
-/// `$wk!(args.., t)` giving `W[t] + K[t]`.
-macro_rules! rounds8 {
-    ([$a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident, $g:ident, $h:ident], $wk:ident!($($arg:ident),*), $t:expr) => {
-        round!($a, $b, $c, $d, $e, $f, $g, $h, $wk!($($arg,)* $t));
-        round!($h, $a, $b, $c, $d, $e, $f, $g, $wk!($($arg,)* $t + 1));
-        round!($g, $h, $a, $b, $c, $d, $e, $f, $wk!($($arg,)* $t + 2));
-        round!($f, $g, $h, $a, $b, $c, $d, $e, $wk!($($arg,)* $t + 3));
-        round!($e, $f, $g, $h, $a, $b, $c, $d, $wk!($($arg,)* $t + 4));
-        round!($d, $e, $f, $g, $h, $a, $b, $c, $wk!($($arg,)* $t + 5));
-        round!($c, $d, $e, $f, $g, $h, $a, $b, $wk!($($arg,)* $t + 6));
-        round!($b, $c, $d, $e, $f, $g, $h, $a, $wk!($($arg,)* $t + 7));
-    };
-}
-
-/// `W[t] + K[t]` of a message word as it is (rounds 0..16).
-macro_rules! block_wk {
-    ($w:ident, $t:expr) => {
-        add($w[$t], splat(K[$t]))
-    };
-}
-
-/// `W[t] + K[t]` for the round `j` of a pass of sixteen (rounds 16..64): the next schedule
-/// word goes into window slot `j`; `k` holds the pass's round constants.
-macro_rules! next_wk {
-    ($w:ident, $k:ident, $j:expr) => {{
-        const J: usize = $j;
-        $w[J] = add(
-            add(sigma1($w[(J + 14) & 15]), $w[(J + 9) & 15]),
-            add(sigma0($w[(J + 1) & 15]), $w[J]),
-        );
-        add($w[J], splat($k[J]))
-    }};
-}
-
-/// A precomputed `W + K` (the constant padding block).
-macro_rules! const_wk {
-    ($wk:ident, $j:expr) => {
-        splat($wk[$j])
-    };
-}
-
-/// Rounds 16..64 of a compression whose schedule window `w` holds `W[0..16]`, sixteen a
-/// pass (the round within the pass is also the window slot of its word).
-macro_rules! rounds16_64 {
-    ([$a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident, $g:ident, $h:ident], $w:ident) => {
-        for k in K[16..].chunks_exact(16) {
-            rounds8!([$a, $b, $c, $d, $e, $f, $g, $h], next_wk!($w, k), 0);
-            rounds8!([$a, $b, $c, $d, $e, $f, $g, $h], next_wk!($w, k), 8);
-        }
-    };
-}
-
-/// A full compression of the block `w` (message words, consumed as the schedule) into
-/// `state`, feed-forward included.
-#[inline(always)]
-unsafe fn compress(state: &[V; 8], mut w: [V; 16]) -> [V; 8] {
-    let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = *state;
-    rounds8!([a, b, c, d, e, f, g, h], block_wk!(w), 0);
-    rounds8!([a, b, c, d, e, f, g, h], block_wk!(w), 8);
-    rounds16_64!([a, b, c, d, e, f, g, h], w);
-    feed_forward([a, b, c, d, e, f, g, h], state)
-}
-
-#[inline(always)]
-unsafe fn feed_forward(s: [V; 8], base: &[V; 8]) -> [V; 8] {
-    let mut out = s;
-    for i in 0..8 {
-        out[i] = add(s[i], base[i]);
-    }
-    out
-}
-
-#[inline(always)]
-unsafe fn broadcast(state: &[u32; 8]) -> [V; 8] {
-    let mut out = [_mm512_setzero_si512(); 8];
-    for i in 0..8 {
-        out[i] = splat(state[i]);
-    }
-    out
 }
 
 /// Where word `t` of value `j` of a group of sixteen 32-byte values sits, as (register,
@@ -411,29 +331,6 @@ pub(super) unsafe fn internal_nodes(children: &[Hash32], out: &mut [Hash32]) {
         let s = compress(&s, second);
         store_digests(&s, outs);
     });
-}
-
-/// The final state of the score `H(challenge ‖ leaf)` of sixteen leaves (`leaf[t]` lane `j`
-/// = word `t` of leaf `j`): word `t` of every digest. Rounds 0..8 of the first block read
-/// only the challenge (precomputed in `ctx`); the second block is the constant padding
-/// block, whose `W + K` are constants. Callers that use only some words of the result get
-/// the rest removed by the compiler.
-#[inline(always)]
-unsafe fn score_state(ctx: &ScoreContext, leaf: &[V; 8]) -> [V; 8] {
-    let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = broadcast(&ctx.after8);
-    let mut w = [_mm512_setzero_si512(); 16];
-    for t in 0..8 {
-        w[t] = splat(ctx.words[t]);
-        w[t + 8] = leaf[t];
-    }
-    rounds8!([a, b, c, d, e, f, g, h], block_wk!(w), 8);
-    rounds16_64!([a, b, c, d, e, f, g, h], w);
-    let mid = feed_forward([a, b, c, d, e, f, g, h], &broadcast(&IV));
-    [a, b, c, d, e, f, g, h] = mid;
-    for wk in PAD_64_WK.chunks_exact(8) {
-        rounds8!([a, b, c, d, e, f, g, h], const_wk!(wk), 0);
-    }
-    feed_forward([a, b, c, d, e, f, g, h], &mid)
 }
 
 /// See [`crate::kernel::Backend::scores`] (`out.len() == leaves.len()`).

@@ -5,6 +5,9 @@
 use super::ScoreContext;
 use crate::hash::Hash32;
 
+#[macro_use]
+mod rounds;
+
 mod avx2;
 mod avx512;
 mod shani;
