@@ -25,7 +25,7 @@
 //! default (`auto`) each shape gets the backend that hashed it fastest on this CPU in a
 //! short calibration at first use ([`Kernels::fastest`]), since the order differs between
 //! CPUs (on the Intel Xeon with AVX-512 that this was written on, 16 lanes beat SHA-NI x8
-//! by 1.2 to 1.7x per shape; on AMD Zen, SHA-NI beats the vector units).
+//! by 1.8 to 2.4x per shape; on AMD Zen, SHA-NI beats the vector units).
 //! `SPACETIME_SHA256_BACKEND` = `auto` | `avx512` | `sha-ni` | `avx2` | `portable` forces one
 //! backend for every shape ([`BACKEND_ENV`]); CI runs the test suite once with `portable`
 //! and once with each SIMD backend the runner has.
@@ -394,10 +394,6 @@ pub struct ScoreContext {
     words: [u32; 8],
     /// The state after rounds 0..8 of the first block (they read only words 0..8).
     after8: [u32; 8],
-    /// The part of message word `16 + i` of the first block that reads only the challenge:
-    /// `σ0(W[i+1]) + W[i]` for `i < 7`, and `W[7]` for `i = 7` (whose `σ0(W[8])` reads the
-    /// leaf).
-    tails: [u32; 8],
 }
 
 impl ScoreContext {
@@ -410,18 +406,10 @@ impl ScoreContext {
         let after8 = partial_rounds(&IV, &words, 8);
         let mut first = [0u32; 8];
         first.copy_from_slice(&words[..8]);
-        let tails = std::array::from_fn(|i| {
-            if i < 7 {
-                small_sigma0(words[i + 1]).wrapping_add(words[i])
-            } else {
-                words[7]
-            }
-        });
         Self {
             challenge: *challenge,
             words: first,
             after8,
-            tails,
         }
     }
 
