@@ -287,7 +287,8 @@ struct BenchArgs {
     /// Directory for the temporary benchmark plot [default: the system temp directory]
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
-    /// Leaves in the benchmark plot (32 bytes each)
+    /// Leaves in the benchmark plot (32 bytes each); 33554432 (1 GiB) or more gives the cold
+    /// scans time to reach the disk's rate, so their ratios are steadier
     #[arg(long, default_value_t = 1 << 20, value_name = "N")]
     leaves: u64,
     /// Worker threads [default: all cores]
