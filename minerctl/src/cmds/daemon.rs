@@ -1,7 +1,7 @@
 //! The daemon and its mining switch: `start [--daemon]`, `stop [--shutdown]`, `shutdown`.
 
 use std::fs::OpenOptions;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -153,6 +153,39 @@ fn find_minerd() -> Result<PathBuf, Failure> {
         })
 }
 
+/// The daemon's log file, for appending: created 0600, never opened through a symbolic
+/// link (so a link planted at that name cannot make minerctl write into another file) and
+/// only if it is a regular file.
+fn open_log(log: &Path) -> Result<std::fs::File, Failure> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(log)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                Failure::other(format!(
+                    "{} is a symbolic link: the daemon's log is not written through one \
+                     (remove it, or use another --data-dir)",
+                    log.display()
+                ))
+            } else {
+                Failure::other(format!("cannot open {}: {e}", log.display()))
+            }
+        })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Failure::other(format!("cannot open {}: {e}", log.display())))?;
+    if !meta.is_file() {
+        return Err(Failure::other(format!(
+            "{} is not a regular file: the daemon's log is not written to it",
+            log.display()
+        )));
+    }
+    Ok(file)
+}
+
 fn spawn_minerd(conn_args: &ConnArgs, data_dir: &Path) -> Result<Spawned, Failure> {
     let minerd = find_minerd()?;
     std::fs::DirBuilder::new()
@@ -166,11 +199,7 @@ fn spawn_minerd(conn_args: &ConnArgs, data_dir: &Path) -> Result<Spawned, Failur
             ))
         })?;
     let log = data_dir.join(LOG_FILE);
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .map_err(|e| Failure::other(format!("cannot open {}: {e}", log.display())))?;
+    let file = open_log(&log)?;
     let err = file
         .try_clone()
         .map_err(|e| Failure::other(format!("cannot open {}: {e}", log.display())))?;
@@ -309,4 +338,32 @@ pub async fn shutdown(c: &mut MinerClient, target: &Target, a: &ShutdownArgs) ->
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_is_never_written_through_a_link_or_into_a_non_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"not minerd's").unwrap();
+        let log = dir.path().join(LOG_FILE);
+        std::os::unix::fs::symlink(&victim, &log).unwrap();
+        let err = open_log(&log).unwrap_err();
+        assert!(format!("{err:?}").contains("symbolic link"), "{err:?}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"not minerd's");
+
+        std::fs::remove_file(&log).unwrap();
+        std::fs::create_dir(&log).unwrap();
+        assert!(open_log(&log).is_err());
+
+        std::fs::remove_dir(&log).unwrap();
+        let file = open_log(&log).unwrap();
+        drop(file);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&log).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
 }
