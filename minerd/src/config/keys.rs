@@ -136,7 +136,7 @@ pub(super) const SECONDS: Kind = Kind::Int { min: 1, max: 3600 };
 pub const KEYS: &[KeyDef] = &[
     key("dataDirectory", Kind::Path, DefaultValue::HomeSpacetime, "directory for the daemon's own files: socket, lock, token, key, metadata"),
     key("plotDirectory", Kind::Path, DefaultValue::InData("plots"), "the one-entry form of plotDirectories (a single plot directory)"),
-    key("plotDirectories", Kind::PathList, DefaultValue::ListOf("plotDirectory"), "directories scanned for *.plot files, one reader per disk; new plots go to the one with the most free space"),
+    key("plotDirectories", Kind::PathList, DefaultValue::ListOf("plotDirectory"), "directories scanned for *.plot files, every disk read at once, each in file order; new plots go to the one with the most free space"),
     key("plotMetadataPath", Kind::Path, DefaultValue::InData("plots_metadata.json"), "the plot registry, reference format, written atomically"),
     key("nodeAddress", Kind::Host, DefaultValue::Str("127.0.0.1"), "node host name or IP address"),
     key("nodePort", Kind::Int { min: 1, max: 65535 }, DefaultValue::Int(8333), "node TCP port"),

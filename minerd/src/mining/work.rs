@@ -321,11 +321,11 @@ fn rank(c: &Candidate, plots: &FarmedSet) -> (Hash32, [u8; 32], usize, u64) {
 }
 
 /// The scan's rounds over plots on `devices` (each plot's `st_dev`, in `plots` order), as
-/// indices into `plots`: every disk is read at once, each by one reader.
+/// indices into `plots`: every disk is read at once, each in file order.
 ///
 /// * `full` and `deadline` (`sequential`): one round of every plot; the core reads each
-///   disk's plots one after the other with its own reader, all disks at the same time, so
-///   that two disks give twice the read rate and a disk never waits for another.
+///   disk's plots one after the other, all disks at the same time, so that a disk never
+///   waits for another.
 /// * sampling strategies: round `r` holds the `r`-th `per_disk` plots of every disk, so
 ///   that each disk serves at most `per_disk` plots at once (`maxConcurrentProofs`; random
 ///   reads of several plots make a spinning disk seek) while all disks work together.

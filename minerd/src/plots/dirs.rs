@@ -4,7 +4,7 @@
 //!
 //! A new plot goes to the directory with the most free space (ties: the first listed), so
 //! that disks fill evenly; `create-plot --output` overrides it. Directories on one device
-//! (`st_dev`) share that device: the scan reads each device with one reader.
+//! (`st_dev`) share that device: the scan reads each device's plots in file order.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

@@ -28,7 +28,7 @@ pub struct PlotFile {
     path: PathBuf,
     header: PlotHeader,
     file_len: u64,
-    /// The device the file lives on (`st_dev`): scans run one reader per device.
+    /// The device the file lives on (`st_dev`): scans read each device's plots in file order.
     device: u64,
     file: File,
 }

@@ -343,7 +343,7 @@ fn a_proof_that_cannot_finish_in_time_is_skipped() {
 fn every_disk_is_scanned_at_once_and_sampling_keeps_per_disk_bounds() {
     // Plots on disks 7, 9, 7, 7, 9.
     let devices = [7, 9, 7, 7, 9];
-    // Full and deadline: one round; the core gives each disk its own reader.
+    // Full and deadline: one round; the core reads each disk in file order.
     assert_eq!(scan_rounds(&devices, 1, true), vec![vec![0, 1, 2, 3, 4]]);
     // Sampling, one plot per disk at a time: both disks in every round.
     assert_eq!(
