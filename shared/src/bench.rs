@@ -182,11 +182,17 @@ impl BenchReport {
         (self.limit_compressions_per_s() / 4.0).min(self.disk_write_bytes_per_s / 32.0)
     }
 
-    /// Compressions the warm scan did per CPU-second (2 a leaf) / the kernel's rate per
-    /// CPU-second: how close scanning is to pure hashing whatever else the machine runs.
+    /// Compressions the warm scan did per CPU-second (2 a leaf) / the score kernel's rate
+    /// per CPU-second on the backend the scan ran ([`BenchReport::kernel_rates`]): how
+    /// close scanning is to pure hashing whatever else the machine runs (what is missing
+    /// is reading: the copy out of the page cache, and the system calls).
     pub fn scan_warm_cpu_efficiency(&self) -> Option<f64> {
         let cpu = self.scan_warm_cpu?.as_secs_f64();
-        let rate = self.kernel_compressions_per_cpu_s?;
+        let rate = self
+            .kernel_rates
+            .iter()
+            .find(|r| r.shape == Shape::Score && r.backend == self.kernels.score)?
+            .compressions_per_cpu_s;
         (cpu > 0.0).then(|| ratio(self.plot_leaves as f64 * 2.0 / cpu, rate))
     }
 
@@ -343,7 +349,7 @@ impl fmt::Display for BenchReport {
         if let Some(e) = self.scan_warm_cpu_efficiency() {
             writeln!(
                 f,
-                "  cpu {:.2?}: {:.0}% of the kernel's compressions per CPU-second (2 a leaf)",
+                "  cpu {:.2?}: {:.0}% of the score kernel's compressions per CPU-second (2 a leaf)",
                 self.scan_warm_cpu.unwrap_or_default(),
                 100.0 * e
             )?;
