@@ -175,7 +175,7 @@ pub(super) unsafe fn leaves(midstate: &[u32; 8], first_nonce: u64, out: &mut [[u
         w[1] = bswap(hi);
         w[2] = splat(0x8000_0000);
         w[15] = splat(72 * 8);
-        let s = compress(&init, w);
+        let s = compress_sparse(&init, w);
         if chunk.len() == L {
             store_digests(&s, chunk);
         } else {
@@ -200,7 +200,7 @@ pub(super) unsafe fn leaf_nodes(leaves: &[[u8; 32]], out: &mut [Hash32]) {
         w[..8].copy_from_slice(&shifted(zero(), &c));
         w[8] = _mm256_or_si256(_mm256_slli_epi32(c[7], 24), splat(0x0080_0000));
         w[15] = splat(33 * 8);
-        store_digests(&compress(&iv, w), outs);
+        store_digests(&compress_sparse(&iv, w), outs);
     });
 }
 
@@ -220,7 +220,7 @@ pub(super) unsafe fn internal_nodes(children: &[Hash32], out: &mut [Hash32]) {
         let mut second = [zero(); 16];
         second[0] = _mm256_or_si256(_mm256_slli_epi32(c[15], 24), splat(0x0080_0000));
         second[15] = splat(65 * 8);
-        store_digests(&compress(&s, second), outs);
+        store_digests(&compress_sparse(&s, second), outs);
     });
 }
 

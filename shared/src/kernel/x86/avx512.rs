@@ -278,7 +278,7 @@ pub(super) unsafe fn leaves(midstate: &[u32; 8], first_nonce: u64, out: &mut [[u
         for t in 2..16 {
             w[t] = splat(fixed[t]);
         }
-        let s = compress(&init, w);
+        let s = compress_sparse(&init, w);
         if chunk.len() == L {
             store_digests(&s, chunk);
         } else {
@@ -304,7 +304,7 @@ pub(super) unsafe fn leaf_nodes(leaves: &[[u8; 32]], out: &mut [Hash32]) {
         w[..8].copy_from_slice(&shifted(zero, &c));
         w[8] = _mm512_or_si512(_mm512_slli_epi32::<24>(c[7]), splat(0x0080_0000));
         w[15] = splat(33 * 8);
-        let s = compress(&iv, w);
+        let s = compress_sparse(&iv, w);
         store_digests(&s, outs);
     });
 }
@@ -328,7 +328,7 @@ pub(super) unsafe fn internal_nodes(children: &[Hash32], out: &mut [Hash32]) {
         let mut second = [zero; 16];
         second[0] = _mm512_or_si512(_mm512_slli_epi32::<24>(c[15]), splat(0x0080_0000));
         second[15] = splat(65 * 8);
-        let s = compress(&s, second);
+        let s = compress_sparse(&s, second);
         store_digests(&s, outs);
     });
 }

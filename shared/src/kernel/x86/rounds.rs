@@ -73,6 +73,21 @@ macro_rules! rounds16_64 {
     };
 }
 
+/// Rounds 16..64 as [`rounds16_64`], the first pass of sixteen written out rather than in
+/// the loop: for a block whose words are mostly constants (a leaf's: 14 of 16), the
+/// compiler folds what of that pass's schedule reads only constants.
+macro_rules! rounds16_64_sparse {
+    ([$a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident, $g:ident, $h:ident], $w:ident) => {
+        let k = &K[16..32];
+        rounds8!([$a, $b, $c, $d, $e, $f, $g, $h], next_wk!($w, k), 0);
+        rounds8!([$a, $b, $c, $d, $e, $f, $g, $h], next_wk!($w, k), 8);
+        for k in K[32..].chunks_exact(16) {
+            rounds8!([$a, $b, $c, $d, $e, $f, $g, $h], next_wk!($w, k), 0);
+            rounds8!([$a, $b, $c, $d, $e, $f, $g, $h], next_wk!($w, k), 8);
+        }
+    };
+}
+
 /// The compressions every lane backend builds its shapes from: `compress` (a full block),
 /// `score_state` (the score's two blocks from the per-challenge precomputation),
 /// `feed_forward` and `broadcast`, written against the backend's `V`, `zero`, `splat` and
@@ -87,6 +102,16 @@ macro_rules! lane_compressions {
             rounds8!([a, b, c, d, e, f, g, h], block_wk!(w), 0);
             rounds8!([a, b, c, d, e, f, g, h], block_wk!(w), 8);
             rounds16_64!([a, b, c, d, e, f, g, h], w);
+            feed_forward([a, b, c, d, e, f, g, h], state)
+        }
+
+        /// [`compress`] of a block whose words are mostly constants.
+        #[inline(always)]
+        unsafe fn compress_sparse(state: &[V; 8], mut w: [V; 16]) -> [V; 8] {
+            let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = *state;
+            rounds8!([a, b, c, d, e, f, g, h], block_wk!(w), 0);
+            rounds8!([a, b, c, d, e, f, g, h], block_wk!(w), 8);
+            rounds16_64_sparse!([a, b, c, d, e, f, g, h], w);
             feed_forward([a, b, c, d, e, f, g, h], state)
         }
 
