@@ -3,13 +3,11 @@
 //! Σ / σ functions are one `vpternlogd` each. Inputs are transposed into message words, and
 //! digests back, with three stages of two-register permutes (`vpermt2d`).
 //!
-//! Each group of eight rounds is written flat, the working variables renamed from round to
-//! round instead of moved and the message schedule in sixteen named registers, so that
-//! every operand stays in a register; the groups run in loops, so that a kernel (under a
-//! thousand instructions) fits the CPU's decoded-instruction cache. Nothing on the hot
-//! path goes through a closure or `array::map` / `from_fn`: those are compiled outside the
-//! `#[target_feature]` context and cost a call, a `vzeroupper` and a trip through memory
-//! per group (measured: a third of the score kernel's time).
+//! The rounds and compressions are the shared ones of `rounds.rs` (flat eight-round groups
+//! in registers). Nothing on the hot path goes through `array::map` or `array::from_fn`:
+//! their closures run inside std code compiled outside the `#[target_feature]` context,
+//! which cost a call, a `vzeroupper` and a trip through memory per group (measured: a
+//! third of the score kernel's time).
 //!
 //! Every function here is `unsafe` only because of `#[target_feature]` and raw 64-byte
 //! loads and stores of `[u8; 32]` pairs; callers hold a [`super::Avx512`] token.
