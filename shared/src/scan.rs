@@ -800,22 +800,11 @@ fn better(a: &Candidate, b: &Candidate, plots: &[&PlotFile]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plot::{create_plot, CacheLevels, CreatePlot};
 
     #[test]
     fn leaves_cut_by_block_boundaries_are_scored_once_both_halves_are_read_in_any_order() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.plot");
-        let req = CreatePlot {
-            path: path.clone(),
-            miner_pk: [4; 32],
-            seed: [5; 32],
-            leaf_count: 200_000,
-            cache: CacheLevels::Disabled,
-            threads: Some(1),
-        };
-        create_plot(&req, &mut |_| {}, &AtomicBool::new(false)).unwrap();
-        let plot = PlotFile::open(&path).unwrap();
+        let plot = crate::test_support::plot(dir.path(), "c.plot", 200_000);
         let plots = [&plot];
         let blocks = Blocks::of(&plot);
         let cut: Vec<u64> = (0..blocks.count())

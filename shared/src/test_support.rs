@@ -1,5 +1,5 @@
-//! Helpers of shared's unit tests: the reference test vectors (`testdata/vectors.json`)
-//! and the names in a directory.
+//! Helpers of shared's unit tests: the reference test vectors (`testdata/vectors.json`),
+//! the names in a directory, and small plots.
 
 use std::path::Path;
 
@@ -24,4 +24,20 @@ pub(crate) fn hex32(v: &serde_json::Value) -> [u8; 32] {
         .unwrap()
         .try_into()
         .unwrap()
+}
+
+/// A plot of `leaves` leaves at `dir/name` (no cache), opened.
+pub(crate) fn plot(dir: &Path, name: &str, leaves: u64) -> crate::plot::PlotFile {
+    let path = dir.join(name);
+    let req = crate::plot::CreatePlot {
+        path: path.clone(),
+        miner_pk: [4; 32],
+        seed: [5; 32],
+        leaf_count: leaves,
+        cache: crate::plot::CacheLevels::Disabled,
+        threads: Some(1),
+    };
+    crate::plot::create_plot(&req, &mut |_| {}, &std::sync::atomic::AtomicBool::new(false))
+        .unwrap();
+    crate::plot::PlotFile::open(&path).unwrap()
 }

@@ -276,24 +276,12 @@ pub(super) fn is_unsupported(error: &PlotError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plot::{create_plot, CacheLevels, CreatePlot};
-    use std::sync::atomic::AtomicBool;
 
     #[test]
     fn blocks_hold_every_leaf_once_whole_or_cut_and_read_the_same_direct_or_cached() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("d.plot");
         // 200 000 leaves = 6.1 MiB: four blocks, three cuts.
-        let req = CreatePlot {
-            path: path.clone(),
-            miner_pk: [1; 32],
-            seed: [2; 32],
-            leaf_count: 200_000,
-            cache: CacheLevels::Disabled,
-            threads: Some(1),
-        };
-        create_plot(&req, &mut |_| {}, &AtomicBool::new(false)).unwrap();
-        let plot = PlotFile::open(&path).unwrap();
+        let plot = crate::test_support::plot(dir.path(), "d.plot", 200_000);
         let mut all = Vec::new();
         plot.read_range(0..plot.leaf_count(), &mut all).unwrap();
         let blocks = Blocks::of(&plot);
