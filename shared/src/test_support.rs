@@ -37,7 +37,11 @@ pub(crate) fn plot(dir: &Path, name: &str, leaves: u64) -> crate::plot::PlotFile
         cache: crate::plot::CacheLevels::Disabled,
         threads: Some(1),
     };
-    crate::plot::create_plot(&req, &mut |_| {}, &std::sync::atomic::AtomicBool::new(false))
-        .unwrap();
+    crate::plot::create_plot(
+        &req,
+        &mut |_| {},
+        &std::sync::atomic::AtomicBool::new(false),
+    )
+    .unwrap();
     crate::plot::PlotFile::open(&path).unwrap()
 }
