@@ -62,28 +62,31 @@ macro_rules! const_wk {
     };
 }
 
-/// Rounds 16..64 of a compression whose schedule window `w` holds `W[0..16]`, sixteen a
-/// pass (the round within the pass is also the window slot of its word).
-macro_rules! rounds16_64 {
-    ([$a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident, $g:ident, $h:ident], $w:ident) => {
-        for k in K[16..].chunks_exact(16) {
-            rounds8!([$a, $b, $c, $d, $e, $f, $g, $h], next_wk!($w, k), 0);
-            rounds8!([$a, $b, $c, $d, $e, $f, $g, $h], next_wk!($w, k), 8);
-        }
+/// One pass of sixteen rounds from round 16 on, `k` its round constants, on a schedule
+/// window `w` that holds the sixteen words before them (the round within the pass is also
+/// the window slot of its word).
+macro_rules! schedule_pass {
+    ([$a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident, $g:ident, $h:ident], $w:ident, $k:ident) => {
+        rounds8!([$a, $b, $c, $d, $e, $f, $g, $h], next_wk!($w, $k), 0);
+        rounds8!([$a, $b, $c, $d, $e, $f, $g, $h], next_wk!($w, $k), 8);
     };
 }
 
-/// Rounds 16..64 as [`rounds16_64`], the first pass of sixteen written out rather than in
-/// the loop: for a block whose words are mostly constants (a leaf's: 14 of 16), the
-/// compiler folds what of that pass's schedule reads only constants.
-macro_rules! rounds16_64_sparse {
-    ([$a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident, $g:ident, $h:ident], $w:ident) => {
-        let k = &K[16..32];
-        rounds8!([$a, $b, $c, $d, $e, $f, $g, $h], next_wk!($w, k), 0);
-        rounds8!([$a, $b, $c, $d, $e, $f, $g, $h], next_wk!($w, k), 8);
-        for k in K[32..].chunks_exact(16) {
-            rounds8!([$a, $b, $c, $d, $e, $f, $g, $h], next_wk!($w, k), 0);
-            rounds8!([$a, $b, $c, $d, $e, $f, $g, $h], next_wk!($w, k), 8);
+/// Rounds 16..64 of a compression whose schedule window `w` holds `W[0..16]`: the passes in
+/// a loop, or, `sparse`, the first pass written out before the loop over the other two, so
+/// that for a block whose words are mostly constants (a leaf's: 14 of 16) the compiler
+/// folds what of that pass's schedule reads only constants.
+macro_rules! rounds16_64 {
+    ([$a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident, $g:ident, $h:ident], $w:ident, $sparse:expr) => {
+        let from = if $sparse {
+            let k = &K[16..32];
+            schedule_pass!([$a, $b, $c, $d, $e, $f, $g, $h], $w, k);
+            32
+        } else {
+            16
+        };
+        for k in K[from..].chunks_exact(16) {
+            schedule_pass!([$a, $b, $c, $d, $e, $f, $g, $h], $w, k);
         }
     };
 }
@@ -97,21 +100,22 @@ macro_rules! lane_compressions {
         /// A full compression of the block `w` (message words, consumed as the schedule) into
         /// `state`, feed-forward included.
         #[inline(always)]
-        unsafe fn compress(state: &[V; 8], mut w: [V; 16]) -> [V; 8] {
-            let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = *state;
-            rounds8!([a, b, c, d, e, f, g, h], block_wk!(w), 0);
-            rounds8!([a, b, c, d, e, f, g, h], block_wk!(w), 8);
-            rounds16_64!([a, b, c, d, e, f, g, h], w);
-            feed_forward([a, b, c, d, e, f, g, h], state)
+        unsafe fn compress(state: &[V; 8], w: [V; 16]) -> [V; 8] {
+            compress_block::<false>(state, w)
         }
 
         /// [`compress`] of a block whose words are mostly constants.
         #[inline(always)]
-        unsafe fn compress_sparse(state: &[V; 8], mut w: [V; 16]) -> [V; 8] {
+        unsafe fn compress_sparse(state: &[V; 8], w: [V; 16]) -> [V; 8] {
+            compress_block::<true>(state, w)
+        }
+
+        #[inline(always)]
+        unsafe fn compress_block<const SPARSE: bool>(state: &[V; 8], mut w: [V; 16]) -> [V; 8] {
             let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = *state;
             rounds8!([a, b, c, d, e, f, g, h], block_wk!(w), 0);
             rounds8!([a, b, c, d, e, f, g, h], block_wk!(w), 8);
-            rounds16_64_sparse!([a, b, c, d, e, f, g, h], w);
+            rounds16_64!([a, b, c, d, e, f, g, h], w, SPARSE);
             feed_forward([a, b, c, d, e, f, g, h], state)
         }
 
@@ -147,7 +151,7 @@ macro_rules! lane_compressions {
                 w[t + 8] = leaf[t];
             }
             rounds8!([a, b, c, d, e, f, g, h], block_wk!(w), 8);
-            rounds16_64!([a, b, c, d, e, f, g, h], w);
+            rounds16_64!([a, b, c, d, e, f, g, h], w, false);
             let mid = feed_forward([a, b, c, d, e, f, g, h], &broadcast(&IV));
             [a, b, c, d, e, f, g, h] = mid;
             for wk in PAD_64_WK.chunks_exact(8) {
