@@ -427,12 +427,7 @@ fn own_reads_scan(shared: &Shared<'_>, devices: &[Vec<usize>]) {
         }
         shared.merge(local);
     };
-    rayon::scope(|s| {
-        for _ in 1..rayon::current_num_threads().max(1) {
-            s.spawn(|_| hasher());
-        }
-        hasher();
-    });
+    on_threads(rayon::current_num_threads(), hasher);
 }
 
 /// Direct reads: [`DIRECT_READERS`] reader threads per device (they mostly wait for the
@@ -494,12 +489,7 @@ fn reader_scan(shared: &Shared<'_>, devices: &[Vec<usize>]) {
             }
             shared.merge(local);
         };
-        rayon::scope(|s| {
-            for _ in 1..hashers {
-                s.spawn(|_| hasher());
-            }
-            hasher();
-        });
+        on_threads(hashers, hasher);
     });
 }
 
@@ -698,14 +688,19 @@ fn sampled_scan(shared: &Shared<'_>) -> bool {
         }
         shared.merge(local);
     };
-    let workers = rayon::current_num_threads().min(items.len()).max(1);
-    rayon::scope(|s| {
-        for _ in 1..workers {
-            s.spawn(|_| worker());
-        }
-        worker();
-    });
+    on_threads(rayon::current_num_threads().min(items.len()), worker);
     next.load(Ordering::Relaxed) >= items.len()
+}
+
+/// Runs `work` on `threads` threads of the current rayon pool at once (at least one: the
+/// calling thread), and returns when every one has finished.
+fn on_threads(threads: usize, work: impl Fn() + Sync) {
+    rayon::scope(|s| {
+        for _ in 1..threads.max(1) {
+            s.spawn(|_| work());
+        }
+        work();
+    });
 }
 
 /// The leaves at `indices` (ascending) into `out`: one read of their span when they are
